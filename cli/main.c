@@ -1,0 +1,84 @@
+/*
+ * main.c — the `tessera` program: global flags, then a git-style subcommand.
+ *
+ *   tessera [-v|-vv|-q] COMMAND [args...]
+ *
+ * The command table is cli/commands.h; each command lives in cli/cmd_NAME.c.
+ */
+#include "cli/commands.h"
+#include "kernels/base.h"
+#include "kernels/tensor.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+#define COMMAND_ENTRY(name, summary) {#name, summary, cmd_##name},
+static const command commands[] = {TESSERA_COMMANDS(COMMAND_ENTRY)};
+#undef COMMAND_ENTRY
+static const int command_count = (int)(sizeof commands / sizeof commands[0]);
+
+int cmd_help(int argc, char **argv) {
+    if (argc > 1) {
+        for (int i = 0; i < command_count; i++)
+            if (strcmp(commands[i].name, argv[1]) == 0) {
+                char *args[] = {argv[1], "--help", NULL};
+                return commands[i].run(2, args);
+            }
+        fprintf(stderr, "tessera: no command '%s'\n", argv[1]);
+        return 2;
+    }
+    printf("usage: tessera [-v|-vv|-q] COMMAND [ARGS]\n\ncommands:\n");
+    for (int i = 0; i < command_count; i++)
+        printf("  %-14s %s\n", commands[i].name, commands[i].summary);
+    printf("\n'tessera help COMMAND' or 'tessera COMMAND --help' shows a command's options.\n");
+    return 0;
+}
+
+static const char *yes_no(int on) { return on ? "yes" : "no"; }
+
+int cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    int blas = 0, dnnl = 0, cuda = 0, nccl = 0, mpi = 0;
+#ifdef TESSERA_HAVE_OPENBLAS
+    blas = 1;
+#endif
+#ifdef TESSERA_HAVE_DNNL
+    dnnl = 1;
+#endif
+#ifdef TESSERA_HAVE_CUDA
+    cuda = 1;
+#endif
+#ifdef TESSERA_HAVE_NCCL
+    nccl = 1;
+#endif
+#ifdef TESSERA_HAVE_MPI
+    mpi = 1;
+#endif
+    printf("tessera %s\n", TESSERA_VERSION);
+    printf("features: openblas=%s onednn=%s cuda=%s nccl=%s mpi=%s openmp=yes threads=%d\n",
+           yes_no(blas), yes_no(dnnl), yes_no(cuda), yes_no(nccl), yes_no(mpi), ts_get_threads());
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-v") == 0) log_set_level(LOG_DEBUG);
+        else if (strcmp(argv[i], "-vv") == 0) log_set_level(LOG_TRACE);
+        else if (strcmp(argv[i], "-q") == 0) log_set_level(LOG_ERROR);
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return cmd_help(1, argv);
+        else if (strcmp(argv[i], "--version") == 0) return cmd_version(1, argv);
+        else { fprintf(stderr, "tessera: unknown option '%s' (try 'tessera help')\n", argv[i]); return 2; }
+    }
+    if (i == argc) { cmd_help(1, argv); return 2; }
+    for (int c = 0; c < command_count; c++)
+        if (strcmp(commands[c].name, argv[i]) == 0) return commands[c].run(argc - i, argv + i);
+    fprintf(stderr, "tessera: '%s' is not a command (try 'tessera help')\n", argv[i]);
+    return 2;
+}

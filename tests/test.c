@@ -1,0 +1,64 @@
+/* test.c — the shared test harness (see test.h). */
+#include "test.h"
+#include "models/npy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int test_passed, test_failed;
+
+int test_report(void) {
+    printf("%d passed, %d failed\n", test_passed, test_failed);
+    return test_failed ? 1 : 0;
+}
+
+float test_max_abs_diff(const float *got, const float *want, size_t n, float *max_want) {
+    float worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(got[i] - want[i]);
+        if (!(d <= worst)) worst = d;   /* NaN counts as worst */
+        if (fabsf(want[i]) > scale) scale = fabsf(want[i]);
+    }
+    if (max_want) *max_want = scale;
+    return worst;
+}
+
+bool test_arrays_close(const float *got, const float *want, size_t n, float tol, const char *what) {
+    float scale;
+    float worst = test_max_abs_diff(got, want, n, &scale);
+    float limit = tol * (scale > 1 ? scale : 1);
+    if (worst <= limit) return true;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabsf(got[i] - want[i]) <= limit)) { at = i; break; }
+    fprintf(stderr, "  %s: max abs diff %.3g > %.3g (scale %.3g); first at [%zu]: got %.7g want %.7g\n",
+            what, worst, limit, scale, at, got[at], want[at]);
+    return false;
+}
+
+static const char *env_path(const char *var, const char *fallback, const char *rel) {
+    static char bufs[8][4096];
+    static int next;
+    const char *root = getenv(var);
+    if (!root) root = fallback;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", root, rel);
+    return b;
+}
+
+const char *fixture_path(const char *rel) { return env_path("TESSERA_FIXTURES", "tests/fixtures", rel); }
+const char *data_path(const char *rel) { return env_path("TESSERA_DATA", "../shared/data", rel); }
+
+float *fixture_npy(const char *rel, tensor *shape_out) {
+    tensor t;
+    if (npy_load(fixture_path(rel), &t) != 0) {
+        fprintf(stderr, "cannot load fixture %s: %s\n", rel, ts_last_error());
+        return NULL;
+    }
+    float *f = ts_malloc((size_t)tensor_numel(&t) * sizeof(float));
+    tensor_copy_to_f32(f, &t);
+    if (shape_out) { *shape_out = t; shape_out->data = f; shape_out->type = DT_F32; shape_out->owns_data = false; }
+    tensor_free(&t);
+    return f;
+}

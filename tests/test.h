@@ -1,0 +1,54 @@
+/*
+ * test.h — the tiny test harness every C test uses.
+ *
+ *   int main(void) {
+ *       TEST_BEGIN();
+ *       CHECK(x == 3, "x is %d", x);
+ *       CHECK_CLOSE_ARRAYS(got, want, n, 1e-5f, "conv output");
+ *       return TEST_END();        // prints "N passed, N failed", exit status 0/1
+ *   }
+ *
+ * Fixture paths come from the environment that ctest sets (tests/CMakeLists.txt).
+ */
+#ifndef TESSERA_TEST_H
+#define TESSERA_TEST_H
+
+#include "kernels/base.h"
+#include "kernels/tensor.h"
+#include <stdio.h>
+
+extern int test_passed, test_failed;
+
+#define TEST_BEGIN() (test_passed = 0, test_failed = 0)
+#define TEST_END() test_report()
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        if (cond) test_passed++;                                             \
+        else {                                                               \
+            test_failed++;                                                   \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
+            fprintf(stderr, __VA_ARGS__);                                    \
+            fprintf(stderr, "\n");                                           \
+        }                                                                    \
+    } while (0)
+
+/* Checks that a call returning 0/-1 succeeded, printing ts_last_error() if not. */
+#define CHECK_OK(call) CHECK((call) == 0, "%s", ts_last_error())
+
+/* max |got - want| <= tol * max(1, max |want|); prints the worst element. */
+#define CHECK_CLOSE_ARRAYS(got, want, n, tol, what) \
+    CHECK(test_arrays_close(got, want, n, tol, what), "%s", what)
+
+int test_report(void);
+bool test_arrays_close(const float *got, const float *want, size_t n, float tol, const char *what);
+/* Largest absolute difference, and the largest |want|. */
+float test_max_abs_diff(const float *got, const float *want, size_t n, float *max_want);
+
+/* $TESSERA_FIXTURES/rel and $TESSERA_DATA/rel (static buffers, rotate through 8). */
+const char *fixture_path(const char *rel);
+const char *data_path(const char *rel);
+/* Loads an .npy fixture as float32 (any float/int dtype widened); NULL on failure. */
+float *fixture_npy(const char *rel, tensor *shape_out);
+
+#endif
