@@ -9,7 +9,8 @@
 
 #define TESSERA_COMMANDS(X)                                                  \
     X(help,    "list the commands, or show one command's help")             \
-    X(version, "print the version and the features this build has")
+    X(version, "print the version and the features this build has")         \
+    X(inspect, "list the tensors and metadata of a .safetensors file")
 
 #define DECLARE_COMMAND(name, summary) int cmd_##name(int argc, char **argv);
 TESSERA_COMMANDS(DECLARE_COMMAND)
