@@ -97,9 +97,15 @@ static void f32_to_f16_f16c(uint16_t *dst, const float *src, size_t n) {
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
 }
+#include <cpuid.h>
 static bool cpu_has_f16c(void) {
     static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    if (cached < 0) {
+        unsigned a, b, c, d;
+        /* CPUID leaf 1, ECX: bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE (clang lacks "f16c" in
+         * __builtin_cpu_supports, so ask the CPU directly) */
+        cached = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) && (c & (1u << 28)) && (c & (1u << 27));
+    }
     return cached;
 }
 #else

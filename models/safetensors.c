@@ -50,6 +50,7 @@ static int compare_name(const void *a, const void *b) {
 
 static int parse_metadata(safetensors *st, const cJSON *meta) {
     if (!cJSON_IsObject(meta)) return ts_fail("%s: __metadata__ is not an object", st->label);
+    if (st->meta_keys) return ts_fail("%s: __metadata__ appears twice", st->label);
     int n = cJSON_GetArraySize(meta);
     st->meta_keys = ts_calloc((size_t)n + 1, sizeof(char *));
     st->meta_values = ts_calloc((size_t)n + 1, sizeof(char *));

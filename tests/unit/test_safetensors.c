@@ -80,6 +80,7 @@ int main(void) {
     expect_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}",
                    0, 8, "overflows");
     expect_refused("{\"__metadata__\":{\"k\":1}}", 0, 0, "not a string");
+    expect_refused("{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, "appears twice"); /* found by the fuzzer */
     {
         size_t size = 5;
         uint8_t tiny[5] = {1, 2, 3, 4, 5};
