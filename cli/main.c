@@ -23,10 +23,25 @@ static const command commands[] = {TESSERA_COMMANDS(COMMAND_ENTRY)};
 #undef COMMAND_ENTRY
 static const int command_count = (int)(sizeof commands / sizeof commands[0]);
 
+/* Command names are C identifiers; users type '-' where the identifier has '_'. */
+static bool command_is(const char *name, const char *typed) {
+    for (; *name && *typed; name++, typed++)
+        if (*name != *typed && !(*name == '_' && *typed == '-')) return false;
+    return *name == *typed;
+}
+
+static void print_name(const char *name) {
+    char buf[64];
+    size_t i = 0;
+    for (; name[i] && i < sizeof buf - 1; i++) buf[i] = name[i] == '_' ? '-' : name[i];
+    buf[i] = 0;
+    printf("  %-14s ", buf);
+}
+
 int cmd_help(int argc, char **argv) {
     if (argc > 1) {
         for (int i = 0; i < command_count; i++)
-            if (strcmp(commands[i].name, argv[1]) == 0) {
+            if (command_is(commands[i].name, argv[1])) {
                 char *args[] = {argv[1], "--help", NULL};
                 return commands[i].run(2, args);
             }
@@ -34,8 +49,10 @@ int cmd_help(int argc, char **argv) {
         return 2;
     }
     printf("usage: tessera [-v|-vv|-q] COMMAND [ARGS]\n\ncommands:\n");
-    for (int i = 0; i < command_count; i++)
-        printf("  %-14s %s\n", commands[i].name, commands[i].summary);
+    for (int i = 0; i < command_count; i++) {
+        print_name(commands[i].name);
+        printf("%s\n", commands[i].summary);
+    }
     printf("\n'tessera help COMMAND' or 'tessera COMMAND --help' shows a command's options.\n");
     return 0;
 }
@@ -78,7 +95,7 @@ int main(int argc, char **argv) {
     }
     if (i == argc) { cmd_help(1, argv); return 2; }
     for (int c = 0; c < command_count; c++)
-        if (strcmp(commands[c].name, argv[i]) == 0) return commands[c].run(argc - i, argv + i);
+        if (command_is(commands[c].name, argv[i])) return commands[c].run(argc - i, argv + i);
     fprintf(stderr, "tessera: '%s' is not a command (try 'tessera help')\n", argv[i]);
     return 2;
 }

@@ -1,0 +1,106 @@
+/* llm_expander.c — batched prompt expansion with the embedded LLM (see expander.h). */
+#include "models/llm_expander.h"
+#include "models/llm_codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct llm_expander {
+    llm_expander_options options;
+    llm *model;
+    llm_codec *codec;
+    llm_state *state;
+    upsample_instruction *instruction;
+};
+
+llm_expander_options llm_expander_default_options(void) {
+    llm_expander_options o = {0};
+    o.sampling = llm_sampling_greedy();
+    o.sampling.temperature = 0.7f;
+    o.sampling.top_p = 0.9f;
+    o.sampling.repeat_penalty = 1.1f;
+    o.max_tokens = 160;
+    o.max_batch = 8;
+    return o;
+}
+
+llm_expander *llm_expander_open(const llm_expander_options *o) {
+    llm_expander *e = ts_calloc(1, sizeof *e);
+    e->options = *o;
+    if (e->options.max_batch <= 0) e->options.max_batch = 8;
+    if (e->options.max_tokens <= 0) e->options.max_tokens = 160;
+    e->model = llm_open(o->model);
+    if (!e->model) goto fail;
+    e->codec = llm_codec_open(e->model, o->model, o->tokenizer);
+    if (!e->codec || llm_codec_set_template(e->codec, o->template_name) != 0) goto fail;
+    if (!llm_codec_has_template(e->codec)) {
+        ts_fail("%s: the model has no chat template; name one with --template", o->model);
+        goto fail;
+    }
+    e->instruction = upsample_load_instruction(o->system_file, o->examples_file);
+    if (!e->instruction) goto fail;
+    /* the upsampling conversation is a few hundred tokens: a long model context would
+     * only make the KV cache large */
+    int ctx = llm_get_config(e->model)->max_seq_len;
+    if (ctx <= 0 || ctx > 2048) ctx = 2048;
+    e->state = llm_state_new(e->model, e->options.max_batch, ctx, 512);
+    if (!e->state) goto fail;
+    return e;
+fail:
+    llm_expander_destroy(&e);
+    return NULL;
+}
+
+void llm_expander_destroy(llm_expander **self) {
+    if (!self || !*self) return;
+    llm_expander *e = *self;
+    llm_state_destroy(&e->state);
+    llm_codec_destroy(&e->codec);
+    upsample_instruction_destroy(&e->instruction);
+    llm_destroy(&e->model);
+    free(e);
+    *self = NULL;
+}
+
+int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansion *out) {
+    int **ids = ts_calloc((size_t)n, sizeof(int *));
+    int *lens = ts_calloc((size_t)n, sizeof(int));
+    int rc = -1;
+    chat_message *msgs = ts_malloc(sizeof(chat_message) * (size_t)(2 + 2 * upsample_example_count(e->instruction)));
+    for (int i = 0; i < n; i++) {
+        int count = upsample_messages(e->instruction, prompts[i], msgs);
+        char *text = llm_codec_render_chat(e->codec, msgs, count);
+        int r = llm_codec_encode(e->codec, text, false, true, &ids[i], &lens[i]);
+        free(text);
+        if (r != 0) { ts_fail_wrap("prompt %d", i); goto done; }
+    }
+    int end_ids[8];
+    llm_generation gen = {.max_tokens = e->options.max_tokens};
+    gen.n_end = llm_codec_end_ids(e->codec, end_ids, 8);
+    gen.end_ids = gen.n_end ? end_ids : NULL;
+    llm_detokenizer detok = llm_codec_detokenizer(e->codec);
+    llm_output *outputs = ts_calloc((size_t)n, sizeof(llm_output));
+    if (llm_generate(e->model, e->state, n, (const int *const *)ids, lens, &e->options.sampling, &gen, &detok, outputs) != 0) {
+        free(outputs);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        out[i].raw = ts_strdup(outputs[i].text ? outputs[i].text : "");
+        char *clean = upsample_clean(out[i].raw, outputs[i].finish == LLM_FINISH_LENGTH, &out[i].verdict);
+        if (out[i].verdict == UPSAMPLE_OK) out[i].text = clean;
+        else { free(clean); out[i].text = ts_strdup(prompts[i]); }
+    }
+    llm_output_free(outputs, n);
+    free(outputs);
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    free(lens);
+    free(msgs);
+    return rc;
+}
+
+void expansion_free(expansion *x, int n) {
+    for (int i = 0; i < n; i++) { free(x[i].text); free(x[i].raw); x[i].text = x[i].raw = NULL; }
+}

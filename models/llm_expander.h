@@ -1,0 +1,43 @@
+/*
+ * llm_expander.h — prompt expansion with the embedded LLM: every prompt becomes the
+ * upsampling conversation (upsample.h) in the model's chat template, all of them are
+ * generated in one batch, and each reply is cleaned and judged. A reply that fails the
+ * judgement falls back to the original prompt with its verdict, so the caller can count
+ * and record it.
+ */
+#ifndef TESSERA_LLM_EXPANDER_H
+#define TESSERA_LLM_EXPANDER_H
+
+#include "models/llm_sample.h"
+#include "models/upsample.h"
+
+typedef struct llm_expander_options {
+    const char *model;           /* .gguf, Hugging Face folder */
+    const char *tokenizer;       /* override; NULL: the model's own */
+    const char *template_name;   /* NULL: the model's own */
+    const char *system_file;     /* NULL: built in */
+    const char *examples_file;   /* NULL: built in */
+    llm_sampling sampling;
+    int max_tokens;              /* per reply */
+    int max_batch;               /* prompts generated together */
+} llm_expander_options;
+
+/* Defaults: temperature 0.7, top-p 0.9, repeat penalty 1.1, 160 tokens, batch 8. */
+llm_expander_options llm_expander_default_options(void);
+
+typedef struct expansion {
+    char *text;                  /* the description, or the original prompt on fallback */
+    char *raw;                   /* what the model said */
+    upsample_verdict verdict;    /* UPSAMPLE_OK unless it fell back */
+} expansion;
+
+typedef struct llm_expander llm_expander;
+
+llm_expander *llm_expander_open(const llm_expander_options *options);
+void llm_expander_destroy(llm_expander **self);
+/* Expands n prompts; out[n] filled (free with expansion_free). -1 only when the model
+ * itself fails; bad replies are fallbacks, not errors. */
+int llm_expander_run(llm_expander *self, int n, const char *const *prompts, expansion *out);
+void expansion_free(expansion *e, int n);
+
+#endif
