@@ -31,6 +31,12 @@ void gemm_batched(int count, bool trans_a, bool trans_b, int M, int N, int K, fl
 /* y[rows, out] = x[rows, in] * W^T + b, with W [out, in] of any dtype; b may be NULL. */
 int linear(float *y, const float *x, int64_t rows, const tensor *W, const tensor *b);
 
+/* For callers that split GEMMs over OpenMP threads themselves (models/unet.c): make BLAS
+ * single-threaded around such a region, else both thread pools spin against each other.
+ * Returns the previous BLAS thread count for blas_threads_restore. (Defined in gemm.c.) */
+int blas_threads_single(void);
+void blas_threads_restore(int previous);
+
 /* ---- convolution ------------------------------------------------------- */
 
 typedef struct {
@@ -44,6 +50,19 @@ typedef struct {
 int conv2d(float *out, const float *x, int N, int C, int H, int W,
            const tensor *weight, const tensor *bias, conv2d_params p);
 void conv2d_out_size(int H, int W, const tensor *weight, conv2d_params p, int *OH, int *OW);
+
+/* Which implementation conv2d uses (process-wide). AUTO, the default, is chosen by
+ * measurement (conv.c): oneDNN, except 1x1 and few-input-channel convolutions (sgemm). */
+typedef enum { CONV_BACKEND_AUTO = 0, CONV_BACKEND_IM2COL, CONV_BACKEND_ONEDNN } conv2d_backend;
+void conv2d_set_backend(conv2d_backend b);
+conv2d_backend conv2d_get_backend(void);          /* never AUTO: the main one in use */
+bool conv2d_backend_available(conv2d_backend b);
+const char *conv2d_backend_name(conv2d_backend b);
+/* Opt-in (oneDNN): keep up to max_bytes of weights in the backend's layout, keyed by the
+ * weight's address, saving the per-call reorder (~30 ms for 1280x1280x3x3). Only for
+ * weights that stay unchanged at their address (e.g. memory-mapped) until _clear(). */
+void conv2d_weight_cache(size_t max_bytes);
+void conv2d_weight_cache_clear(void);
 
 /* ---- normalisation ----------------------------------------------------- */
 
@@ -99,7 +118,8 @@ void nhwc_to_nchw(float *out, const float *x, int N, int C, int64_t HW);
  *   q   [batch, Nq, heads * head_dim]  (row stride q_stride elements, >= heads*head_dim)
  *   k,v [batch, Nk, heads * head_dim]  (row strides k_stride, v_stride)
  *   out [batch, Nq, heads * head_dim]  contiguous
- * scale is usually 1/sqrt(head_dim). mask: NULL, or additive [Nq, Nk] (e.g. causal).
+ * scale is usually 1/sqrt(head_dim); 0 means exactly that. mask: NULL, or additive [Nq, Nk].
+ * A query whose keys are all masked gets a zero output row.
  * The strides let q, k, v point into one fused QKV projection without copies.
  */
 typedef struct {
@@ -109,6 +129,9 @@ typedef struct {
     float scale;
     const float *mask;                     /* optional additive [n_q, n_kv] */
     bool causal;                           /* key j > query i masked (aligned at the end) */
+    int kv_heads;                          /* 0: heads. Fewer (grouped-query attention): query
+                                              head h reads k/v head h / (heads / kv_heads), and
+                                              k, v rows are kv_heads * head_dim wide */
 } attention_params;
 
 void attention(float *out, const float *q, const float *k, const float *v, attention_params p);

@@ -1,0 +1,29 @@
+/*
+ * bench.h — the sub-benchmarks of `tessera bench`, one line each.
+ * To add one: write `int bench_NAME(int argc, char **argv)` in cli/bench_NAME.c (argv[0]
+ * is the sub-benchmark's name; `tessera bench` has already applied --threads), then add
+ * a line here. A benchmark prints its figures to stdout and returns the exit status.
+ * Speed targets are ratios against a baseline measured in the same run (README, Kernels).
+ */
+#ifndef TESSERA_BENCH_H
+#define TESSERA_BENCH_H
+
+#define TESSERA_BENCHES(X)                                                   \
+    X(gemm, "sgemm and conv2d GFLOP/s; oneDNN against im2col+sgemm")     \
+    X(unet, "one CFG step of a full-size U-Net: --arch sd15|sd21|sdxl --res 512") \
+    X(llm, "LLM prefill and decode tok/s at batch 1 and 16: -m MODEL.gguf") \
+    X(vae, "full-size SD VAE decode, tiled and untiled: --res 512") \
+    X(pipeline, "coordinator tasks/s with 1, 8, 64 null workers; RSS at 1e4 vs 1e7 records")
+
+#define DECLARE_BENCH(name, summary) int bench_##name(int argc, char **argv);
+TESSERA_BENCHES(DECLARE_BENCH)
+#undef DECLARE_BENCH
+
+/* Seconds per call of fn(arg): one warm-up, then the best of `reps` timed calls. */
+double bench_best_seconds(void (*fn)(void *arg), void *arg, int reps);
+/* The same, with the process CPU seconds of the best call too: on a shared machine the
+ * wall time includes waiting for a core, and flops / CPU seconds stays comparable. */
+typedef struct { double wall, cpu; } bench_time;
+bench_time bench_best_time(void (*fn)(void *arg), void *arg, int reps);
+
+#endif

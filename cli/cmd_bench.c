@@ -1,0 +1,110 @@
+/*
+ * cmd_bench.c — `tessera bench [--threads N] NAME [ARGS]`: runs one sub-benchmark from the
+ * table in cli/bench.h (or all of them with `all`).
+ */
+#include "cli/bench.h"
+#include "kernels/tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} bench;
+
+#define BENCH_ENTRY(name, summary) {#name, summary, bench_##name},
+static const bench benches[] = {TESSERA_BENCHES(BENCH_ENTRY)};
+#undef BENCH_ENTRY
+static const int bench_count = (int)(sizeof benches / sizeof benches[0]);
+
+double bench_best_seconds(void (*fn)(void *arg), void *arg, int reps) {
+    fn(arg);
+    double best = 1e30;
+    for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
+        double t0 = ts_now();
+        fn(arg);
+        double dt = ts_now() - t0;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+static double cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+bench_time bench_best_time(void (*fn)(void *arg), void *arg, int reps) {
+    fn(arg);
+    bench_time best = {1e30, 1e30};
+    for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
+        double c0 = cpu_seconds(), t0 = ts_now();
+        fn(arg);
+        double dt = ts_now() - t0, dc = cpu_seconds() - c0;
+        if (dt < best.wall) best = (bench_time){dt, dc};
+    }
+    return best;
+}
+
+static int usage(int status) {
+    fprintf(status ? stderr : stdout,
+            "usage: tessera bench [--threads N] NAME [ARGS]\n"
+            "  --threads N   threads for OpenMP and BLAS (default: all cores); may also follow NAME\n\nbenchmarks:\n");
+    for (int i = 0; i < bench_count; i++)
+        fprintf(status ? stderr : stdout, "  %-10s %s\n", benches[i].name, benches[i].summary);
+    fprintf(status ? stderr : stdout, "  %-10s %s\n", "all", "every benchmark above, in turn");
+    return status;
+}
+
+/* `--threads N` may come before or after the benchmark's name; it is taken out of argv
+ * (compacted in place) so sub-benchmarks never see it. Returns the new argc, -1 on error. */
+static int take_threads_option(int argc, char **argv, int *threads) {
+    int kept = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0) {
+            char *end = NULL;
+            long n = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || *end || n < 1 || n > 4096) {
+                fprintf(stderr, "tessera bench: --threads wants a positive number, got '%s'\n", i + 1 < argc ? argv[i + 1] : "");
+                return -1;
+            }
+            *threads = (int)n;
+            i++;
+            continue;
+        }
+        argv[kept++] = argv[i];
+    }
+    return kept;
+}
+
+int cmd_bench(int argc, char **argv) {
+    int threads = 0;
+    argc = take_threads_option(argc, argv, &threads);
+    if (argc < 0) return 2;
+    if (argc < 2) return usage(2);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return usage(0);
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "tessera bench: unknown option '%s'\n", argv[1]);
+        return usage(2);
+    }
+    ts_set_threads(threads);
+    printf("threads: %d\n", ts_get_threads());
+    if (strcmp(argv[1], "all") == 0) {
+        int status = 0;
+        for (int b = 0; b < bench_count; b++) {
+            char *args[] = {(char *)benches[b].name, NULL};
+            printf("== %s\n", benches[b].name);
+            if (benches[b].run(1, args)) status = 1;
+        }
+        return status;
+    }
+    for (int b = 0; b < bench_count; b++)
+        if (strcmp(benches[b].name, argv[1]) == 0) return benches[b].run(argc - 1, argv + 1);
+    fprintf(stderr, "tessera bench: no benchmark '%s'\n", argv[1]);
+    return usage(2);
+}
