@@ -1,0 +1,120 @@
+/*
+ * cmd_run.c — `tessera run JOB [--KEY=VALUE ...]`: the coordinator plus local expander and
+ * render workers (threads) on one machine, CURVE-secured over a private ipc socket.
+ * SIGINT stops cleanly; running the same command again resumes from the journal.
+ */
+#include "cli/commands.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/progress.h"
+#include "kernels/base.h"
+#include "worker/worker.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested, workers_stop;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static void print_progress(const coordinator_progress *p, void *ctx) { progress_print(stderr, p, *(int *)ctx); }
+
+static void *worker_thread(void *arg) {
+    worker_options *o = arg;
+    if (worker_run(o) < 0) log_error("worker %s: %s", o->name, ts_last_error());
+    return NULL;
+}
+
+/* OUT/keys: the coordinator's pair, one pair for the local workers, and allow/ with its public half. */
+static int local_keys(const char *out, char *dir, size_t cap) {
+    char path[4096];
+    snprintf(dir, cap, "%s/keys", out);
+    if (coordinator_make_dirs(out) < 0) return -1;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return ts_fail("%s: %s", dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/allow", dir);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) return ts_fail("%s: %s", path, strerror(errno));
+    const char *names[] = {"server", "local"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s.cert_secret", dir, names[i]);
+        if (access(path, R_OK) == 0) continue;
+        zcert_t *cert = zcert_new();
+        snprintf(path, sizeof path, "%s/%s.cert", dir, names[i]);
+        int rc = zcert_save(cert, path);
+        if (rc == 0 && i == 1) {
+            snprintf(path, sizeof path, "%s/allow/local.cert", dir);
+            rc = zcert_save_public(cert, path);
+        }
+        zcert_destroy(&cert);
+        if (rc < 0) return ts_fail("%s: cannot write key files", dir);
+    }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        printf("usage: tessera run JOB.yaml|JOB.json [--KEY=VALUE ...]\n"
+               "Runs a whole job on this machine: the coordinator and --workers.expand expander plus\n"
+               "--workers.render render workers. Ctrl-C stops cleanly; run again to resume.\n"
+               "Exit status: 0 complete, 1 stopped, 2 error.\n\nkeys:\n");
+        job_keys_help(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    job_spec job;
+    job_defaults(&job);
+    int i = 2;
+    if (argv[1][0] == '-') i = 1;
+    else if (job_load_file(&job, argv[1]) < 0) { fprintf(stderr, "tessera run: %s\n", ts_last_error()); return 2; }
+    if (job_parse_args(&job, argc, argv, &i) < 0 || (i < argc && ts_fail("unexpected argument '%s'", argv[i]) < 0) ||
+        job_check(&job) < 0) {
+        fprintf(stderr, "tessera run: %s\n", ts_last_error());
+        return 2;
+    }
+    if (!job.keys[0] && local_keys(job.output, job.keys, sizeof job.keys) < 0) {
+        fprintf(stderr, "tessera run: %s\n", ts_last_error());
+        return 2;
+    }
+    if (!job.endpoint[0]) snprintf(job.endpoint, sizeof job.endpoint, "ipc:///tmp/tessera-run-%d.ipc", (int)getpid());
+
+    zsys_handler_set(NULL); /* our handlers own SIGINT/SIGTERM */
+    zsys_init();            /* once, before any thread makes a socket */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int expanders = strcmp(job.kind, "render") ? (int)job.expand_workers : 0;
+    int renderers = strcmp(job.kind, "recaption") ? (int)job.render_workers : 0;
+    int total = expanders + renderers;
+    if (total < 1 || total > 256) { fprintf(stderr, "tessera run: need 1 to 256 workers for a %s job\n", job.kind); return 2; }
+    char client[1200], server[1200];
+    snprintf(client, sizeof client, "%s/local.cert_secret", job.keys);
+    snprintf(server, sizeof server, "%s/server.cert", job.keys);
+    worker_options *wo = ts_calloc((size_t)total, sizeof *wo);
+    char (*names)[32] = ts_calloc((size_t)total, sizeof *names);
+    pthread_t *threads = ts_calloc((size_t)total, sizeof *threads);
+    for (int w = 0; w < total; w++) {
+        int expand = w < expanders;
+        snprintf(names[w], sizeof names[w], "%s-%d", expand ? "expand" : "render", w);
+        wo[w] = (worker_options){
+            .endpoint = job.endpoint, .stage = expand ? 1 : 2, .backend = job.backend,
+            .model = expand ? job.expander : job.diffusion, .credit = (int)job.credit,
+            .heartbeat_s = job.heartbeat_seconds, .client_cert = client, .server_cert = server,
+            .stop = &workers_stop, .name = names[w],
+        };
+    }
+    int terminal = isatty(2);
+    coordinator_options o = {.job = &job, .stop = &stop_requested, .progress = print_progress,
+                             .progress_ctx = &terminal, .curve = 1};
+    /* the coordinator binds first in coordinator_run; workers reconnect until it is up */
+    for (int w = 0; w < total; w++) pthread_create(&threads[w], NULL, worker_thread, &wo[w]);
+    int rc = coordinator_run(&o, NULL);
+    workers_stop = 1; /* after Shutdown: those still reconnecting exit too */
+    for (int w = 0; w < total; w++) pthread_join(threads[w], NULL);
+    free(wo); free(names); free(threads);
+    if (!strncmp(job.endpoint, "ipc://", 6)) unlink(job.endpoint + 6);
+    if (rc < 0) { fprintf(stderr, "tessera run: %s\n", ts_last_error()); return 2; }
+    if (rc == 1) fprintf(stderr, "tessera run: stopped; run the same command again to resume\n");
+    return rc;
+}

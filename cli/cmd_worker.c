@@ -1,0 +1,61 @@
+/* cmd_worker.c — `tessera worker expand|render --connect ENDPOINT ...`: one worker process. */
+#include "cli/commands.h"
+#include "kernels/base.h"
+#include "worker/worker.h"
+
+#include <czmq.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+
+static int usage(int rc) {
+    printf("usage: tessera worker expand|render --connect ENDPOINT [options]\n"
+           "  --backend NAME      null | echo | a model backend (default null)\n"
+           "  --model PATH        model for the backend\n"
+           "  --credit N          tasks held at once (default 2)\n"
+           "  --heartbeat S       heartbeat interval in seconds (default 1)\n"
+           "  --reconnect-max S   longest reconnect backoff (default 8 beats)\n"
+           "  --cert FILE         this worker's secret certificate (CURVE)\n"
+           "  --server-cert FILE  the coordinator's public certificate (CURVE)\n"
+           "  --name NAME         shown in the coordinator's log\n"
+           "SIGTERM: hands back queued tasks, finishes the running one, exits.\n");
+    return rc;
+}
+
+int cmd_worker(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return usage(argc < 2 ? 2 : 0);
+    worker_options o = {.backend = "null", .credit = 2, .heartbeat_s = 1, .stop = &stop_requested};
+    if (!strcmp(argv[1], "expand")) o.stage = 1;
+    else if (!strcmp(argv[1], "render")) o.stage = 2;
+    else { fprintf(stderr, "tessera worker: '%s' is not expand or render\n", argv[1]); return 2; }
+    char name[128];
+    snprintf(name, sizeof name, "%s-%d", argv[1], (int)getpid());
+    o.name = name;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) { fprintf(stderr, "tessera worker: '%s' needs a value\n", a); return 2; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--connect")) o.endpoint = v;
+        else if (!strcmp(a, "--backend")) o.backend = v;
+        else if (!strcmp(a, "--model")) o.model = v;
+        else if (!strcmp(a, "--credit")) o.credit = atoi(v);
+        else if (!strcmp(a, "--heartbeat")) o.heartbeat_s = atof(v);
+        else if (!strcmp(a, "--reconnect-max")) o.reconnect_max_s = atof(v);
+        else if (!strcmp(a, "--cert")) o.client_cert = v;
+        else if (!strcmp(a, "--server-cert")) o.server_cert = v;
+        else if (!strcmp(a, "--name")) o.name = v;
+        else { fprintf(stderr, "tessera worker: unknown option '%s'\n", a); return 2; }
+    }
+    if (!o.endpoint) { fprintf(stderr, "tessera worker: --connect ENDPOINT is required\n"); return 2; }
+    zsys_handler_set(NULL); /* our handlers own SIGINT/SIGTERM */
+    zsys_init();            /* once, before any thread makes a socket */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (worker_run(&o) < 0) { fprintf(stderr, "tessera worker: %s\n", ts_last_error()); return 2; }
+    return 0;
+}

@@ -1,0 +1,113 @@
+/* backend.c — the built-in backends (echo / null) and the table where real models plug in. */
+#include "worker/backend.h"
+#include "kernels/base.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A 1x1 grey RGB PNG, the null renderer's whole output. */
+static const uint8_t null_png[69] = {
+    0x89,0x50,0x4e,0x47,0x0d,0x0a,0x1a,0x0a,0x00,0x00,0x00,0x0d,0x49,0x48,0x44,0x52,0x00,0x00,0x00,0x01,
+    0x00,0x00,0x00,0x01,0x08,0x02,0x00,0x00,0x00,0x90,0x77,0x53,0xde,0x00,0x00,0x00,0x0c,0x49,0x44,0x41,
+    0x54,0x78,0x9c,0x63,0x68,0x68,0x68,0x00,0x00,0x03,0x04,0x01,0x81,0x4b,0xd3,0xd2,0x10,0x00,0x00,0x00,
+    0x00,0x49,0x45,0x4e,0x44,0xae,0x42,0x60,0x82};
+
+/* The built-in backends take "sleep:MS" as their model: MS milliseconds per record, so
+ * fault tests have jobs that last a few seconds. */
+static int sleep_ms_of(const char *model) {
+    return model && !strncmp(model, "sleep:", 6) ? atoi(model + 6) : 0;
+}
+
+static void nap(void *state) {
+    int ms = (int)(intptr_t)state;
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int echo_expand(ts_expander *self, const char *const *prompts, const uint64_t *seeds, int n,
+                       char **out, char **errors) {
+    int suffix = strcmp(self->name, "null") == 0;
+    for (int i = 0; i < n; i++) {
+        nap(self->state);
+        size_t len = strlen(prompts[i]);
+        out[i] = ts_malloc(len + 16);
+        memcpy(out[i], prompts[i], len + 1);
+        if (suffix) strcat(out[i], ", detailed");
+        errors[i] = NULL;
+    }
+    return 0;
+}
+
+static void plain_expander_destroy(ts_expander *self) { free(self); }
+
+static int null_render(ts_renderer *self, const render_request *req, render_output *out) {
+    nap(self->state);
+    if (strstr(req->prompt, "[[fail]]")) return ts_fail("null renderer: the prompt asks for a failure");
+    out->bytes = ts_malloc(sizeof null_png);
+    memcpy(out->bytes, null_png, sizeof null_png);
+    out->size = sizeof null_png;
+    strcpy(out->ext, "png");
+    return 0;
+}
+
+static void plain_renderer_destroy(ts_renderer *self) { free(self); }
+
+static ts_expander *echo_expander_new(const char *name, const char *model) {
+    ts_expander *e = ts_calloc(1, sizeof *e);
+    e->name = name;
+    e->state = (void *)(intptr_t)sleep_ms_of(model);
+    e->expand = echo_expand;
+    e->destroy = plain_expander_destroy;
+    return e;
+}
+
+static ts_renderer *null_renderer_new(const char *name, const char *model) {
+    ts_renderer *r = ts_calloc(1, sizeof *r);
+    r->name = name;
+    r->state = (void *)(intptr_t)sleep_ms_of(model);
+    r->render = null_render;
+    r->destroy = plain_renderer_destroy;
+    return r;
+}
+
+/* Real models are wired here: {"model", llm_expander_new, txt2img_renderer_new}. */
+typedef struct {
+    const char *name;
+    ts_expander *(*new_expander)(const char *name, const char *model);
+    ts_renderer *(*new_renderer)(const char *name, const char *model);
+} backend_entry;
+
+static const backend_entry backend_table[] = {
+    {"null", echo_expander_new, null_renderer_new},
+    {"echo", echo_expander_new, null_renderer_new},
+};
+
+static const backend_entry *find(const char *kind) {
+    for (size_t i = 0; i < sizeof backend_table / sizeof backend_table[0]; i++)
+        if (!strcmp(backend_table[i].name, kind)) return &backend_table[i];
+    return NULL;
+}
+
+ts_expander *backend_expander_new(const char *kind, const char *model) {
+    const backend_entry *b = find(kind);
+    if (!b || !b->new_expander) { ts_fail("no expander backend '%s' in this build", kind); return NULL; }
+    return b->new_expander(b->name, model);
+}
+
+ts_renderer *backend_renderer_new(const char *kind, const char *model) {
+    const backend_entry *b = find(kind);
+    if (!b || !b->new_renderer) { ts_fail("no render backend '%s' in this build", kind); return NULL; }
+    return b->new_renderer(b->name, model);
+}
+
+void backend_expander_destroy(ts_expander **self) {
+    if (*self) (*self)->destroy(*self);
+    *self = NULL;
+}
+
+void backend_renderer_destroy(ts_renderer **self) {
+    if (*self) (*self)->destroy(*self);
+    *self = NULL;
+}

@@ -1,0 +1,393 @@
+/* worker.c — the DEALER side: credit-based pull, heartbeats, Paranoid Pirate reconnects (see worker.h). */
+#include "worker/worker.h"
+#include "worker/output_writer.h"
+#include "worker/record_files.h"
+#include "kernels/base.h"
+#include "proto/wire.h"
+
+#include <cjson/cJSON.h>
+#include <czmq.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    int stage;
+    ts_expander *expander;
+    ts_renderer *renderer;
+    int render_log; /* TESSERA_RENDER_LOG: ids rendered, one a line (tests count recomputation) */
+    int discard_output;
+} compute;
+
+/* ---------- doing one task ---------- */
+
+/* The shard folder's writer, reused while consecutive records fall in the same shard. */
+typedef struct {
+    output_writer *writer;
+    char dir[4096];
+} shard_out;
+
+static output_writer *writer_for(shard_out *so, const char *dir) {
+    if (so->writer && !strcmp(so->dir, dir)) return so->writer;
+    output_writer_finish(&so->writer);
+    snprintf(so->dir, sizeof so->dir, "%s", dir);
+    /* files mode; first_shard_set skips the writer's scan for tar shards in the folder */
+    so->writer = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_FILES, .first_shard_set = true});
+    return so->writer;
+}
+
+static void render_one(compute *w, shard_out *so, const Tessera__Task *task, const Tessera__Record *r,
+                       Tessera__RecordResult *rr, char *file, char *sha, char **error) {
+    const Tessera__Settings *s = task->settings;
+    render_request req = {
+        .prompt = r->expanded[0] ? r->expanded : r->prompt, .negative = r->negative,
+        .params_json = r->params_json, .sampler = s ? s->sampler : "", .seed = r->seed,
+        .width = s ? (int)s->width : 512, .height = s ? (int)s->height : 512,
+        .steps = s ? (int)s->steps : 20, .cfg = s ? s->cfg : 7.5f,
+    };
+    render_output out = {0};
+    double t0 = ts_now();
+    if (w->renderer->render(w->renderer, &req, &out) < 0) { rr->error = *error = ts_strdup(ts_last_error()); return; }
+    rr->render_ms = (uint32_t)((ts_now() - t0) * 1000);
+    char key[OUTPUT_KEY_MAX], dir[4096], ext[16];
+    output_key(r->id, key, sizeof key);
+    uint64_t shard_size = s && s->shard_size ? s->shard_size : 1000;
+    uint64_t shard = r->index / shard_size;
+    const char *out_dir = s && s->output_dir[0] ? s->output_dir : ".";
+    const char *layout = s && s->layout[0] ? s->layout : "files";
+    record_shard_dir(out_dir, layout, shard, dir, sizeof dir);
+    record_sha256_hex(out.bytes, out.size, sha);
+    int rc = 0;
+    if (!w->discard_output) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", r->id);
+        cJSON_AddStringToObject(o, "prompt", r->prompt);
+        if (r->expanded[0]) cJSON_AddStringToObject(o, "expanded", r->expanded);
+        if (r->negative[0]) cJSON_AddStringToObject(o, "negative", r->negative);
+        cJSON_AddNumberToObject(o, "seed", (double)r->seed);
+        cJSON_AddStringToObject(o, "sha256", sha);
+        char *js = cJSON_PrintUnformatted(o);
+        snprintf(ext, sizeof ext, ".%s", out.ext);
+        output_part parts[] = {{ext, out.bytes, out.size}, {".txt", req.prompt, strlen(req.prompt)}, {".json", js, strlen(js)}};
+        output_writer *ow = writer_for(so, dir);
+        rc = ow ? output_writer_add(ow, key, parts, 3) : -1;
+        free(js);
+        cJSON_Delete(o);
+    }
+    free(out.bytes);
+    if (rc < 0) { rr->error = *error = ts_strdup(ts_last_error()); return; }
+    snprintf(file, 4200, "%05llu%s/%s.%s", (unsigned long long)shard, strcmp(layout, "tar") ? "" : ".tar", key, out.ext);
+    rr->file = file;
+    rr->sha256 = sha;
+    rr->bytes = out.size;
+    if (w->render_log >= 0) {
+        char line[1200];
+        int n = snprintf(line, sizeof line, "%s\n", r->id);
+        if (write(w->render_log, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)) < 0) { /* best effort */ }
+    }
+}
+
+/* Decodes a task and returns the encoded Result envelope (malloc'ed), or NULL. */
+static uint8_t *do_task(compute *w, const uint8_t *data, size_t size, size_t *out_size) {
+    wire_status st;
+    ts_envelope *env = wire_decode(data, size, &st);
+    if (!env || env->body_case != TESSERA__ENVELOPE__BODY_TASK) { wire_free(env); return NULL; }
+    const Tessera__Task *task = env->task;
+    size_t n = task->n_records;
+    Tessera__RecordResult *rr = ts_calloc(n ? n : 1, sizeof *rr);
+    Tessera__RecordResult **ptrs = ts_calloc(n ? n : 1, sizeof *ptrs);
+    char (*files)[4200] = ts_calloc(n ? n : 1, sizeof *files);
+    char (*shas)[65] = ts_calloc(n ? n : 1, sizeof *shas);
+    char **expanded = ts_calloc(n ? n : 1, sizeof *expanded);
+    char **errors = ts_calloc(n ? n : 1, sizeof *errors);
+    Tessera__Result res = TESSERA__RESULT__INIT;
+    char *task_error = NULL; /* protobuf-c's unset strings are a static "", never freed */
+    res.task_id = task->task_id;
+    res.lease_id = task->lease_id;
+    res.stage = task->stage;
+    for (size_t i = 0; i < n; i++) {
+        tessera__record_result__init(&rr[i]);
+        rr[i].id = task->records[i]->id;
+        ptrs[i] = &rr[i];
+    }
+    if (task->stage == TESSERA__STAGE__STAGE_EXPAND && w->expander) {
+        const char **prompts = ts_calloc(n ? n : 1, sizeof *prompts);
+        uint64_t *seeds = ts_calloc(n ? n : 1, sizeof *seeds);
+        for (size_t i = 0; i < n; i++) { prompts[i] = task->records[i]->prompt; seeds[i] = task->records[i]->seed; }
+        double t0 = ts_now();
+        if (w->expander->expand(w->expander, prompts, seeds, (int)n, expanded, errors) < 0)
+            res.error = task_error = ts_strdup(ts_last_error());
+        uint32_t ms = (uint32_t)((ts_now() - t0) * 1000 / (n ? n : 1));
+        for (size_t i = 0; i < n && !task_error; i++) {
+            rr[i].expanded = expanded[i] ? expanded[i] : (char *)"";
+            if (!expanded[i] && !errors[i]) errors[i] = ts_strdup("expander returned nothing");
+            if (errors[i]) rr[i].error = errors[i];
+            rr[i].expand_ms = ms;
+        }
+        free(prompts); free(seeds);
+    } else if (task->stage == TESSERA__STAGE__STAGE_RENDER && w->renderer) {
+        shard_out so = {0};
+        for (size_t i = 0; i < n; i++) render_one(w, &so, task, task->records[i], &rr[i], files[i], shas[i], &errors[i]);
+        output_writer_finish(&so.writer);
+    } else {
+        res.error = task_error = ts_strdup("worker: this worker does not do that stage");
+    }
+    res.n_records = n;
+    res.records = ptrs;
+    ts_envelope out = TESSERA__ENVELOPE__INIT;
+    out.body_case = TESSERA__ENVELOPE__BODY_RESULT;
+    out.result = &res;
+    uint8_t *buf = wire_encode(&out, out_size);
+    for (size_t i = 0; i < n; i++) { free(expanded[i]); free(errors[i]); }
+    free(task_error);
+    free(rr); free(ptrs); free(files); free(shas); free(expanded); free(errors);
+    wire_free(env);
+    return buf;
+}
+
+/* The compute thread: a task frame in, a result frame out, until $TERM. */
+static void compute_actor(zsock_t *pipe, void *arg) {
+    compute *w = arg;
+    zsock_signal(pipe, 0);
+    for (;;) {
+        zmsg_t *msg = zmsg_recv(pipe);
+        if (!msg) break;
+        zframe_t *f = zmsg_first(msg);
+        if (zframe_streq(f, "$TERM")) { zmsg_destroy(&msg); break; }
+        size_t n = 0;
+        uint8_t *buf = do_task(w, zframe_data(f), zframe_size(f), &n);
+        zmsg_destroy(&msg);
+        zframe_t *out = buf ? zframe_new(buf, n) : zframe_new_empty();
+        free(buf);
+        zframe_send(&out, pipe, 0);
+    }
+}
+
+/* ---------- the network side ---------- */
+
+typedef struct {
+    uint64_t id;
+    zframe_t *frame;
+} held_task;
+
+typedef struct {
+    const worker_options *opt;
+    zsock_t *sock;
+    zcert_t *cert;
+    char server_key[41];
+    held_task queue[1024];
+    int queued;
+    int running;
+    uint64_t running_id;
+} net;
+
+static void send_env(net *n, ts_envelope *env) {
+    size_t size;
+    uint8_t *buf = wire_encode(env, &size);
+    if (!buf) return;
+    zmq_send(zsock_resolve(n->sock), buf, size, ZMQ_DONTWAIT);
+    free(buf);
+}
+
+static void send_hello(net *n) {
+    Tessera__Stage stages[1] = {(Tessera__Stage)n->opt->stage};
+    Tessera__Hello h = TESSERA__HELLO__INIT;
+    h.n_stages = 1;
+    h.stages = stages;
+    char *model = (char *)(n->opt->model ? n->opt->model : n->opt->backend);
+    h.n_models = 1;
+    h.models = &model;
+    h.batch_size = 1;
+    h.tensor_parallel = 1;
+    h.name = (char *)n->opt->name;
+    ts_envelope env = TESSERA__ENVELOPE__INIT;
+    env.body_case = TESSERA__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    send_env(n, &env);
+}
+
+static void send_credit(net *n) {
+    int in_hand = n->queued + n->running;
+    Tessera__WorkRequest r = TESSERA__WORK_REQUEST__INIT;
+    r.credit = (uint32_t)(n->opt->credit > in_hand ? n->opt->credit - in_hand : 0);
+    r.stage = (Tessera__Stage)n->opt->stage;
+    ts_envelope env = TESSERA__ENVELOPE__INIT;
+    env.body_case = TESSERA__ENVELOPE__BODY_WORK_REQUEST;
+    env.work_request = &r;
+    send_env(n, &env);
+}
+
+static void send_heartbeat(net *n) {
+    uint64_t ids[1025];
+    size_t k = 0;
+    for (int i = 0; i < n->queued; i++) ids[k++] = n->queue[i].id;
+    if (n->running) ids[k++] = n->running_id;
+    Tessera__Heartbeat hb = TESSERA__HEARTBEAT__INIT;
+    hb.n_task_ids = k;
+    hb.task_ids = ids;
+    ts_envelope env = TESSERA__ENVELOPE__INIT;
+    env.body_case = TESSERA__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    send_env(n, &env);
+}
+
+static void send_hand_back(net *n) {
+    if (!n->queued) return;
+    uint64_t ids[1024];
+    for (int i = 0; i < n->queued; i++) { ids[i] = n->queue[i].id; zframe_destroy(&n->queue[i].frame); }
+    Tessera__HandBack hb = TESSERA__HAND_BACK__INIT;
+    hb.n_task_ids = (size_t)n->queued;
+    hb.task_ids = ids;
+    ts_envelope env = TESSERA__ENVELOPE__INIT;
+    env.body_case = TESSERA__ENVELOPE__BODY_HAND_BACK;
+    env.hand_back = &hb;
+    send_env(n, &env);
+    log_info("handed back %d queued task(s)", n->queued);
+    n->queued = 0;
+}
+
+static int connect_socket(net *n) {
+    n->sock = zsock_new(ZMQ_DEALER);
+    if (!n->sock) return ts_fail("cannot create ZeroMQ socket");
+    zsock_set_linger(n->sock, 1000);
+    zsock_set_rcvhwm(n->sock, 0);
+    zsock_set_sndhwm(n->sock, 0);
+    zsock_set_maxmsgsize(n->sock, (int64_t)TS_WIRE_MAX_BYTES + 1);
+    if (n->cert) {
+        zcert_apply(n->cert, n->sock);
+        zsock_set_curve_serverkey(n->sock, n->server_key);
+    }
+    if (zsock_connect(n->sock, "%s", n->opt->endpoint) < 0)
+        return ts_fail("cannot connect to %s: %s", n->opt->endpoint, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+int worker_run(const worker_options *o) {
+    net n;
+    memset(&n, 0, sizeof n);
+    n.opt = o;
+    if (o->credit < 1 || o->credit > 1024) return ts_fail("worker credit %d out of [1, 1024]", o->credit);
+    if (o->client_cert) {
+        n.cert = zcert_load(o->client_cert);
+        zcert_t *server = o->server_cert ? zcert_load(o->server_cert) : NULL;
+        if (!n.cert) return ts_fail("%s: cannot load this worker's certificate", o->client_cert);
+        if (!server) { zcert_destroy(&n.cert); return ts_fail("%s: cannot load the coordinator's public certificate", o->server_cert ? o->server_cert : "(none given)"); }
+        snprintf(n.server_key, sizeof n.server_key, "%s", zcert_public_txt(server));
+        zcert_destroy(&server);
+    }
+    compute w = {.stage = o->stage, .render_log = -1, .discard_output = o->discard_output};
+    if (o->stage == TESSERA__STAGE__STAGE_EXPAND) w.expander = backend_expander_new(o->backend, o->model);
+    else w.renderer = backend_renderer_new(o->backend, o->model);
+    if (!w.expander && !w.renderer) { zcert_destroy(&n.cert); return -1; }
+    const char *log_path = getenv("TESSERA_RENDER_LOG");
+    if (log_path && *log_path) w.render_log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+    zactor_t *actor = o->inline_compute ? NULL : zactor_new(compute_actor, &w);
+    double hb = o->heartbeat_s > 0 ? o->heartbeat_s : 1;
+    double backoff = hb, backoff_max = o->reconnect_max_s > hb ? o->reconnect_max_s : 8 * hb;
+    int rc = 0, done = 0, stopping = 0;
+    while (!done) {
+        if (connect_socket(&n) < 0) { rc = -1; break; }
+        send_hello(&n);
+        if (!stopping) send_credit(&n);
+        double last_heard = ts_now(), next_hb = ts_now() + hb;
+        zpoller_t *poller = zpoller_new(n.sock, actor ? zactor_sock(actor) : NULL, NULL);
+        for (;;) {
+            if (o->stop && *o->stop && !stopping) {
+                stopping = 1;
+                send_hand_back(&n);
+            }
+            if (stopping && !n.running && !n.queued) { done = 1; break; }
+            /* start the next task */
+            if (!n.running && n.queued && !stopping) {
+                held_task t = n.queue[0];
+                memmove(n.queue, n.queue + 1, (size_t)(n.queued - 1) * sizeof *n.queue);
+                n.queued--;
+                if (actor) {
+                    n.running = 1;
+                    n.running_id = t.id;
+                    zframe_send(&t.frame, zactor_sock(actor), 0);
+                } else {
+                    size_t size = 0;
+                    uint8_t *buf = do_task(&w, zframe_data(t.frame), zframe_size(t.frame), &size);
+                    zframe_destroy(&t.frame);
+                    if (buf) zmq_send(zsock_resolve(n.sock), buf, size, ZMQ_DONTWAIT);
+                    free(buf);
+                    if (!stopping) send_credit(&n);
+                }
+                continue;
+            }
+            int wait_ms = (int)((next_hb - ts_now()) * 1000);
+            void *ready = zpoller_wait(poller, wait_ms > 0 ? wait_ms : 0);
+            double now = ts_now();
+            if (ready == n.sock) {
+                zframe_t *f = zframe_recv(n.sock);
+                if (!f) continue;
+                wire_status st;
+                ts_envelope *env = wire_decode(zframe_data(f), zframe_size(f), &st);
+                if (!env) { log_warn("dropped a malformed message from the coordinator"); zframe_destroy(&f); continue; }
+                last_heard = now;
+                backoff = hb;
+                if (env->body_case == TESSERA__ENVELOPE__BODY_TASK) {
+                    if (stopping || n.queued == (int)(sizeof n.queue / sizeof n.queue[0])) {
+                        uint64_t id = env->task->task_id;
+                        Tessera__HandBack back = TESSERA__HAND_BACK__INIT;
+                        back.n_task_ids = 1;
+                        back.task_ids = &id;
+                        ts_envelope e2 = TESSERA__ENVELOPE__INIT;
+                        e2.body_case = TESSERA__ENVELOPE__BODY_HAND_BACK;
+                        e2.hand_back = &back;
+                        send_env(&n, &e2);
+                        zframe_destroy(&f);
+                    } else {
+                        n.queue[n.queued].id = env->task->task_id;
+                        n.queue[n.queued++].frame = f;
+                    }
+                } else {
+                    if (env->body_case == TESSERA__ENVELOPE__BODY_SHUTDOWN) {
+                        log_info("coordinator says shutdown: %s", env->shutdown->reason);
+                        done = 1;
+                    }
+                    zframe_destroy(&f);
+                }
+                wire_free(env);
+                if (done) break;
+            } else if (actor && ready == zactor_sock(actor)) {
+                zframe_t *f = zframe_recv(zactor_sock(actor));
+                n.running = 0;
+                if (f && zframe_size(f)) zmq_send(zsock_resolve(n.sock), zframe_data(f), zframe_size(f), ZMQ_DONTWAIT);
+                zframe_destroy(&f);
+                if (!stopping) send_credit(&n);
+            } else if (zpoller_terminated(poller)) {
+                /* czmq's interrupt flag: our handlers own signals, so only a real error lands here */
+            }
+            if (now >= next_hb) {
+                next_hb = now + hb;
+                send_heartbeat(&n);
+                if (!stopping && n.queued + n.running < o->credit) send_credit(&n);
+            }
+            if (now - last_heard > 5 * hb) {
+                log_warn("coordinator silent for %.1f s; reconnecting in %.1f s", now - last_heard, backoff);
+                break;
+            }
+        }
+        zpoller_destroy(&poller);
+        zsock_destroy(&n.sock);
+        if (!done) {
+            double until = ts_now() + backoff;
+            while (ts_now() < until && !(o->stop && *o->stop)) zclock_sleep(50);
+            backoff = backoff * 2 > backoff_max ? backoff_max : backoff * 2;
+            if (o->stop && *o->stop && !n.running) { n.queued = 0; done = 1; }
+        }
+    }
+    for (int i = 0; i < n.queued; i++) zframe_destroy(&n.queue[i].frame);
+    zactor_destroy(&actor);
+    backend_expander_destroy(&w.expander);
+    backend_renderer_destroy(&w.renderer);
+    if (w.render_log >= 0) close(w.render_log);
+    zcert_destroy(&n.cert);
+    return rc;
+}

@@ -1,0 +1,34 @@
+/*
+ * worker.h — an expander or render worker: a ZeroMQ DEALER that says hello, pulls tasks up
+ * to its credit, renews its leases with heartbeats while a separate compute thread runs
+ * the backend, returns results, and on coordinator silence reconnects with exponential
+ * backoff (the ZeroMQ guide's Paranoid Pirate worker). On *stop (SIGTERM) it hands back the
+ * tasks it has not started, finishes the one it is running, and exits.
+ */
+#ifndef TESSERA_WORKER_H
+#define TESSERA_WORKER_H
+
+#include "worker/backend.h"
+
+#include <signal.h>
+
+typedef struct {
+    const char *endpoint;
+    int stage;                      /* 1 expand, 2 render (tessera.proto Stage) */
+    const char *backend;            /* "null", "echo", or a real backend */
+    const char *model;
+    int credit;                     /* tasks held at once (queued + running) */
+    double heartbeat_s;             /* coordinator presumed lost after 5 silent beats */
+    double reconnect_max_s;         /* backoff doubles from heartbeat_s up to this */
+    const char *client_cert;        /* CURVE: this worker's secret cert file (NULL: no CURVE) */
+    const char *server_cert;        /* CURVE: the coordinator's public cert file */
+    volatile sig_atomic_t *stop;    /* SIGTERM: hand back, finish, exit */
+    const char *name;
+    int inline_compute;             /* run the backend in the network thread (bench) */
+    int discard_output;             /* render but write no files (bench: measures the pipeline) */
+} worker_options;
+
+/* 0 after a Shutdown or a clean stop, -1 on a set-up error. */
+int worker_run(const worker_options *options);
+
+#endif
