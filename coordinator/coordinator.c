@@ -36,6 +36,7 @@ typedef enum { T_NEW = 0, T_WAIT_EXPAND, T_EXPANDING, T_WAIT_RENDER, T_RENDERING
 
 typedef struct {
     char *id, *prompt, *negative, *params, *expanded;
+    char *fallback;           /* why the expander's reply was rejected (this run only) */
     uint64_t seed, index;
 } crecord;
 
@@ -105,6 +106,7 @@ typedef struct {
 
     coordinator_progress p;
     reason_count reasons[MAX_REASONS];
+    reason_count fallbacks[MAX_REASONS];   /* expander replies rejected, by verdict */
     double started, last_tick, last_heartbeat, last_stats, last_progress;
     uint64_t manifest_size_replayed, dead_size_replayed;
     uint64_t done_at_start;
@@ -123,7 +125,7 @@ static task *find_task(coordinator *c, uint64_t id) {
 static void free_task(task *t) {
     for (int i = 0; i < t->n; i++) {
         crecord *r = &t->recs[i];
-        free(r->id); free(r->prompt); free(r->negative); free(r->params); free(r->expanded);
+        free(r->id); free(r->prompt); free(r->negative); free(r->params); free(r->expanded); free(r->fallback);
     }
     free(t->recs);
     for (uint32_t i = 0; i < t->n_replayed; i++) free(t->replayed[i]);
@@ -253,14 +255,18 @@ static int journal_simple(coordinator *c, journal_type type, uint64_t task_id, u
 
 /* ---------- stats and reasons ---------- */
 
-static void count_reason(coordinator *c, const char *reason) {
+static void count_in(reason_count *table, const char *reason);
+
+static void count_reason(coordinator *c, const char *reason) { count_in(c->reasons, reason); }
+
+static void count_in(reason_count *table, const char *reason) {
     char key[96];
     snprintf(key, sizeof key, "%s", reason);
     char *colon = strchr(key, ':'); /* "render: out of memory on x" -> bucket "render" */
     if (colon) *colon = 0;
     for (int i = 0; i < MAX_REASONS; i++) {
-        if (!c->reasons[i].count) { snprintf(c->reasons[i].reason, sizeof c->reasons[i].reason, "%s", key); c->reasons[i].count = 1; return; }
-        if (!strcmp(c->reasons[i].reason, key)) { c->reasons[i].count++; return; }
+        if (!table[i].count) { snprintf(table[i].reason, sizeof table[i].reason, "%s", key); table[i].count = 1; return; }
+        if (!strcmp(table[i].reason, key)) { table[i].count++; return; }
     }
 }
 
@@ -288,6 +294,9 @@ static void write_stats(coordinator *c) {
     cJSON *f = cJSON_AddObjectToObject(o, "failures_by_reason");
     for (int i = 0; i < MAX_REASONS && c->reasons[i].count; i++)
         cJSON_AddNumberToObject(f, c->reasons[i].reason, (double)c->reasons[i].count);
+    cJSON *fb = cJSON_AddObjectToObject(o, "expand_fallbacks_by_reason");
+    for (int i = 0; i < MAX_REASONS && c->fallbacks[i].count; i++)
+        cJSON_AddNumberToObject(fb, c->fallbacks[i].reason, (double)c->fallbacks[i].count);
     cJSON_AddNumberToObject(o, "elapsed_s", p->elapsed);
     cJSON_AddNumberToObject(o, "records_per_s", p->records_per_s);
     char *s = cJSON_Print(o);
@@ -307,7 +316,7 @@ static void write_stats(coordinator *c) {
 
 static void take_record(crecord *r, dataset_record *d, uint64_t index) {
     r->id = d->id; r->prompt = d->prompt; r->negative = d->negative; r->params = d->params_json;
-    r->seed = d->seed; r->index = index; r->expanded = NULL;
+    r->seed = d->seed; r->index = index; r->expanded = NULL; r->fallback = NULL;
     memset(d, 0, sizeof *d);
 }
 
@@ -519,9 +528,11 @@ static void manifest_line(coordinator *c, const crecord *r, const Tessera__Recor
     if (!strcmp(c->job->kind, "recaption")) {
         cJSON_AddStringToObject(o, "caption", r->prompt);
         cJSON_AddStringToObject(o, "expanded", rr->expanded);
+        if (rr->expand_fallback && rr->expand_fallback[0]) cJSON_AddStringToObject(o, "expand_fallback", rr->expand_fallback);
     } else {
         cJSON_AddStringToObject(o, "prompt", r->prompt);
         if (r->expanded) cJSON_AddStringToObject(o, "expanded", r->expanded);
+        if (r->fallback) cJSON_AddStringToObject(o, "expand_fallback", r->fallback);
         if (r->negative[0]) cJSON_AddStringToObject(o, "negative", r->negative);
         cJSON_AddStringToObject(o, "file", rr->file);
         cJSON_AddStringToObject(o, "sha256", rr->sha256);
@@ -565,6 +576,10 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
             free(t->recs[i].expanded);
             t->recs[i].expanded = ts_strdup(res->records[i]->expanded);
             texts[i] = t->recs[i].expanded;
+            const char *fb = res->records[i]->expand_fallback;
+            free(t->recs[i].fallback);
+            t->recs[i].fallback = fb && fb[0] ? ts_strdup(fb) : NULL;
+            if (t->recs[i].fallback) count_in(c->fallbacks, fb);
         }
         if (!recaption) {
             journal_entry e = {.type = J_EXPANDED, .task = t->id, .a = (uint64_t)t->n, .nstr = (uint32_t)t->n, .str = texts};

@@ -1,6 +1,8 @@
 /* backend.c — the built-in backends (echo / null) and the table where real models plug in. */
 #include "worker/backend.h"
 #include "kernels/base.h"
+#include "models/llm_expander.h"
+#include "worker/llm_http.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,8 @@ static void nap(void *state) {
 }
 
 static int echo_expand(ts_expander *self, const char *const *prompts, const uint64_t *seeds, int n,
-                       char **out, char **errors) {
+                       char **out, char **errors, char **fallbacks) {
+    (void)fallbacks;
     int suffix = strcmp(self->name, "null") == 0;
     for (int i = 0; i < n; i++) {
         nap(self->state);
@@ -72,7 +75,60 @@ static ts_renderer *null_renderer_new(const char *name, const char *model) {
     return r;
 }
 
-/* Real models are wired here: {"model", llm_expander_new, txt2img_renderer_new}. */
+/* ---- the real expander: embedded LLM, or an OpenAI-compatible server ---- */
+
+typedef struct {
+    llm_expander *embedded;
+    llm_http *http;
+} model_expander;
+
+static int model_expand(ts_expander *self, const char *const *prompts, const uint64_t *seeds, int n,
+                        char **out, char **errors, char **fallbacks) {
+    (void)seeds;
+    model_expander *m = self->state;
+    expansion *x = ts_calloc((size_t)n, sizeof *x);
+    int rc = m->embedded ? llm_expander_run(m->embedded, n, prompts, x) : llm_http_expand(m->http, n, prompts, x);
+    for (int i = 0; i < n && rc == 0; i++) {
+        out[i] = x[i].text;
+        x[i].text = NULL;
+        errors[i] = NULL;
+        fallbacks[i] = x[i].verdict == UPSAMPLE_OK ? NULL : ts_strdup(upsample_verdict_name(x[i].verdict));
+    }
+    expansion_free(x, n);
+    free(x);
+    return rc;
+}
+
+static void model_expander_destroy(ts_expander *self) {
+    model_expander *m = self->state;
+    llm_expander_destroy(&m->embedded);
+    llm_http_destroy(&m->http);
+    free(m);
+    free(self);
+}
+
+static ts_expander *model_expander_new(const char *name, const char *model) {
+    if (!model || !*model) { ts_fail("backend 'model': no expander model (set models.expander)"); return NULL; }
+    model_expander *m = ts_calloc(1, sizeof *m);
+    if (!strncmp(model, "http://", 7) || !strncmp(model, "https://", 8)) {
+        llm_http_options o = llm_http_default_options();
+        o.url = model;
+        m->http = llm_http_new(&o);
+    } else {
+        llm_expander_options o = llm_expander_default_options();
+        o.model = model;
+        m->embedded = llm_expander_open(&o);
+    }
+    if (!m->embedded && !m->http) { free(m); return NULL; }
+    ts_expander *e = ts_calloc(1, sizeof *e);
+    e->name = name;
+    e->state = m;
+    e->expand = model_expand;
+    e->destroy = model_expander_destroy;
+    return e;
+}
+
+/* Backends by name: the built-in ones and "model" (real models). */
 typedef struct {
     const char *name;
     ts_expander *(*new_expander)(const char *name, const char *model);
@@ -82,6 +138,7 @@ typedef struct {
 static const backend_entry backend_table[] = {
     {"null", echo_expander_new, null_renderer_new},
     {"echo", echo_expander_new, null_renderer_new},
+    {"model", model_expander_new, NULL},
 };
 
 static const backend_entry *find(const char *kind) {

@@ -10,8 +10,9 @@
  *   renderer "null"  returns a fixed 1x1 PNG (tests and `tessera bench pipeline` only);
  *                    fails on purpose for a prompt containing "[[fail]]" (dead-letter tests)
  * Their model string may be "sleep:MS" (MS milliseconds per record) for fault tests.
- * Real models are added to the table in backend.c (backend_table) by the lead: a name
- * and two constructors taking the model path from the job spec.
+ * Backend "model" runs real models: the expander is the embedded LLM (models.expander is
+ * a .gguf file or Hugging Face folder) or, when models.expander is an http(s):// URL, an
+ * OpenAI-compatible server; the renderer is txt2img (models.diffusion).
  */
 #ifndef TESSERA_BACKEND_H
 #define TESSERA_BACKEND_H
@@ -24,9 +25,12 @@ struct ts_expander {
     const char *name;
     void *state;
     /* out[i] gets a malloc'ed expanded text for prompts[i]; 0 ok, -1 with ts_fail. A
-     * per-prompt failure can be reported by leaving out[i] NULL and setting errors[i]. */
+     * per-prompt failure can be reported by leaving out[i] NULL and setting errors[i].
+     * A reply the expander rejected (empty, runaway, not text, backend failure) is not a
+     * failure: out[i] is the original prompt and fallbacks[i] a malloc'ed reason, so the
+     * coordinator counts and records it. */
     int (*expand)(ts_expander *self, const char *const *prompts, const uint64_t *seeds, int n,
-                  char **out, char **errors);
+                  char **out, char **errors, char **fallbacks);
     void (*destroy)(ts_expander *self);
 };
 

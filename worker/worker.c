@@ -103,6 +103,7 @@ static uint8_t *do_task(compute *w, const uint8_t *data, size_t size, size_t *ou
     char (*shas)[65] = ts_calloc(n ? n : 1, sizeof *shas);
     char **expanded = ts_calloc(n ? n : 1, sizeof *expanded);
     char **errors = ts_calloc(n ? n : 1, sizeof *errors);
+    char **fallbacks = ts_calloc(n ? n : 1, sizeof *fallbacks);
     Tessera__Result res = TESSERA__RESULT__INIT;
     char *task_error = NULL; /* protobuf-c's unset strings are a static "", never freed */
     res.task_id = task->task_id;
@@ -118,13 +119,14 @@ static uint8_t *do_task(compute *w, const uint8_t *data, size_t size, size_t *ou
         uint64_t *seeds = ts_calloc(n ? n : 1, sizeof *seeds);
         for (size_t i = 0; i < n; i++) { prompts[i] = task->records[i]->prompt; seeds[i] = task->records[i]->seed; }
         double t0 = ts_now();
-        if (w->expander->expand(w->expander, prompts, seeds, (int)n, expanded, errors) < 0)
+        if (w->expander->expand(w->expander, prompts, seeds, (int)n, expanded, errors, fallbacks) < 0)
             res.error = task_error = ts_strdup(ts_last_error());
         uint32_t ms = (uint32_t)((ts_now() - t0) * 1000 / (n ? n : 1));
         for (size_t i = 0; i < n && !task_error; i++) {
             rr[i].expanded = expanded[i] ? expanded[i] : (char *)"";
             if (!expanded[i] && !errors[i]) errors[i] = ts_strdup("expander returned nothing");
             if (errors[i]) rr[i].error = errors[i];
+            if (fallbacks[i]) rr[i].expand_fallback = fallbacks[i];
             rr[i].expand_ms = ms;
         }
         free(prompts); free(seeds);
@@ -141,9 +143,9 @@ static uint8_t *do_task(compute *w, const uint8_t *data, size_t size, size_t *ou
     out.body_case = TESSERA__ENVELOPE__BODY_RESULT;
     out.result = &res;
     uint8_t *buf = wire_encode(&out, out_size);
-    for (size_t i = 0; i < n; i++) { free(expanded[i]); free(errors[i]); }
+    for (size_t i = 0; i < n; i++) { free(expanded[i]); free(errors[i]); free(fallbacks[i]); }
     free(task_error);
-    free(rr); free(ptrs); free(files); free(shas); free(expanded); free(errors);
+    free(rr); free(ptrs); free(files); free(shas); free(expanded); free(errors); free(fallbacks);
     wire_free(env);
     return buf;
 }
