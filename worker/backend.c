@@ -1,9 +1,12 @@
 /* backend.c — the built-in backends (echo / null) and the table where real models plug in. */
 #include "worker/backend.h"
 #include "kernels/base.h"
+#include "models/image_png.h"
 #include "models/llm_expander.h"
+#include "models/txt2img.h"
 #include "worker/llm_http.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -128,6 +131,71 @@ static ts_expander *model_expander_new(const char *name, const char *model) {
     return e;
 }
 
+/* ---- the real renderer: txt2img, one PNG with A1111 parameters per record ---- */
+
+typedef struct {
+    txt2img *pipeline;
+    char model_name[256];
+} model_renderer;
+
+static int model_render(ts_renderer *self, const render_request *req, render_output *out) {
+    model_renderer *m = self->state;
+    txt2img_request r = txt2img_request_defaults();
+    r.prompt = req->prompt;
+    r.negative = req->negative;
+    r.seed = req->seed;
+    if (req->width > 0) r.width = req->width;
+    if (req->height > 0) r.height = req->height;
+    if (req->steps > 0) r.steps = req->steps;
+    if (req->cfg > 0) r.cfg_scale = req->cfg;
+    if (req->sampler && req->sampler[0]) r.sampler = req->sampler;
+    txt2img_result res;
+    if (txt2img_generate(m->pipeline, &r, &res) < 0) return -1;
+    gen_parameters gp = {.prompt = (char *)r.prompt, .negative = (char *)(r.negative ? r.negative : ""),
+                         .steps = r.steps, .cfg_scale = r.cfg_scale, .seed = (int64_t)r.seed,
+                         .width = res.width, .height = res.height};
+    snprintf(gp.sampler, sizeof gp.sampler, "%s", txt2img_a1111_sampler(r.sampler));
+    snprintf(gp.model, sizeof gp.model, "%s", m->model_name);
+    char *params = gen_parameters_format(&gp);
+    void *png = NULL;
+    size_t size = 0;
+    int rc = image_png_encode(res.rgb[0], res.width, res.height, params, &png, &size);
+    free(params);
+    txt2img_result_free(&res);
+    if (rc != 0) return -1;
+    out->bytes = png;
+    out->size = size;
+    strcpy(out->ext, "png");
+    return 0;
+}
+
+static void model_renderer_destroy(ts_renderer *self) {
+    model_renderer *m = self->state;
+    txt2img_destroy(&m->pipeline);
+    free(m);
+    free(self);
+}
+
+static ts_renderer *model_renderer_new(const char *name, const char *model) {
+    if (!model || !*model) { ts_fail("backend 'model': no diffusion model (set models.diffusion)"); return NULL; }
+    txt2img_options o = {.model = model};
+    model_renderer *m = ts_calloc(1, sizeof *m);
+    m->pipeline = txt2img_load(&o);
+    if (!m->pipeline) { free(m); return NULL; }
+    /* the name written into PNG parameters: the folder or file name, as A1111 does */
+    snprintf(m->model_name, sizeof m->model_name, "%s", model);
+    size_t n = strlen(m->model_name);
+    while (n > 1 && m->model_name[n - 1] == '/') m->model_name[--n] = 0;
+    char *base = strrchr(m->model_name, '/');
+    if (base) memmove(m->model_name, base + 1, strlen(base));
+    ts_renderer *r = ts_calloc(1, sizeof *r);
+    r->name = name;
+    r->state = m;
+    r->render = model_render;
+    r->destroy = model_renderer_destroy;
+    return r;
+}
+
 /* Backends by name: the built-in ones and "model" (real models). */
 typedef struct {
     const char *name;
@@ -138,7 +206,7 @@ typedef struct {
 static const backend_entry backend_table[] = {
     {"null", echo_expander_new, null_renderer_new},
     {"echo", echo_expander_new, null_renderer_new},
-    {"model", model_expander_new, NULL},
+    {"model", model_expander_new, model_renderer_new},
 };
 
 static const backend_entry *find(const char *kind) {
