@@ -1,0 +1,73 @@
+/*
+ * quant.h — block-quantized weight formats (ggml's layouts) and the matmul on them.
+ *
+ * A weight matrix [rows, cols] is stored row by row; each row is a run of blocks:
+ *   F32, F16, BF16   1 value per "block"
+ *   Q8_0  32 values: f16 d, int8 q[32]                    x = d * q
+ *   Q4_0  32 values: f16 d, u8 q[16] (low nibbles first)  x = d * (q - 8)
+ *   Q4_K 256 values: f16 d, f16 dmin, u8 scales[12], u8 q[128]
+ *                    8 sub-blocks of 32 with 6-bit scale/min: x = d*sc*q - dmin*m
+ *   Q6_K 256 values: u8 ql[128], u8 qh[64], i8 scales[16], f16 d   x = d*sc*(q - 32)
+ *
+ * Decision: activations stay float32 and are multiplied against the dequantized
+ * block values (dequantized a block or a row at a time, in cache, never the whole
+ * matrix). llama.cpp instead quantizes the activation to Q8 and uses integer dot
+ * products; that is faster but not exact against the reference dequantization, and
+ * our parity tests compare against the `gguf` package's dequantized weights in fp32.
+ * So a result here equals (to float rounding) x . dequantize(W).
+ */
+#ifndef TESSERA_QUANT_H
+#define TESSERA_QUANT_H
+
+#include "base.h"
+
+typedef enum {
+    QT_F32 = 0,
+    QT_F16,
+    QT_BF16,
+    QT_Q8_0,
+    QT_Q4_0,
+    QT_Q4_K,
+    QT_Q6_K,
+    QT_COUNT
+} qtype;
+
+const char *qtype_name(qtype t);                 /* "Q8_0", ... */
+int qtype_block_values(qtype t);                 /* values per block: 1, 32 or 256 */
+size_t qtype_block_bytes(qtype t);               /* bytes per block */
+/* Bytes of one row of n values; 0 if n is not a whole number of blocks. */
+size_t qtype_row_bytes(qtype t, int64_t n);
+
+/* dst[0..n) = the values of one row (n a multiple of the block size). */
+void dequantize_row(qtype t, const void *src, float *dst, int64_t n);
+/* sum_i row[i] * x[i] over one quantized row of n values. */
+float quant_dot(qtype t, const void *row, const float *x, int64_t n);
+/* sum_i a[i] * b[i], vectorised. */
+float dot_f32(const float *a, const float *b, int64_t n);
+
+/* A matrix [rows, cols] of quantized rows; a view (does not own data). */
+typedef struct qmatrix {
+    qtype type;
+    int64_t rows, cols;
+    const void *data;
+    size_t row_bytes;
+} qmatrix;
+
+/* Makes a view; -1 with a message naming `what` if cols does not fit the block size. */
+int qmatrix_view(qmatrix *out, qtype t, int64_t rows, int64_t cols, const void *data, const char *what);
+size_t qmatrix_nbytes(const qmatrix *m);
+/* One row dequantized into dst[cols] (embedding lookup). */
+void qmatrix_row(const qmatrix *m, int64_t r, float *dst);
+
+/*
+ * y[n, W.rows] = x[n, W.cols] * W^T, multithreaded over output rows.
+ * Small n: each thread dequantizes one weight row into cache and dots it with the
+ * activation rows, four at a time. Large n (prefill): a slab of weight rows is
+ * dequantized and handed to gemm.
+ */
+void qmatmul(float *y, const float *x, int64_t n, const qmatrix *W);
+/* At and above this many activation rows qmatmul takes the gemm path: dequantizing a slab
+ * costs about as much as a row pass, and BLAS beats row dots once enough rows share it. */
+#define QMATMUL_GEMM_MIN_ROWS 32
+
+#endif
