@@ -16,7 +16,9 @@ HOST=$(hostname -s)
 write_config() {
   mkdir -p "$DIR"/{state,spool,log,munge,run}
   local cpus mem
-  cpus=$(nproc)
+  # Advertise more CPUs than the machine has (config_overrides), so a test can run a
+  # coordinator and several workers as separate Slurm tasks on a 2-core machine.
+  cpus=$(( $(nproc) * 8 ))
   mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
   cat > "$CONF" <<CONF
 ClusterName=tessera-dev
@@ -26,7 +28,8 @@ SlurmdPort=${SLURM_DEV_D_PORT:-16818}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+# cred_expire also sets how long a requeued job waits before it may start again (default 120 s)
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=5
 CryptoType=crypto/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
@@ -34,6 +37,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+SlurmdParameters=config_overrides
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
