@@ -1,0 +1,218 @@
+/*
+ * cmd_txt2img.c — `tessera txt2img`: one prompt to PNG files, with the flags users of
+ * stable-diffusion.cpp and diffusers already know. The generation parameters go into each
+ * PNG's "parameters" text chunk in the A1111 format, so existing tools read them back.
+ */
+#include "cli/commands.h"
+#include "kernels/tensor.h"
+#include "models/image_png.h"
+#include "models/npy.h"
+#include "models/txt2img.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static int usage(int status) {
+    fprintf(status ? stderr : stdout,
+            "usage: tessera txt2img -m MODEL -p PROMPT [options]\n"
+            "  -m, --model PATH       diffusers folder or single .safetensors checkpoint\n"
+            "  -p, --prompt TEXT      the prompt\n"
+            "  -n, --negative-prompt TEXT\n"
+            "  -o, --output PATH      PNG to write (default output.png); %%d is replaced by the\n"
+            "                         image number (1..batch); without it, images 2.. get _N\n"
+            "  -W, --width N          multiple of 8, at most 2048 (default 512)\n"
+            "  -H, --height N         multiple of 8, at most 2048 (default 512)\n"
+            "  --steps N              sampling steps (default 20)\n"
+            "  --cfg-scale W          classifier-free guidance scale (default 7.0; <= 1: off)\n"
+            "  --sampler NAME         euler_a (default), euler, ddim, dpm++2m, lcm\n"
+            "  --scheduler NAME       discrete (default) or karras\n"
+            "  -s, --seed N           seed; negative (default -1) picks a random one, printed\n"
+            "  -b, --batch N          images from one seed, as diffusers' num_images_per_prompt\n"
+            "  --clip-skip N          A1111 numbering: 2 = penultimate CLIP layer\n"
+            "  --vae-tiling           decode in overlapping tiles (large images in little memory)\n"
+            "  --taesd PATH           decode with this TAESD decoder (.safetensors) instead of the VAE\n"
+            "  --init-noise FILE.npy  start from these unit-variance latents instead of the seed's\n"
+            "  --save-latent FILE.npy also write the final latents\n"
+            "  --tokenizer PATH       CLIP vocabulary (folder with vocab.json+merges.txt, or bpe .txt.gz)\n"
+            "  -t, --threads N        threads (default: all cores)\n");
+    return status;
+}
+
+typedef struct { double start; bool tty; } progress_state;
+
+static int show_progress(void *user, int step, int steps) {
+    progress_state *s = user;
+    if (!s->tty) return 0;
+    double el = ts_now() - s->start, per = el / step;
+    int width = 30, done = step * width / steps;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r  %3d/%d |%s| %.2f s/it, %.0f s left ", step, steps, bar, per, per * (steps - step));
+    if (step == steps) fputc('\n', stderr);
+    fflush(stderr);
+    return 0;
+}
+
+/* pattern with the first "%d" replaced by number; no "%d": number > 1 inserts _N before the extension. */
+static void output_name(const char *pattern, int number, char *out, size_t size) {
+    const char *d = strstr(pattern, "%d");
+    if (d) {
+        snprintf(out, size, "%.*s%d%s", (int)(d - pattern), pattern, number, d + 2);
+        return;
+    }
+    if (number <= 1) { snprintf(out, size, "%s", pattern); return; }
+    const char *dot = strrchr(pattern, '.'), *slash = strrchr(pattern, '/');
+    if (!dot || (slash && dot < slash)) dot = pattern + strlen(pattern);
+    snprintf(out, size, "%.*s_%d%s", (int)(dot - pattern), pattern, number, dot);
+}
+
+static void model_label(const char *model, char *out, size_t size) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", model);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;
+    const char *base = strrchr(buf, '/');
+    base = base ? base + 1 : buf;
+    snprintf(out, size, "%s", base);
+    char *ext = strrchr(out, '.');
+    if (ext && (strcmp(ext, ".safetensors") == 0 || strcmp(ext, ".ckpt") == 0)) *ext = 0;
+}
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+int cmd_txt2img(int argc, char **argv) {
+    txt2img_options o = {0};
+    txt2img_request r = txt2img_request_defaults();
+    const char *output = "output.png", *init_noise_path = NULL, *save_latent = NULL;
+    long long seed = -1, v;
+    int threads = 0;
+    bool have_prompt = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
+        if (strcmp(a, "--vae-tiling") == 0) { r.vae_tiling = true; continue; }
+        if (i + 1 >= argc) { fprintf(stderr, "tessera txt2img: '%s' needs a value, or is unknown\n", a); return usage(2); }
+        const char *val = argv[++i];
+#define IS(s, l) (strcmp(a, s) == 0 || strcmp(a, l) == 0)
+#define INT_ARG(lo, hi, dst)                                                                              \
+    do {                                                                                                  \
+        if (!parse_int(val, lo, hi, &v)) {                                                                \
+            fprintf(stderr, "tessera txt2img: %s wants a whole number in [%lld, %lld], got '%s'\n", a,      \
+                    (long long)(lo), (long long)(hi), val);                                               \
+            return 2;                                                                                     \
+        }                                                                                                 \
+        dst = v;                                                                                          \
+    } while (0)
+        if (IS("-m", "--model")) o.model = val;
+        else if (IS("-p", "--prompt")) r.prompt = val, have_prompt = true;
+        else if (IS("-n", "--negative-prompt")) r.negative = val;
+        else if (IS("-o", "--output")) output = val;
+        else if (IS("-W", "--width")) INT_ARG(8, 2048, r.width);
+        else if (IS("-H", "--height")) INT_ARG(8, 2048, r.height);
+        else if (IS("--steps", "--steps")) INT_ARG(1, 1000, r.steps);
+        else if (IS("-s", "--seed")) INT_ARG(INT64_MIN + 1, INT64_MAX, seed);
+        else if (IS("-b", "--batch")) INT_ARG(1, 64, r.batch);
+        else if (IS("--clip-skip", "--clip-skip")) INT_ARG(0, 12, r.clip_skip);
+        else if (IS("-t", "--threads")) INT_ARG(1, 4096, threads);
+        else if (IS("--cfg-scale", "--guidance-scale")) {
+            char *end;
+            r.cfg_scale = strtof(val, &end);
+            if (*end || end == val || !(r.cfg_scale >= 0 && r.cfg_scale <= 100)) {
+                fprintf(stderr, "tessera txt2img: --cfg-scale wants a number in [0, 100], got '%s'\n", val);
+                return 2;
+            }
+        }
+        else if (IS("--sampler", "--sampling-method")) r.sampler = val;
+        else if (IS("--scheduler", "--schedule")) r.schedule = val;
+        else if (IS("--taesd", "--taesd")) o.taesd = val;
+        else if (IS("--init-noise", "--init-noise")) init_noise_path = val;
+        else if (IS("--save-latent", "--save-latent")) save_latent = val;
+        else if (IS("--tokenizer", "--tokenizer")) o.tokenizer = val;
+        else { fprintf(stderr, "tessera txt2img: unknown option '%s'\n", a); return usage(2); }
+#undef IS
+#undef INT_ARG
+    }
+    if (!o.model || !have_prompt) { fprintf(stderr, "tessera txt2img: -m MODEL and -p PROMPT are required\n"); return usage(2); }
+    if (r.width % 8 || r.height % 8) {
+        fprintf(stderr, "tessera txt2img: -W/-H must be multiples of 8 (got %dx%d)\n", r.width, r.height);
+        return 2;
+    }
+    if (seed < 0) {
+        uint32_t rnd;
+        if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) rnd = (uint32_t)(ts_now() * 1e6);
+        seed = rnd;
+    }
+    r.seed = (uint64_t)seed;
+    ts_set_threads(threads);
+
+    txt2img *p = txt2img_load(&o);
+    if (!p) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); return 1; }
+    tensor init = {0};
+    int status = 1;
+    if (init_noise_path) {
+        if (npy_load(init_noise_path, &init) < 0) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); goto done; }
+        int f = txt2img_downscale(p);
+        int64_t want = (int64_t)r.batch * txt2img_latent_channels(p) * (r.height / f) * (r.width / f);
+        if (init.type != DT_F32 || tensor_numel(&init) != want) {
+            char shape[64];
+            fprintf(stderr, "tessera txt2img: %s: float32 %s, expected %lld float32 values ([%d, %d, %d, %d])\n",
+                    init_noise_path, tensor_shape_str(&init, shape, sizeof shape), (long long)want, r.batch,
+                    txt2img_latent_channels(p), r.height / f, r.width / f);
+            goto done;
+        }
+        r.init_noise = init.data;
+    }
+    progress_state ps = {.start = ts_now(), .tty = isatty(2)};
+    r.progress = show_progress, r.progress_user = &ps;
+    fprintf(stderr, "txt2img: %dx%d, %d steps, %s, cfg %g, seed %llu\n", r.width, r.height, r.steps, r.sampler,
+            (double)r.cfg_scale, (unsigned long long)r.seed);
+    txt2img_result out;
+    if (txt2img_generate(p, &r, &out) < 0) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); goto done; }
+
+    char label[256];
+    model_label(o.model, label, sizeof label);
+    gen_parameters gp = {.prompt = (char *)r.prompt, .negative = (char *)(r.negative ? r.negative : ""),
+                         .steps = r.steps, .cfg_scale = r.cfg_scale, .seed = (int64_t)r.seed, .width = r.width,
+                         .height = r.height, .clip_skip = r.clip_skip};
+    snprintf(gp.sampler, sizeof gp.sampler, "%s", txt2img_a1111_sampler(r.sampler));
+    if (strcmp(r.schedule, "karras") == 0) snprintf(gp.schedule, sizeof gp.schedule, "Karras");
+    snprintf(gp.model, sizeof gp.model, "%s", label);
+    char *text = gen_parameters_format(&gp);
+    status = 0;
+    for (int i = 0; i < out.batch && !status; i++) {
+        char path[4096];
+        output_name(output, i + 1, path, sizeof path);
+        if (image_png_write(path, out.rgb[i], out.width, out.height, text) < 0) {
+            fprintf(stderr, "tessera txt2img: %s\n", ts_last_error());
+            status = 1;
+        } else {
+            printf("%s\n", path);
+        }
+    }
+    free(text);
+    if (!status && save_latent) {
+        tensor lt = tensor_view(out.latents, DT_F32, 4,
+                                (const int64_t[]){out.batch, out.latent_channels, out.latent_height, out.latent_width});
+        if (npy_save(save_latent, &lt) < 0) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); status = 1; }
+        else printf("%s\n", save_latent);
+    }
+    fprintf(stderr, "txt2img: seed %llu; text %.2f s, sampling %.2f s, decode %.2f s\n", (unsigned long long)r.seed,
+            out.seconds_text, out.seconds_sampling, out.seconds_decode);
+    txt2img_result_free(&out);
+done:
+    tensor_free(&init);
+    txt2img_destroy(&p);
+    return status;
+}

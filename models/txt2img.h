@@ -1,0 +1,79 @@
+/*
+ * txt2img.h — the text-to-image pipeline, as diffusers' StableDiffusionPipeline runs it:
+ * prompts -> CLIP text conditioning -> denoising loop (U-Net, CFG, sampler) -> VAE (or TAESD)
+ * -> RGB8 images.
+ *
+ *   txt2img_options o = {.model = "sd15/", .tokenizer = NULL, .taesd = NULL};
+ *   txt2img *p = txt2img_load(&o);                     // loads every component once
+ *   txt2img_request r = txt2img_request_defaults();
+ *   r.prompt = "a cat"; r.seed = 42; ...
+ *   txt2img_result out;
+ *   if (txt2img_generate(p, &r, &out) < 0) ... ts_last_error() ...
+ *   ... out.rgb[i] (width*height*3 bytes each), out.latents ...
+ *   txt2img_result_free(&out);
+ *   txt2img_destroy(&p);
+ *
+ * A pipeline serves many requests (the diffusion worker keeps one per model); it is not
+ * re-entrant (one generate at a time). Seeds follow diffusers: one seed is one CPU
+ * torch.Generator drawing the whole batch, so image i of a batch equals diffusers' image i;
+ * per-image seeds (request.seeds) are diffusers' list of generators.
+ */
+#ifndef TESSERA_TXT2IMG_H
+#define TESSERA_TXT2IMG_H
+
+#include "kernels/base.h"
+
+typedef struct {
+    const char *model;        /* diffusers folder or single .safetensors */
+    const char *tokenizer;    /* NULL: MODEL/tokenizer/, else the built-in default path */
+    const char *taesd;        /* NULL, or a TAESD decoder .safetensors: decode with it instead of the VAE */
+} txt2img_options;
+
+/* Called after each denoising step; return non-zero to stop. */
+typedef int (*txt2img_progress_fn)(void *user, int step, int steps);
+
+typedef struct {
+    const char *prompt, *negative;   /* negative NULL or "": the empty prompt */
+    int steps;                       /* 20 */
+    float cfg_scale;                 /* 7.0; <= 1 skips the unconditional pass */
+    const char *sampler;             /* "euler_a" (ddim, euler, euler_a, dpm++2m, lcm) */
+    const char *schedule;            /* "discrete" or "karras" */
+    uint64_t seed;
+    int width, height;               /* 512; multiples of 8 up to 2048 */
+    int batch;                       /* 1 */
+    int clip_skip;                   /* A1111 / sd.cpp numbering: 0 or 1 = last layer, 2 = penultimate */
+    bool vae_tiling;
+    const float *init_noise;         /* NULL, or batch*C*h*w unit-variance latents */
+    /* Per-image batches (the diffusion worker batching different records): each NULL or
+     * `batch` entries. prompts/negatives override prompt/negative per image; seeds gives each
+     * image its own generator (diffusers' generator=[...]), so an image does not depend on
+     * what it was batched with. */
+    const char *const *prompts, *const *negatives;
+    const uint64_t *seeds;
+    txt2img_progress_fn progress;
+    void *progress_user;
+} txt2img_request;
+
+typedef struct {
+    int batch, width, height;
+    uint8_t **rgb;                   /* batch images, width*height*3 bytes each, row-major RGB */
+    float *latents;                  /* [batch, C, height/f, width/f], before 1/scaling_factor */
+    int latent_channels, latent_height, latent_width;
+    double seconds_text, seconds_sampling, seconds_decode;
+} txt2img_result;
+
+typedef struct txt2img txt2img;
+
+txt2img *txt2img_load(const txt2img_options *options);
+void txt2img_destroy(txt2img **self);
+
+txt2img_request txt2img_request_defaults(void);
+int txt2img_generate(txt2img *self, const txt2img_request *request, txt2img_result *out);
+void txt2img_result_free(txt2img_result *r);
+
+int txt2img_latent_channels(const txt2img *self);
+int txt2img_downscale(const txt2img *self);          /* 8 for SD */
+/* The A1111 sampler name ("Euler a", "DDIM", ...) for a sampler name of ours. */
+const char *txt2img_a1111_sampler(const char *sampler);
+
+#endif

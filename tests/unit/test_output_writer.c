@@ -1,0 +1,160 @@
+/* test_output_writer.c — plain files and WebDataset tar shards: contents read back with
+ * libarchive's reader, atomic names, no appends to closed shards, safe keys. */
+#include "tests/test.h"
+#include "worker/output_writer.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char root[256];
+
+/* "name=content;name=content;..." of a tar, in member order. */
+static char *tar_listing(const char *path) {
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    static char out[8192];
+    out[0] = 0;
+    if (archive_read_open_filename(a, path, 4096) != ARCHIVE_OK) {
+        archive_read_free(a);
+        return NULL;
+    }
+    struct archive_entry *e;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+        char data[256] = {0};
+        la_ssize_t n = archive_read_data(a, data, sizeof data - 1);
+        if (n < 0) n = 0;
+        data[n] = 0;
+        size_t l = strlen(out);
+        snprintf(out + l, sizeof out - l, "%s=%s;", archive_entry_pathname(e), data);
+    }
+    archive_read_free(a);
+    return out;
+}
+
+static int count_files(const char *dir, const char *needle) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.' && strstr(e->d_name, needle)) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+static int add(output_writer *w, const char *id, const char *caption) {
+    char key[OUTPUT_KEY_MAX];
+    output_key(id, key, sizeof key);
+    output_part parts[] = {{".png", "PNG", 3}, {".txt", caption, strlen(caption)}, {".json", "{}", 2}};
+    return output_writer_add(w, key, parts, 3);
+}
+
+int main(void) {
+    TEST_BEGIN();
+    snprintf(root, sizeof root, "test_output_writer_%d", (int)getpid());
+
+    /* keys */
+    char key[OUTPUT_KEY_MAX];
+    output_key("rec-0001_ok", key, sizeof key);
+    CHECK(strcmp(key, "rec-0001_ok") == 0, "safe id kept: %s", key);
+    const char *evil[] = {"../../etc/passwd", "a/b", "a\\b", "..", ".", "a\nb", "x.png", "", "\x01\x7f"};
+    for (size_t i = 0; i < sizeof evil / sizeof *evil; i++) {
+        output_key(evil[i], key, sizeof key);
+        CHECK(output_key_is_safe(key) && !strchr(key, '/') && !strchr(key, '.') && !strchr(key, '\\'),
+              "id #%zu gave unsafe key '%s'", i, key);
+    }
+    char k1[OUTPUT_KEY_MAX], k2[OUTPUT_KEY_MAX];
+    output_key("a/b", k1, sizeof k1);
+    output_key("a_b", k2, sizeof k2);
+    CHECK(strcmp(k1, k2) != 0, "sanitised ids must not collide: %s %s", k1, k2);
+    char longid[400];
+    memset(longid, 'z', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    output_key(longid, key, sizeof key);
+    CHECK(strlen(key) < OUTPUT_KEY_MAX && output_key_is_safe(key), "long id: %zu bytes", strlen(key));
+    CHECK(!output_key_is_safe("../x") && !output_key_is_safe("a.b") && !output_key_is_safe(""), "is_safe rejects");
+
+    /* plain files */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/files/sub", root);
+    output_writer *w = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_FILES});
+    CHECK(w != NULL, "%s", ts_last_error());
+    if (w) {
+        CHECK_OK(add(w, "one", "a cat"));
+        output_part bad[] = {{".png", "x", 1}};
+        CHECK(output_writer_add(w, "../escape", bad, 1) < 0, "unsafe key refused");
+        output_part badext[] = {{"/../x", "x", 1}};
+        CHECK(output_writer_add(w, "ok", badext, 1) < 0, "unsafe extension refused");
+        CHECK_OK(output_writer_finish(&w));
+        char p[600];
+        snprintf(p, sizeof p, "%s/one.txt", dir);
+        FILE *f = fopen(p, "r");
+        char buf[32] = {0};
+        CHECK(f && fread(buf, 1, sizeof buf, f) == 5 && strcmp(buf, "a cat") == 0, "one.txt content '%s'", buf);
+        if (f) fclose(f);
+        CHECK(count_files(dir, ".tmp.") == 0, "temporary files left behind");
+        CHECK(count_files(dir, "one.") == 3, "three files for the record");
+    }
+
+    /* tar shards: 5 records, 2 per shard -> 3 shards */
+    snprintf(dir, sizeof dir, "%s/tar", root);
+    w = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_TAR, .records_per_shard = 2});
+    CHECK(w != NULL, "%s", ts_last_error());
+    if (w) {
+        for (int i = 0; i < 5; i++) {
+            char id[32], cap[32];
+            snprintf(id, sizeof id, "rec%d", i);
+            snprintf(cap, sizeof cap, "caption %d", i);
+            CHECK_OK(add(w, id, cap));
+        }
+        CHECK(output_writer_shards_closed(w) == 2, "2 shards closed before finish");
+        CHECK(count_files(dir, ".tar.tmp.") == 1, "the open shard is a temporary file");
+        CHECK(count_files(dir, ".tar") == 3, "2 closed + 1 open");
+        CHECK_OK(output_writer_finish(&w));
+        CHECK(count_files(dir, ".tmp.") == 0, "no temporary files after finish");
+        char p[600];
+        snprintf(p, sizeof p, "%s/shard-000000.tar", dir);
+        char *l = tar_listing(p);
+        CHECK(l && strcmp(l, "rec0.png=PNG;rec0.txt=caption 0;rec0.json={};rec1.png=PNG;rec1.txt=caption 1;rec1.json={};") == 0,
+              "shard 0: %s", l ? l : "(unreadable)");
+        snprintf(p, sizeof p, "%s/shard-000002.tar", dir);
+        l = tar_listing(p);
+        CHECK(l && strcmp(l, "rec4.png=PNG;rec4.txt=caption 4;rec4.json={};") == 0, "shard 2: %s", l ? l : "(unreadable)");
+    }
+    /* a second writer never appends to or overwrites closed shards */
+    w = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_TAR, .records_per_shard = 2});
+    if (w) {
+        CHECK_OK(add(w, "later", "x"));
+        CHECK_OK(output_writer_finish(&w));
+        char p[600];
+        snprintf(p, sizeof p, "%s/shard-000003.tar", dir);
+        char *l = tar_listing(p);
+        CHECK(l && strncmp(l, "later.png", 9) == 0, "new writer continues at shard 3: %s", l ? l : "(missing)");
+        snprintf(p, sizeof p, "%s/shard-000002.tar", dir);
+        l = tar_listing(p);
+        CHECK(l && strstr(l, "later") == NULL, "closed shard 2 untouched");
+    }
+    w = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_TAR, .first_shard_set = true, .first_shard = 1});
+    if (w) {
+        CHECK(add(w, "again", "x") < 0, "explicit index of an existing shard refused");
+        CHECK(strstr(ts_last_error(), "never reopened") != NULL, "error: %s", ts_last_error());
+        output_writer_destroy(&w);
+    }
+    /* abandoned writer leaves no temporary file */
+    w = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_TAR});
+    if (w) {
+        CHECK_OK(add(w, "gone", "x"));
+        output_writer_destroy(&w);
+        CHECK(count_files(dir, ".tmp.") == 0, "abandoned shard removed");
+    }
+    CHECK(output_writer_new(&(output_writer_options){.dir = "/proc/forbidden/x"}) == NULL, "bad folder refused");
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    return TEST_END();
+}
