@@ -15,9 +15,16 @@
 
 /* The pre-tokenizer regexes of the byte-level families, as their tokenizer.json files
  * and llama.cpp give them (GGUF names them by tokenizer.ggml.pre). */
+#define GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+#define LLAMA3_REGEX "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* Names as llama.cpp's converter writes them (llama-vocab.cpp); aliases share a regex. */
 static const struct { const char *pre; const char *regex; } pre_tokenizers[] = {
-    {"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
-    {"llama-bpe", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+    {"gpt2", GPT2_REGEX},
+    {"gpt-2", GPT2_REGEX},
+    {"default", GPT2_REGEX},
+    {"llama3", LLAMA3_REGEX},
+    {"llama-v3", LLAMA3_REGEX},
+    {"llama-bpe", LLAMA3_REGEX},
     {"qwen2", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
     {"smollm", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
 };
@@ -168,7 +175,7 @@ llm_tokenizer *llm_tokenizer_from_gguf(const gguf *g) {
         for (size_t k = 0; k < sizeof pre_tokenizers / sizeof pre_tokenizers[0]; k++)
             if (gguf_str_eq(pre, pre_tokenizers[k].pre)) regex = pre_tokenizers[k].regex;
         if (!regex) { ts_fail("%s: pre-tokenizer '%.*s' is not supported", gguf_path(g), (int)pre.len, pre.ptr); goto fail; }
-        t->ignore_merges = gguf_str_eq(pre, "llama-bpe");
+        t->ignore_merges = gguf_str_eq(pre, "llama-bpe") || gguf_str_eq(pre, "llama3") || gguf_str_eq(pre, "llama-v3");
         if (compile_split(t, regex) != 0) goto fail;
     }
     free(scores);
