@@ -31,6 +31,8 @@ static int usage(int status) {
             "  -p PROMPT            a prompt (repeatable)\n"
             "  -f FILE              prompts, one per line\n"
             "  --template NAME      chatml | llama3 | llama2 | mistral (default: the model's)\n"
+            "  --prompt-format F    base models: complete F with {prompt} replaced, no chat\n"
+            "                       (default: the GGUF's tessera.expander.prompt_format)\n"
             "  --tokenizer PATH     tokenizer.json / .gguf override\n"
             "  --system FILE        the instruction (default: built in)\n"
             "  --examples FILE      worked examples, 'short<TAB>description' per line\n"
@@ -80,6 +82,7 @@ int cmd_expand(int argc, char **argv) {
         else if (strcmp(a, "-p") == 0) { if (!TAKE()) return 2; add_prompt(&prompts, &n, v); }
         else if (strcmp(a, "-f") == 0) { if (!TAKE() || read_prompts(v, &prompts, &n) != 0) { fprintf(stderr, "tessera: error: %s\n", ts_last_error()); return 2; } }
         else if (strcmp(a, "--template") == 0) { if (!(eo.template_name = TAKE())) return 2; }
+        else if (strcmp(a, "--prompt-format") == 0) { if (!(eo.prompt_format = TAKE())) return 2; }
         else if (strcmp(a, "--tokenizer") == 0) { if (!(eo.tokenizer = TAKE())) return 2; }
         else if (strcmp(a, "--system") == 0) { if (!(eo.system_file = ho.system_file = TAKE())) return 2; }
         else if (strcmp(a, "--examples") == 0) { if (!(eo.examples_file = ho.examples_file = TAKE())) return 2; }

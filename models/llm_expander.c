@@ -1,5 +1,6 @@
 /* llm_expander.c — batched prompt expansion with the embedded LLM (see expander.h). */
 #include "models/llm_expander.h"
+#include "models/gguf.h"
 #include "models/llm_codec.h"
 
 #include <stdlib.h>
@@ -11,6 +12,7 @@ struct llm_expander {
     llm_codec *codec;
     llm_state *state;
     upsample_instruction *instruction;
+    char *prompt_format;          /* completion mode: "{prompt}" replaced by the prompt */
 };
 
 llm_expander_options llm_expander_default_options(void) {
@@ -33,7 +35,17 @@ llm_expander *llm_expander_open(const llm_expander_options *o) {
     if (!e->model) goto fail;
     e->codec = llm_codec_open(e->model, o->model, o->tokenizer);
     if (!e->codec || llm_codec_set_template(e->codec, o->template_name) != 0) goto fail;
-    if (!llm_codec_has_template(e->codec)) {
+    if (o->prompt_format) e->prompt_format = ts_strdup(o->prompt_format);
+    else if (llm_gguf(e->model) && gguf_find_key(llm_gguf(e->model), "tessera.expander.prompt_format") >= 0) {
+        gguf_str f;
+        if (gguf_get_string(llm_gguf(e->model), "tessera.expander.prompt_format", &f) != 0) goto fail;
+        e->prompt_format = gguf_strdup(f);
+    }
+    if (e->prompt_format && !strstr(e->prompt_format, "{prompt}")) {
+        ts_fail("%s: the prompt format '%s' has no {prompt}", o->model, e->prompt_format);
+        goto fail;
+    }
+    if (!e->prompt_format && !llm_codec_has_template(e->codec)) {
         ts_fail("%s: the model has no chat template; name one with --template", o->model);
         goto fail;
     }
@@ -57,9 +69,23 @@ void llm_expander_destroy(llm_expander **self) {
     llm_state_destroy(&e->state);
     llm_codec_destroy(&e->codec);
     upsample_instruction_destroy(&e->instruction);
+    free(e->prompt_format);
     llm_destroy(&e->model);
     free(e);
     *self = NULL;
+}
+
+/* The completion format with every "{prompt}" replaced. */
+static char *format_prompt(const char *format, const char *prompt) {
+    size_t n = strlen(format) + 1, pl = strlen(prompt);
+    for (const char *p = strstr(format, "{prompt}"); p; p = strstr(p + 8, "{prompt}")) n += pl;
+    char *out = ts_malloc(n), *w = out;
+    for (const char *p = format; *p;) {
+        if (strncmp(p, "{prompt}", 8) == 0) { memcpy(w, prompt, pl); w += pl; p += 8; }
+        else *w++ = *p++;
+    }
+    *w = 0;
+    return out;
 }
 
 int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansion *out) {
@@ -68,9 +94,16 @@ int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansi
     int rc = -1;
     chat_message *msgs = ts_malloc(sizeof(chat_message) * (size_t)(2 + 2 * upsample_example_count(e->instruction)));
     for (int i = 0; i < n; i++) {
-        int count = upsample_messages(e->instruction, prompts[i], msgs);
-        char *text = llm_codec_render_chat(e->codec, msgs, count);
-        int r = llm_codec_encode(e->codec, text, false, true, &ids[i], &lens[i]);
+        char *text;
+        bool add_bos = false;
+        if (e->prompt_format) {
+            text = format_prompt(e->prompt_format, prompts[i]);
+            add_bos = true;
+        } else {
+            int count = upsample_messages(e->instruction, prompts[i], msgs);
+            text = llm_codec_render_chat(e->codec, msgs, count);
+        }
+        int r = llm_codec_encode(e->codec, text, add_bos, true, &ids[i], &lens[i]);
         free(text);
         if (r != 0) { ts_fail_wrap("prompt %d", i); goto done; }
     }

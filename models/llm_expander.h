@@ -4,6 +4,11 @@
  * generated in one batch, and each reply is cleaned and judged. A reply that fails the
  * judgement falls back to the original prompt with its verdict, so the caller can count
  * and record it.
+ *
+ * Base models trained for one task (like the demo's shapes expander) have no chat
+ * template: they take a completion format instead, "{prompt} =>" for instance, from the
+ * options or from the GGUF key tessera.expander.prompt_format. The format replaces the
+ * whole conversation (with BOS before it); the reply is judged the same way.
  */
 #ifndef TESSERA_LLM_EXPANDER_H
 #define TESSERA_LLM_EXPANDER_H
@@ -15,6 +20,7 @@ typedef struct llm_expander_options {
     const char *model;           /* .gguf, Hugging Face folder */
     const char *tokenizer;       /* override; NULL: the model's own */
     const char *template_name;   /* NULL: the model's own */
+    const char *prompt_format;   /* NULL: the model's tessera.expander.prompt_format, else chat */
     const char *system_file;     /* NULL: built in */
     const char *examples_file;   /* NULL: built in */
     llm_sampling sampling;

@@ -133,7 +133,7 @@ int upsample_messages(const upsample_instruction *u, const char *prompt, chat_me
 }
 
 const char *upsample_verdict_name(upsample_verdict v) {
-    static const char *names[] = {"ok", "empty", "runaway", "not_text", "too_short", "failed"};
+    static const char *names[] = {"ok", "empty", "runaway", "not_text", "failed"};
     return (unsigned)v <= UPSAMPLE_FAILED ? names[v] : "?";
 }
 
@@ -225,7 +225,6 @@ char *upsample_clean(const char *reply, bool truncated, upsample_verdict *verdic
     if (!*s) *verdict = UPSAMPLE_EMPTY;
     else if (letters < 2 * others) *verdict = UPSAMPLE_NOT_TEXT;
     else if (truncated || words > UPSAMPLE_MAX_WORDS) *verdict = UPSAMPLE_RUNAWAY;
-    else if (words < UPSAMPLE_MIN_WORDS) *verdict = UPSAMPLE_TOO_SHORT;
     else *verdict = UPSAMPLE_OK;
     return s;
 }

@@ -14,7 +14,8 @@
 
 #include "models/chat_template.h"
 
-#define UPSAMPLE_MIN_WORDS 15
+/* The instruction asks for 15-80 words; only the upper bound is enforced (a short but
+ * clean description, e.g. of a single object, is still a description). */
 #define UPSAMPLE_MAX_WORDS 80
 
 typedef struct upsample_instruction upsample_instruction;
@@ -37,7 +38,6 @@ typedef enum {
     UPSAMPLE_EMPTY,        /* nothing left after cleaning */
     UPSAMPLE_RUNAWAY,      /* over UPSAMPLE_MAX_WORDS, or cut off by the token limit */
     UPSAMPLE_NOT_TEXT,     /* control characters, invalid UTF-8, or mostly non-letters */
-    UPSAMPLE_TOO_SHORT,    /* under UPSAMPLE_MIN_WORDS */
     UPSAMPLE_FAILED        /* the backend failed (HTTP error, timeout); set by callers */
 } upsample_verdict;
 

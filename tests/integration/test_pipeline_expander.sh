@@ -15,7 +15,7 @@ rows = {r["id"]: r for r in (json.loads(l) for l in open(out + "/manifest.jsonl"
 assert sorted(rows) == ["c1", "c2", "c3", "c4"], sorted(rows)
 for r in rows.values():
     assert r["expanded"] == r["caption"], r            # fell back to the caption ...
-    assert r.get("expand_fallback") in ("not_text", "runaway", "too_short", "empty", "failed"), r  # ... and says why
+    assert r.get("expand_fallback") in ("not_text", "runaway", "empty", "failed"), r  # ... and says why
 stats = json.load(open(out + "/stats.json"))
 assert sum(stats["expand_fallbacks_by_reason"].values()) == 4, stats["expand_fallbacks_by_reason"]
 print("fallbacks:", stats["expand_fallbacks_by_reason"])
