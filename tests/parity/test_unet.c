@@ -1,0 +1,245 @@
+/*
+ * test_unet.c — the U-Net against diffusers' UNet2DConditionModel (fixtures from
+ * tools/gen_unet_fixtures.py): SD1-, SD2- and SDXL-like tiny models, diffusers folder and
+ * CompVis single-file layouts, F32, F16 and BF16 weights; plus config inference from a
+ * single file and the refusals of bad input.
+ */
+#include "models/unet.h"
+#include "models/model_files.h"
+#include "models/unet_internal.h"
+#include "tests/test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    tensor xs, ts, cs, es, is;
+    float *x, *t, *ctx, *text, *ids;
+} inputs;
+
+static bool load_inputs(const char *family, inputs *in) {
+    char p[128];
+    memset(in, 0, sizeof *in);
+    snprintf(p, sizeof p, "unet/%s/x.npy", family);
+    in->x = fixture_npy(p, &in->xs);
+    snprintf(p, sizeof p, "unet/%s/t.npy", family);
+    in->t = fixture_npy(p, &in->ts);
+    snprintf(p, sizeof p, "unet/%s/context.npy", family);
+    in->ctx = fixture_npy(p, &in->cs);
+    if (strcmp(family, "sdxl") == 0) {
+        snprintf(p, sizeof p, "unet/%s/text_embeds.npy", family);
+        in->text = fixture_npy(p, &in->es);
+        snprintf(p, sizeof p, "unet/%s/time_ids.npy", family);
+        in->ids = fixture_npy(p, &in->is);
+        if (!in->text || !in->ids) return false;
+    }
+    return in->x && in->t && in->ctx;
+}
+
+static void free_inputs(inputs *in) {
+    free(in->x), free(in->t), free(in->ctx), free(in->text), free(in->ids);
+}
+
+static float worst = 0;
+
+/* Runs the U-Net loaded from (weights, config) and compares with the fixture `want`. */
+static void check_model(const char *label, unet *u, const inputs *in, int batch, const char *want_rel, float tol) {
+    CHECK(u != NULL, "%s: %s", label, ts_last_error());
+    if (!u) return;
+    tensor ws;
+    float *want = fixture_npy(want_rel, &ws);
+    CHECK(want != NULL, "%s", ts_last_error());
+    if (!want) return;
+    int B = batch, C = (int)in->xs.shape[1], H = (int)in->xs.shape[2], W = (int)in->xs.shape[3], T = (int)in->cs.shape[1];
+    size_t n = (size_t)B * unet_out_channels(u) * H * W;
+    float *out = calloc(n, sizeof(float));
+    CHECK_OK(unet_forward(u, in->x, B, H, W, in->t, in->ctx, T, in->text, in->ids, out));
+    CHECK(C == unet_in_channels(u), "%s: in_channels %d", label, unet_in_channels(u));
+    float max_want, err = test_max_abs_diff(out, want, n, &max_want);
+    if (!(err <= tol)) err = INFINITY;  /* NaN counts as failure */
+    if (err > worst && tol <= 1e-4f) worst = err;
+    printf("%-34s batch %d  max |err| %.3g  (max |want| %.3g)\n", label, B, err, max_want);
+    CHECK(err <= tol, "%s: max abs error %g > %g", label, err, tol);
+    free(out);
+    free(want);
+}
+
+static void check_family(const char *family) {
+    inputs in;
+    CHECK(load_inputs(family, &in), "%s inputs: %s", family, ts_last_error());
+    char a[128], b[128], c[128], want[128], want16[128], label[128];
+    snprintf(c, sizeof c, "unet/%s/unet/config.json", family);
+    snprintf(want, sizeof want, "unet/%s/out.npy", family);
+    snprintf(want16, sizeof want16, "unet/%s/out_fp16.npy", family);
+
+    snprintf(a, sizeof a, "unet/%s", family);
+    unet *u = unet_load(fixture_path(a));
+    snprintf(label, sizeof label, "%s diffusers F32", family);
+    check_model(label, u, &in, 2, want, 1e-4f);
+    /* Batch 1 must give the first image's output: nothing leaks across the batch. */
+    if (u) {
+        tensor ws;
+        float *full = fixture_npy(want, &ws);
+        int H = (int)in.xs.shape[2], W = (int)in.xs.shape[3];
+        size_t n = (size_t)unet_out_channels(u) * H * W;
+        float *one = calloc(n, sizeof(float));
+        CHECK_OK(unet_forward(u, in.x, 1, H, W, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, one));
+        float mw, err = test_max_abs_diff(one, full, n, &mw);
+        CHECK(err <= 1e-4f, "%s batch 1: max abs error %g", family, err);
+        free(one);
+        free(full);
+    }
+    unet_destroy(&u);
+
+    snprintf(a, sizeof a, "unet/%s_fp16", family);
+    u = unet_load(fixture_path(a));
+    snprintf(label, sizeof label, "%s diffusers F16", family);
+    check_model(label, u, &in, 2, want16, 1e-4f);
+    unet_destroy(&u);
+
+    snprintf(b, sizeof b, "unet/%s_single.safetensors", family);
+    u = unet_load_files(fixture_path(b), fixture_path(c));
+    snprintf(label, sizeof label, "%s CompVis single-file F32", family);
+    check_model(label, u, &in, 2, want, 1e-4f);
+    unet_destroy(&u);
+
+    snprintf(b, sizeof b, "unet/%s_single_fp16.safetensors", family);
+    u = unet_load_files(fixture_path(b), fixture_path(c));
+    snprintf(label, sizeof label, "%s CompVis single-file F16", family);
+    check_model(label, u, &in, 2, want16, 1e-4f);
+    unet_destroy(&u);
+
+    if (strcmp(family, "sdxl") == 0) {
+        u = unet_load_files(fixture_path("unet/sdxl_single_bf16.safetensors"), fixture_path(c));
+        check_model("sdxl CompVis single-file BF16", u, &in, 2, "unet/sdxl/out_bf16.npy", 1e-4f);
+        /* SDXL without its added conditioning is refused, not run. */
+        if (u) {
+            float out[4];
+            CHECK(unet_forward(u, in.x, 1, 16, 12, in.t, in.ctx, 7, NULL, NULL, out) == -1, "SDXL without text_embeds ran");
+            CHECK(strstr(ts_last_error(), "text_embeds") != NULL, "message: %s", ts_last_error());
+        }
+        unet_destroy(&u);
+    }
+
+    /* What the single file's shapes say must agree with config.json wherever shapes can say it. */
+    safetensors *st = safetensors_open(fixture_path(b));
+    CHECK(st != NULL, "%s", ts_last_error());
+    unet_config inferred, want_cfg;
+    char *json = read_text_file(fixture_path(c), NULL);
+    if (st && json) {
+        CHECK_OK(unet_config_parse_json(json, c, &want_cfg));
+        unet_config_infer(st, "model.diffusion_model.", &inferred); /* may refuse: tiny group counts */
+        CHECK(inferred.levels == want_cfg.levels && inferred.layers_per_block == want_cfg.layers_per_block,
+              "%s: inferred %d levels x %d", family, inferred.levels, inferred.layers_per_block);
+        for (int l = 0; l < want_cfg.levels; l++) {
+            CHECK(inferred.block_out_channels[l] == want_cfg.block_out_channels[l], "%s level %d channels", family, l);
+            CHECK(inferred.down_attention[l] == want_cfg.down_attention[l], "%s level %d down attention", family, l);
+            CHECK(inferred.up_attention[l] == want_cfg.up_attention[l], "%s level %d up attention", family, l);
+            if (want_cfg.down_attention[l] || l == want_cfg.levels - 1)
+                CHECK(inferred.transformer_depth[l] == want_cfg.transformer_depth[l], "%s level %d depth %d", family, l,
+                      inferred.transformer_depth[l]);
+        }
+        CHECK(inferred.cross_attention_dim == want_cfg.cross_attention_dim, "%s cross dim", family);
+        CHECK(inferred.use_linear_projection == want_cfg.use_linear_projection, "%s linear projection", family);
+        CHECK(inferred.text_time == want_cfg.text_time, "%s text_time", family);
+        CHECK(inferred.in_channels == want_cfg.in_channels && inferred.out_channels == want_cfg.out_channels, "%s channels", family);
+        if (want_cfg.text_time)
+            CHECK(inferred.projection_class_embeddings_input_dim == want_cfg.projection_class_embeddings_input_dim, "%s add dim", family);
+    }
+    free(json);
+    safetensors_close(&st);
+    free_inputs(&in);
+}
+
+/* 32x32 latents (one GEMM per image for the first level) with both ways of sharing products
+ * among threads forced, F32 and F16 weights: every threaded path against diffusers. */
+static void check_threaded_paths(const char *family) {
+    inputs in;
+    CHECK(load_inputs(family, &in), "%s inputs: %s", family, ts_last_error());
+    char rel[128];
+    snprintf(rel, sizeof rel, "unet/%s/x_big.npy", family);
+    tensor xs;
+    float *x = fixture_npy(rel, &xs);
+    CHECK(x != NULL, "%s", ts_last_error());
+    int threads = ts_get_threads();
+    ts_set_threads(2);
+    for (int fp16 = 0; fp16 <= 1 && x; fp16++) {
+        snprintf(rel, sizeof rel, "unet/%s%s", family, fp16 ? "_fp16" : "");
+        unet *u = unet_load(fixture_path(rel));
+        CHECK(u != NULL, "%s", ts_last_error());
+        snprintf(rel, sizeof rel, "unet/%s/out_big%s.npy", family, fp16 ? "_fp16" : "");
+        tensor ws;
+        float *want = fixture_npy(rel, &ws);
+        size_t n = (size_t)2 * 4 * 32 * 32;
+        float *out = calloc(n, sizeof(float));
+        for (int mode = 0; mode <= 2 && u && want; mode++) {
+            unet_debug_force_split(u, mode);
+            memset(out, 0, n * sizeof(float));
+            CHECK_OK(unet_forward(u, x, 2, 32, 32, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, out));
+            float mw, err = test_max_abs_diff(out, want, n, &mw);
+            if (!(err <= 1e-4f)) err = INFINITY;
+            if (err > worst) worst = err;
+            printf("%-6s 32x32 %s split mode %d              max |err| %.3g\n", family, fp16 ? "F16" : "F32", mode, err);
+            CHECK(err <= 1e-4f, "%s 32x32 %s mode %d: max abs error %g", family, fp16 ? "F16" : "F32", mode, err);
+        }
+        free(out);
+        free(want);
+        unet_destroy(&u);
+    }
+    ts_set_threads(threads);
+    free(x);
+    free_inputs(&in);
+}
+
+int main(void) {
+    TEST_BEGIN();
+    check_threaded_paths("sd1");
+    check_threaded_paths("sdxl");
+    check_family("sd1");
+    check_family("sd2");
+    check_family("sdxl");
+    printf("worst max |err| over all fixtures: %.3g (limit 1e-4)\n", worst);
+
+    /* Bad input: named refusals, never a crash. */
+    unet *u = unet_load_files(fixture_path("unet/sd1_single.safetensors"), fixture_path("unet/sd2/unet/config.json"));
+    CHECK(u == NULL, "SD1 weights loaded under the SD2 config");
+    CHECK(strstr(ts_last_error(), "proj_in") != NULL || strstr(ts_last_error(), "shape") != NULL, "message: %s", ts_last_error());
+    u = unet_load_files(fixture_path("safetensors/good.safetensors"), NULL);
+    CHECK(u == NULL && strstr(ts_last_error(), "no U-Net") != NULL, "message: %s", ts_last_error());
+    u = unet_load(fixture_path("unet/no-such-model"));
+    CHECK(u == NULL && ts_last_error()[0], "missing model loaded");
+    unet_config cfg;
+    CHECK(unet_config_parse_json("{\"block_out_channels\": [32, 64], \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"],"
+                                 " \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\"], \"class_embed_type\": \"timestep\"}",
+                                 "test.json", &cfg) == -1 && strstr(ts_last_error(), "class_embed_type"),
+          "message: %s", ts_last_error());
+    CHECK(unet_config_parse_json("[1, 2]", "test.json", &cfg) == -1, "a list parsed as a config");
+    u = unet_load(fixture_path("unet/sd1"));
+    if (u) {
+        float x[4 * 10 * 10] = {0}, t[1] = {1}, ctx[32] = {0}, out[4 * 10 * 10];
+        CHECK(unet_forward(u, x, 1, 10, 9, t, ctx, 1, NULL, NULL, out) == -1 && strstr(ts_last_error(), "multiple"),
+              "odd latent size: %s", ts_last_error());
+    }
+    unet_destroy(&u);
+
+    /* The full-size tables have exactly diffusers' parameter count. */
+    char *counts = read_text_file(fixture_path("unet/preset_param_counts.json"), NULL);
+    CHECK(counts != NULL, "%s", ts_last_error());
+    const char *presets[] = {"sd15", "sd21", "sdxl"};
+    for (int i = 0; i < 3 && counts; i++) {
+        unet_config pc;
+        CHECK_OK(unet_config_preset(presets[i], &pc));
+        char key[32];
+        snprintf(key, sizeof key, "\"%s\": ", presets[i]);
+        const char *at = strstr(counts, key);
+        long long want = at ? atoll(at + strlen(key)) : -1;
+        long long got = (long long)unet_config_param_count(&pc);
+        printf("%s parameters: %lld (diffusers %lld)\n", presets[i], got, want);
+        CHECK(got == want, "%s: %lld parameters, diffusers has %lld", presets[i], got, want);
+    }
+    free(counts);
+    unet_config sd15;
+    CHECK(unet_config_preset("sd9", &sd15) == -1, "unknown preset accepted");
+    return TEST_END();
+}
