@@ -29,11 +29,7 @@ int cmd_coordinator(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     job_spec job;
-    job_defaults(&job);
-    int i = 2;
-    if (argv[1][0] == '-') i = 1;
-    else if (job_load_file(&job, argv[1]) < 0) { fprintf(stderr, "tessera coordinator: %s\n", ts_last_error()); return 2; }
-    if (job_parse_args(&job, argc, argv, &i) < 0 || (i < argc && ts_fail("unexpected argument '%s'", argv[i]) < 0)) {
+    if (job_from_command_line(&job, argc, argv) < 0) {
         fprintf(stderr, "tessera coordinator: %s\n", ts_last_error());
         return 2;
     }

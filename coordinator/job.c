@@ -256,3 +256,15 @@ int job_to_json(const job_spec *j, FILE *out) {
     cJSON_Delete(o);
     return 0;
 }
+
+int job_from_command_line(job_spec *job, int argc, char **argv) {
+    job_defaults(job);
+    int i = 1;
+    if (argc > 1 && argv[1][0] != '-') {
+        if (job_load_file(job, argv[1]) < 0) return -1;
+        i = 2;
+    }
+    if (job_parse_args(job, argc, argv, &i) < 0) return -1;
+    if (i < argc) return ts_fail("unexpected argument '%s'", argv[i]);
+    return 0;
+}

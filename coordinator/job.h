@@ -39,6 +39,9 @@ int job_set(job_spec *job, const char *key, const char *value); /* one override 
 /* Applies --key=value / --key value arguments from argv[*i...]; stops at a non --option.
  * Unknown options are errors. */
 int job_parse_args(job_spec *job, int argc, char **argv, int *i);
+/* A command's job: defaults, then argv[1] as the spec file unless it is an option, then
+ * every --KEY=VALUE after it; anything else is an error. */
+int job_from_command_line(job_spec *job, int argc, char **argv);
 int job_check(const job_spec *job);
 void job_keys_help(FILE *out);
 int job_to_json(const job_spec *job, FILE *out);

@@ -190,6 +190,15 @@ static double karras_sigma(double sigma_min, double sigma_max, int n, int i) {
 }
 
 /* The spacings shared by ddim, euler and euler_a (before any float/int cast). */
+/* "trailing" spacing, the same in every diffusers scheduler: numpy's arange(T, 0, -T/n),
+ * rounded, minus one. */
+static int trailing_timesteps(int T, int n, double *ts) {
+    int len = np_arange(T, 0, -(double)T / n, ts, n);
+    if (len != n) return ts_fail("scheduler: trailing spacing gives %d timesteps for %d steps (numpy's arange)", len, n);
+    for (int i = 0; i < n; i++) ts[i] = nearbyint(ts[i]) - 1;
+    return n;
+}
+
 static int spaced_timesteps(const scheduler *self, int n, double *ts, bool round_linspace) {
     int T = self->T;
     switch (self->cfg.spacing) {
@@ -204,12 +213,8 @@ static int spaced_timesteps(const scheduler *self, int n, double *ts, bool round
         for (int i = 0; i < n; i++) ts[i] = (double)(n - 1 - i) * ratio + self->cfg.steps_offset;
         return n;
     }
-    case SPACING_TRAILING: {
-        int len = np_arange(T, 0, -(double)T / n, ts, n);
-        if (len != n) return ts_fail("scheduler: trailing spacing gives %d timesteps for %d steps (numpy's arange)", len, n);
-        for (int i = 0; i < n; i++) ts[i] = nearbyint(ts[i]) - 1;
-        return n;
-    }
+    case SPACING_TRAILING:
+        return trailing_timesteps(T, n, ts);
     }
     return -1;
 }
@@ -225,12 +230,8 @@ static int dpm_timesteps(const scheduler *self, int n, double *ts) {
         for (int i = 0; i < n; i++) ts[i] = (double)(n - i) * ratio + self->cfg.steps_offset;
         return n;
     }
-    case SPACING_TRAILING: {
-        int len = np_arange(T, 0, -(double)T / n, ts, n);
-        if (len != n) return ts_fail("scheduler: trailing spacing gives %d timesteps for %d steps (numpy's arange)", len, n);
-        for (int i = 0; i < n; i++) ts[i] = nearbyint(ts[i]) - 1;
-        return n;
-    }
+    case SPACING_TRAILING:
+        return trailing_timesteps(T, n, ts);
     }
     return -1;
 }
