@@ -599,6 +599,16 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
     finish_task(c, t, J_DONE);
 }
 
+/* A lost worker's leases go back now (Paranoid Pirate), not when they run out: tasks sent
+ * to a worker that had already reconnected under a new identity would otherwise wait a
+ * whole lease. A late result from the old lease is stale and dropped, so nothing doubles. */
+static void fail_tasks_of(coordinator *c, uint64_t owner, const char *why) {
+    for (uint64_t id = c->watermark; id < c->next_task; id++) {
+        task *t = find_task(c, id);
+        if (t && t->owner == owner && (t->state == T_EXPANDING || t->state == T_RENDERING)) fail_task(c, t, why);
+    }
+}
+
 static void expire_leases(coordinator *c, double now) {
     for (uint64_t id = c->watermark; id < c->next_task; id++) {
         task *t = find_task(c, id);
@@ -738,6 +748,7 @@ static void tick(coordinator *c, double now) {
         while (w) {
             if (now - w->last_seen > dead_after) {
                 log_info("worker %s silent for %.1f s; forgotten", w->key, now - w->last_seen);
+                fail_tasks_of(c, w->key_hash, "worker lost: silent past its heartbeats");
                 zhashx_delete(c->peers, w->key);
                 w = zhashx_first(c->peers); /* restart: the cursor is invalid after a delete */
                 continue;

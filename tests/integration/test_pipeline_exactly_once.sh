@@ -5,10 +5,10 @@ source "$(dirname "$0")/test_pipeline_common.inc"
 make_txt 2000 "$W/d.txt"
 EP="ipc://$W/c.ipc"
 "$T" -q coordinator --dataset.path="$W/d.txt" --output.dir="$W/out" --endpoint="$EP" \
-  --task_size=5 --output.shard_size=300 --heartbeat_seconds=0.2 & C=$!; PIDS+=($C)
+  --task_size=5 --output.shard_size=300 --heartbeat_seconds=0.2 --retries=10 & C=$!; PIDS+=($C)
 "$T" -q worker expand --connect "$EP" --heartbeat 0.2 & PIDS+=($!)
 for i in 1 2 3; do "$T" -q worker render --connect "$EP" --heartbeat 0.2 --credit 3 & PIDS+=($!); done
-wait_exit $C 60 || fail "coordinator exit status $?"
+wait_exit $C 120 || fail "coordinator exit status $?"
 check_exactly_once "$W/out" 2000
 ls "$W/out"/*.tar | wc -l | grep -qx 7 || fail "expected 7 shards of 300"
 python3 -c "import json,sys; s=json.load(open('$W/out/stats.json')); assert s['complete'] and s['records_done']==2000, s"
