@@ -26,6 +26,7 @@ int bpe_add_token(bpe *self, const char *text, size_t len, int32_t id);
 int32_t bpe_token_id(const bpe *self, const char *text, size_t len);  /* -1 if absent */
 const char *bpe_token_text(const bpe *self, int32_t id, size_t *len); /* NULL if absent */
 int bpe_vocab_size(const bpe *self);                                  /* largest id + 1 */
+int bpe_token_count(const bpe *self);                                 /* distinct texts */
 
 /* left + right -> merged, with a rank (lower merges first). */
 void bpe_add_merge(bpe *self, int32_t left, int32_t right, int32_t rank, int32_t merged);
@@ -39,7 +40,8 @@ void bpe_merges_from_scores(bpe *self, const float *scores, int count);
 /* Merges ids[0..n) in place; returns the new count. */
 int bpe_merge(const bpe *self, int32_t *ids, int n);
 
-/* GPT-2's reversible byte <-> printable-character map (the "byte-level" alphabet). */
+/* GPT-2's reversible byte <-> printable-character map (the "byte-level" alphabet);
+ * constant time, no state. */
 uint32_t bpe_byte_to_codepoint(uint8_t b);
 int bpe_codepoint_to_byte(uint32_t cp);   /* -1 if cp is not in the alphabet */
 

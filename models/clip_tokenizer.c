@@ -3,10 +3,12 @@
  *
  * Libraries do the Unicode work: PCRE2 (UTF + UCP) for the pre-tokenizer regex and the
  * character classes of the cleaning step, utf8proc for NFC and case mapping, cJSON for
- * vocab.json, zlib for the .txt.gz vocabulary. Hand-written here: two small open-addressing
- * hash tables (C has none; a vocabulary of 49k strings and 49k merge pairs) and the BPE loop.
+ * vocab.json, zlib for the .txt.gz vocabulary. The vocabulary, merge table, byte-level
+ * alphabet and merge loop are models/bpe.h's; what is CLIP's own is the "</w>" suffix on the
+ * last symbol of each word.
  */
 #include "models/clip_tokenizer.h"
+#include "models/bpe.h"
 #include "models/model_files.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -20,95 +22,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- string -> id table ------------------------------------------------ */
-
-typedef struct {
-    char **keys;     /* owned */
-    int32_t *values;
-    size_t capacity; /* power of two */
-    size_t count;
-} string_table;
-
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-static void string_table_init(string_table *t, size_t expected) {
-    t->capacity = 1024;
-    while (t->capacity < expected * 2) t->capacity *= 2;
-    t->keys = ts_calloc(t->capacity, sizeof *t->keys);
-    t->values = ts_calloc(t->capacity, sizeof *t->values);
-    t->count = 0;
-}
-
-static void string_table_free(string_table *t) {
-    if (!t->keys) return;
-    for (size_t i = 0; i < t->capacity; i++) free(t->keys[i]);
-    free(t->keys);
-    free(t->values);
-    t->keys = NULL;
-}
-
-/* Slot holding key (n bytes), or the empty slot where it would go. */
-static size_t string_table_slot(const string_table *t, const char *key, size_t n) {
-    size_t i = hash_bytes(key, n) & (t->capacity - 1);
-    while (t->keys[i] && !(strlen(t->keys[i]) == n && memcmp(t->keys[i], key, n) == 0))
-        i = (i + 1) & (t->capacity - 1);
-    return i;
-}
-
-static int32_t string_table_get(const string_table *t, const char *key, size_t n) {
-    size_t i = string_table_slot(t, key, n);
-    return t->keys[i] ? t->values[i] : -1;
-}
-
-static void string_table_put(string_table *t, const char *key, size_t n, int32_t value) {
-    if ((t->count + 1) * 2 > t->capacity) {
-        string_table old = *t;
-        string_table_init(t, old.capacity);
-        for (size_t i = 0; i < old.capacity; i++)
-            if (old.keys[i]) {
-                size_t j = string_table_slot(t, old.keys[i], strlen(old.keys[i]));
-                t->keys[j] = old.keys[i];
-                t->values[j] = old.values[i];
-                t->count++;
-            }
-        free(old.keys);
-        free(old.values);
-    }
-    size_t i = string_table_slot(t, key, n);
-    if (!t->keys[i]) {
-        t->keys[i] = ts_malloc(n + 1);
-        memcpy(t->keys[i], key, n);
-        t->keys[i][n] = 0;
-        t->count++;
-    }
-    t->values[i] = value;
-}
-
-/* ---- (left id, right id) -> (rank, merged id) table -------------------- */
-
-typedef struct {
-    uint64_t *keys;  /* (left << 32 | right) + 1; 0 = empty */
-    int32_t *rank, *merged;
-    size_t capacity;
-} merge_table;
-
-static size_t merge_slot(const merge_table *t, uint64_t key) {
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (t->capacity - 1);
-    while (t->keys[i] && t->keys[i] != key) i = (i + 1) & (t->capacity - 1);
-    return i;
-}
-
-static uint64_t merge_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
-
 /* ---- the tokenizer ----------------------------------------------------- */
 
 struct clip_tokenizer {
-    string_table vocab;
-    merge_table merges;
+    bpe *vocab;                /* vocabulary and merge table */
     int32_t byte_id[256];      /* byte-level character of each byte */
     int32_t byte_id_end[256];  /* the same with "</w>" */
     int32_t bos, eos;
@@ -135,18 +52,9 @@ static pcre2_code *compile_regex(const char *pattern, uint32_t extra) {
     return re;
 }
 
-/* GPT-2/CLIP bytes_to_unicode: printable Latin-1 bytes map to themselves, the rest to 256+n. */
-static void bytes_to_unicode(int32_t cp[256]) {
-    int n = 0;
-    for (int b = 0; b < 256; b++) {
-        bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-        cp[b] = printable ? b : 256 + n++;
-    }
-}
-
 static clip_tokenizer *tokenizer_new(void) {
     clip_tokenizer *self = ts_calloc(1, sizeof *self);
-    string_table_init(&self->vocab, 50000);
+    self->vocab = bpe_new(50000);
     self->pre_tokenizer = compile_regex(CLIP_PATTERN, PCRE2_CASELESS);
     self->remove_chars = compile_regex("[\\x{0}\\x{FFFD}]|(?![\\t\\n\\r])\\p{C}", 0);
     self->space_chars = compile_regex("[\\t\\n\\r]|\\p{Zs}", 0);
@@ -162,10 +70,7 @@ static clip_tokenizer *tokenizer_new(void) {
 void clip_tokenizer_destroy(clip_tokenizer **self) {
     if (!self || !*self) return;
     clip_tokenizer *t = *self;
-    string_table_free(&t->vocab);
-    free(t->merges.keys);
-    free(t->merges.rank);
-    free(t->merges.merged);
+    bpe_destroy(&t->vocab);
     pcre2_code_free(t->pre_tokenizer);
     pcre2_code_free(t->remove_chars);
     pcre2_code_free(t->space_chars);
@@ -177,53 +82,32 @@ void clip_tokenizer_destroy(clip_tokenizer **self) {
 
 /* After the vocabulary is in: the byte tables, the special ids, then the merges. */
 static int finish_vocab(clip_tokenizer *self, const char *label) {
-    int32_t cp[256];
-    bytes_to_unicode(cp);
     for (int b = 0; b < 256; b++) {
         char s[16];
-        int n = (int)utf8proc_encode_char(cp[b], (utf8proc_uint8_t *)s);
-        self->byte_id[b] = string_table_get(&self->vocab, s, (size_t)n);
+        int n = (int)utf8proc_encode_char((utf8proc_int32_t)bpe_byte_to_codepoint((uint8_t)b), (utf8proc_uint8_t *)s);
+        self->byte_id[b] = bpe_token_id(self->vocab, s, (size_t)n);
         memcpy(s + n, "</w>", 4);
-        self->byte_id_end[b] = string_table_get(&self->vocab, s, (size_t)n + 4);
+        self->byte_id_end[b] = bpe_token_id(self->vocab, s, (size_t)n + 4);
         if (self->byte_id[b] < 0 || self->byte_id_end[b] < 0)
             return ts_fail("%s: vocabulary lacks the byte-level character for byte 0x%02x", label, b);
     }
-    self->bos = string_table_get(&self->vocab, "<|startoftext|>", 15);
-    self->eos = string_table_get(&self->vocab, "<|endoftext|>", 13);
+    self->bos = bpe_token_id(self->vocab, "<|startoftext|>", 15);
+    self->eos = bpe_token_id(self->vocab, "<|endoftext|>", 13);
     if (self->bos < 0 || self->eos < 0)
         return ts_fail("%s: vocabulary lacks <|startoftext|> or <|endoftext|>", label);
     return 0;
 }
 
-/* Merge rules "a b", one a line, rank = order. CLIP uses the first 48894 (49152-256-2). */
+/* Merge rules "a b", one a line, rank = order (a repeated rule keeps its first rank).
+ * CLIP uses the first 48894 (49152-256-2). */
 static int add_merges(clip_tokenizer *self, char **lines, int count, const char *label) {
-    merge_table *m = &self->merges;
-    m->capacity = 1024;
-    while (m->capacity < (size_t)count * 2) m->capacity *= 2;
-    m->keys = ts_calloc(m->capacity, sizeof *m->keys);
-    m->rank = ts_calloc(m->capacity, sizeof *m->rank);
-    m->merged = ts_calloc(m->capacity, sizeof *m->merged);
     for (int r = 0; r < count; r++) {
         const char *line = lines[r];
         const char *space = strchr(line, ' ');
         if (!space || strchr(space + 1, ' '))
             return ts_fail("%s: merge rule %d is not two symbols: '%.40s'", label, r + 1, line);
-        size_t na = (size_t)(space - line), nb = strlen(space + 1);
-        int32_t a = string_table_get(&self->vocab, line, na);
-        int32_t b = string_table_get(&self->vocab, space + 1, nb);
-        char joined[512];
-        if (na + nb >= sizeof joined) return ts_fail("%s: merge rule %d too long", label, r + 1);
-        memcpy(joined, line, na);
-        memcpy(joined + na, space + 1, nb);
-        int32_t ab = string_table_get(&self->vocab, joined, na + nb);
-        if (a < 0 || b < 0 || ab < 0)
-            return ts_fail("%s: merge rule %d '%.40s' uses a symbol not in the vocabulary", label, r + 1, line);
-        uint64_t key = merge_key(a, b);
-        size_t i = merge_slot(m, key);
-        if (m->keys[i]) continue; /* a repeated rule keeps its first (lowest) rank */
-        m->keys[i] = key;
-        m->rank[i] = r;
-        m->merged[i] = ab;
+        if (bpe_add_merge_text(self->vocab, line, (size_t)(space - line), space + 1, strlen(space + 1)) != 0)
+            return ts_fail_wrap("%s: merge rule %d", label, r + 1);
     }
     return 0;
 }
@@ -262,7 +146,7 @@ clip_tokenizer *clip_tokenizer_from_vocab_files(const char *vocab_json, const ch
                 ok = ts_fail("%s: entry '%.40s' is not a token id", vocab_json, e->string) == 0;
                 break;
             }
-            string_table_put(&self->vocab, e->string, strlen(e->string), (int32_t)e->valuedouble);
+            bpe_add_token(self->vocab, e->string, strlen(e->string), (int32_t)e->valuedouble);
         }
     }
     ok = ok && finish_vocab(self, vocab_json) == 0;
@@ -322,19 +206,17 @@ clip_tokenizer *clip_tokenizer_from_bpe_gz(const char *path) {
     if (n <= 0) ts_fail("%s: no merge rules", path);
     int ok = self != NULL;
     if (ok) {
-        int32_t cp[256];
-        bytes_to_unicode(cp);
         /* bytes_to_unicode's dict order: the printable bytes first, then the others. */
         int32_t order[256], k = 0, id = 0;
-        for (int b = 0; b < 256; b++) if (cp[b] == b) order[k++] = b;
-        for (int b = 0; b < 256; b++) if (cp[b] != b) order[k++] = b;
+        for (int b = 0; b < 256; b++) if (bpe_byte_to_codepoint((uint8_t)b) == (uint32_t)b) order[k++] = b;
+        for (int b = 0; b < 256; b++) if (bpe_byte_to_codepoint((uint8_t)b) != (uint32_t)b) order[k++] = b;
         for (int pass = 0; pass < 2; pass++)
             for (int i = 0; i < 256; i++) {
-                int b = order[i];
                 char s[16];
-                int k = (int)utf8proc_encode_char(cp[b], (utf8proc_uint8_t *)s);
+                int k = (int)utf8proc_encode_char((utf8proc_int32_t)bpe_byte_to_codepoint((uint8_t)order[i]),
+                                                  (utf8proc_uint8_t *)s);
                 if (pass) memcpy(s + k, "</w>", 4), k += 4;
-                string_table_put(&self->vocab, s, (size_t)k, id++);
+                bpe_add_token(self->vocab, s, (size_t)k, id++);
             }
         for (int r = 0; r < n && ok; r++) {
             const char *line = lines[1 + r], *space = strchr(line, ' ');
@@ -350,11 +232,11 @@ clip_tokenizer *clip_tokenizer_from_bpe_gz(const char *path) {
             }
             memcpy(joined, line, na);
             memcpy(joined + na, space + 1, nb);
-            string_table_put(&self->vocab, joined, na + nb, id++);
+            bpe_add_token(self->vocab, joined, na + nb, id++);
         }
         if (ok) {
-            string_table_put(&self->vocab, "<|startoftext|>", 15, id++);
-            string_table_put(&self->vocab, "<|endoftext|>", 13, id++);
+            bpe_add_token(self->vocab, "<|startoftext|>", 15, id++);
+            bpe_add_token(self->vocab, "<|endoftext|>", 13, id++);
             ok = finish_vocab(self, path) == 0 && add_merges(self, lines + 1, n, path) == 0;
         }
     }
@@ -391,10 +273,10 @@ clip_tokenizer *clip_tokenizer_load(const char *path) {
 
 void clip_tokenizer_set_flavor(clip_tokenizer *self, clip_tokenizer_flavor flavor) { self->flavor = flavor; }
 
-int clip_tokenizer_vocab_size(const clip_tokenizer *self) { return (int)self->vocab.count; }
+int clip_tokenizer_vocab_size(const clip_tokenizer *self) { return bpe_token_count(self->vocab); }
 
 int clip_tokenizer_token_id(const clip_tokenizer *self, const char *token) {
-    return string_table_get(&self->vocab, token, strlen(token));
+    return bpe_token_id(self->vocab, token, strlen(token));
 }
 
 /* ---- text -> ids ------------------------------------------------------- */
@@ -566,79 +448,19 @@ static int clean_fast(const char *s, size_t len, buffer *out) {
     return rc;
 }
 
-/* BPE over one pre-token: symbols start as its bytes (the last with </w>); the adjacent pair
- * with the lowest merge rank is merged, leftmost first, until no pair merges. This is the
- * result of transformers' loop (merge every occurrence of the best pair, repeat), found with
- * a heap over (rank, position) and a linked list of symbols, so a long word costs
- * O(n log n) instead of O(n^2): a merge can only make pairs of higher rank. */
-typedef struct {
-    int32_t rank, pos, left, right;
-} pair_item;
-
-typedef struct {
-    int32_t *sym, *next, *prev;
-    pair_item *heap;
-    size_t heap_count;
-} bpe_work;
-
-static bool pair_before(const pair_item *a, const pair_item *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
-}
-
-static void heap_push(bpe_work *w, pair_item item) {
-    size_t i = w->heap_count++;
-    while (i > 0 && pair_before(&item, &w->heap[(i - 1) / 2])) {
-        w->heap[i] = w->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
+/* BPE over one pre-token: symbols start as its bytes' characters, the last one with "</w>";
+ * bpe_merge does the rest (lowest rank first, leftmost among equals: the result of
+ * transformers' merge-every-occurrence loop). The symbols are laid out in out's tail. */
+static void bpe_word(const clip_tokenizer *self, const unsigned char *p, size_t n, id_list *out) {
+    if (n == 0) return;
+    if (out->count + (int)n > out->cap) {
+        while (out->count + (int)n > out->cap) out->cap = out->cap ? out->cap * 2 : 64;
+        out->ids = ts_realloc(out->ids, sizeof *out->ids * (size_t)out->cap);
     }
-    w->heap[i] = item;
-}
-
-static pair_item heap_pop(bpe_work *w) {
-    pair_item top = w->heap[0], last = w->heap[--w->heap_count];
-    size_t i = 0, n = w->heap_count;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && pair_before(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!pair_before(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n) w->heap[i] = last;
-    return top;
-}
-
-/* Pushes the pair starting at symbol pos if it is a merge rule. */
-static void push_pair(const clip_tokenizer *self, bpe_work *w, int32_t pos) {
-    if (pos < 0 || w->next[pos] < 0) return;
-    int32_t a = w->sym[pos], b = w->sym[w->next[pos]];
-    size_t slot = merge_slot(&self->merges, merge_key(a, b));
-    if (self->merges.keys[slot]) heap_push(w, (pair_item){self->merges.rank[slot], pos, a, b});
-}
-
-static void bpe_word(const clip_tokenizer *self, const unsigned char *p, size_t n, id_list *out, bpe_work *w) {
-    for (size_t i = 0; i < n; i++) {
-        w->sym[i] = i + 1 < n ? self->byte_id[p[i]] : self->byte_id_end[p[i]];
-        w->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
-        w->prev[i] = (int32_t)i - 1;
-    }
-    w->heap_count = 0;
-    for (size_t i = 0; i + 1 < n; i++) push_pair(self, w, (int32_t)i);
-    while (w->heap_count) {
-        pair_item it = heap_pop(w);
-        int32_t r = w->next[it.pos];
-        /* Stale entries: a side was merged away or changed since the pair was pushed. */
-        if (w->prev[it.pos] == -2 || r < 0 || w->sym[it.pos] != it.left || w->sym[r] != it.right) continue;
-        size_t slot = merge_slot(&self->merges, merge_key(it.left, it.right));
-        w->sym[it.pos] = self->merges.merged[slot];
-        w->next[it.pos] = w->next[r];
-        if (w->next[r] >= 0) w->prev[w->next[r]] = it.pos;
-        w->prev[r] = -2; /* gone */
-        push_pair(self, w, w->prev[it.pos]);
-        push_pair(self, w, it.pos);
-    }
-    for (int32_t i = 0; i >= 0 && n > 0; i = w->next[i]) id_push(out, w->sym[i]);
+    int32_t *sym = out->ids + out->count;
+    for (size_t i = 0; i + 1 < n; i++) sym[i] = self->byte_id[p[i]];
+    sym[n - 1] = self->byte_id_end[p[n - 1]];
+    out->count += bpe_merge(self->vocab, sym, (int)n);
 }
 
 /* One piece of text between special tokens. */
@@ -650,9 +472,6 @@ static int encode_segment(const clip_tokenizer *self, const char *s, size_t len,
         return rc;
     }
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(self->pre_tokenizer, NULL);
-    bpe_work work = {ts_malloc(sizeof(int32_t) * (text.len + 1)), ts_malloc(sizeof(int32_t) * (text.len + 1)),
-                     ts_malloc(sizeof(int32_t) * (text.len + 1)),
-                     ts_malloc(sizeof(pair_item) * 3 * (text.len + 1)), 0}; /* n-1 pairs + 2 per merge */
     for (PCRE2_SIZE at = 0; at < text.len;) {
         int m = pcre2_match(self->pre_tokenizer, (PCRE2_SPTR)text.data, text.len, at, PCRE2_NO_UTF_CHECK, md, NULL);
         if (m == PCRE2_ERROR_NOMATCH) break;
@@ -672,17 +491,13 @@ static int encode_segment(const clip_tokenizer *self, const char *s, size_t len,
         else if (self->flavor == CLIP_TOKENIZER_FAST && ((n == 15 && memcmp(piece, "<|startoftext|>", 15) == 0) ||
                                                          (n == 13 && memcmp(piece, "<|endoftext|>", 13) == 0))) {
             /* tokenizers' ByteLevel step re-splits with GPT-2's regex: "<|", the word, "|>". */
-            bpe_word(self, (const unsigned char *)piece, 2, out, &work);
-            bpe_word(self, (const unsigned char *)piece + 2, n - 4, out, &work);
-            bpe_word(self, (const unsigned char *)piece + n - 2, 2, out, &work);
+            bpe_word(self, (const unsigned char *)piece, 2, out);
+            bpe_word(self, (const unsigned char *)piece + 2, n - 4, out);
+            bpe_word(self, (const unsigned char *)piece + n - 2, 2, out);
         } else
-            bpe_word(self, (const unsigned char *)piece, n, out, &work);
+            bpe_word(self, (const unsigned char *)piece, n, out);
         at = ov[1];
     }
-    free(work.sym);
-    free(work.next);
-    free(work.prev);
-    free(work.heap);
     pcre2_match_data_free(md);
     free(text.data);
     return rc;
