@@ -50,7 +50,7 @@ int cmd_tokenize(int argc, char **argv) {
     text_encoder *te = NULL;
     clip_tokenizer *own = NULL;
     const clip_tokenizer *tok;
-    int32_t pad_id = CLIP_EOS_ID;
+    int32_t pad_id;
     if (model) {
         te = text_encoder_load(model, tokenizer_path);
         if (!te) { fprintf(stderr, "tessera tokenize: %s\n", ts_last_error()); return 1; }
@@ -60,8 +60,9 @@ int cmd_tokenize(int argc, char **argv) {
         own = clip_tokenizer_load(tokenizer_path);
         if (!own) { fprintf(stderr, "tessera tokenize: %s\n", ts_last_error()); return 1; }
         tok = own;
+        pad_id = clip_tokenizer_eos(tok);
     }
-    if (pad) pad_id = strcmp(pad, "zero") == 0 ? CLIP_PAD_ZERO_ID : CLIP_EOS_ID;
+    if (pad) pad_id = strcmp(pad, "zero") == 0 ? CLIP_PAD_ZERO_ID : clip_tokenizer_eos(tok);
     if (fast) clip_tokenizer_set_flavor((clip_tokenizer *)tok, CLIP_TOKENIZER_FAST);
     int32_t *ids = NULL, *chunks = NULL;
     int n = 0, status = 0;
@@ -72,7 +73,7 @@ int cmd_tokenize(int argc, char **argv) {
         for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
         printf("\n");
     } else {
-        int count = clip_tokens_to_chunks(ids, n, pad_id, truncate, 1, &chunks);
+        int count = clip_tokens_to_chunks(tok, ids, n, pad_id, truncate, 1, &chunks);
         for (int c = 0; c < count; c++) {
             for (int i = 0; i < CLIP_CONTEXT_LENGTH; i++) printf(i ? " %d" : "%d", chunks[c * CLIP_CONTEXT_LENGTH + i]);
             printf("\n");

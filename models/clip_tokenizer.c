@@ -551,8 +551,11 @@ int clip_chunk_count(int count, bool truncate) {
     return (count + CLIP_CHUNK_TOKENS - 1) / CLIP_CHUNK_TOKENS;
 }
 
-int clip_tokens_to_chunks(const int32_t *ids, int count, int32_t pad_id, bool truncate, int min_chunks,
-                          int32_t **chunks) {
+int32_t clip_tokenizer_bos(const clip_tokenizer *self) { return self->bos; }
+int32_t clip_tokenizer_eos(const clip_tokenizer *self) { return self->eos; }
+
+int clip_tokens_to_chunks(const clip_tokenizer *self, const int32_t *ids, int count, int32_t pad_id, bool truncate,
+                          int min_chunks, int32_t **chunks) {
     int n = clip_chunk_count(count, truncate);
     if (n < min_chunks) n = min_chunks;
     int32_t *out = ts_malloc(sizeof *out * (size_t)n * CLIP_CONTEXT_LENGTH);
@@ -563,9 +566,9 @@ int clip_tokens_to_chunks(const int32_t *ids, int count, int32_t pad_id, bool tr
         if (take < 0 || (truncate && c > 0)) take = 0;
         if (take > CLIP_CHUNK_TOKENS) take = CLIP_CHUNK_TOKENS;
         int k = 0;
-        row[k++] = CLIP_BOS_ID;
+        row[k++] = self->bos;
         for (int i = 0; i < take; i++) row[k++] = ids[from + i];
-        row[k++] = CLIP_EOS_ID;
+        row[k++] = self->eos;
         while (k < CLIP_CONTEXT_LENGTH) row[k++] = pad_id;
     }
     *chunks = out;

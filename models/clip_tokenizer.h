@@ -36,8 +36,6 @@
 
 #define CLIP_CONTEXT_LENGTH 77          /* tokens per chunk, BOS and EOS included */
 #define CLIP_CHUNK_TOKENS 75            /* text tokens per chunk */
-#define CLIP_BOS_ID 49406               /* <|startoftext|> */
-#define CLIP_EOS_ID 49407               /* <|endoftext|>; SD 1.x pads with it */
 #define CLIP_PAD_ZERO_ID 0              /* "!": SD 2.x and SDXL's second tokenizer pad with it */
 #define CLIP_TOKENIZER_DEFAULT_PATH "/usr/local/share/tessera/bpe_simple_vocab_16e6.txt.gz"
 
@@ -55,6 +53,10 @@ void clip_tokenizer_destroy(clip_tokenizer **self);
 
 void clip_tokenizer_set_flavor(clip_tokenizer *self, clip_tokenizer_flavor flavor);
 int clip_tokenizer_vocab_size(const clip_tokenizer *self);
+/* Ids of <|startoftext|> and <|endoftext|> in this vocabulary (49406 and 49407 in
+ * OpenAI's; other vocabularies, like the demo model's, have their own). SD 1.x pads with EOS. */
+int32_t clip_tokenizer_bos(const clip_tokenizer *self);
+int32_t clip_tokenizer_eos(const clip_tokenizer *self);
 /* Id of a vocabulary entry ("!", "<|endoftext|>"); -1 (no message) if absent. */
 int clip_tokenizer_token_id(const clip_tokenizer *self, const char *token);
 
@@ -67,8 +69,8 @@ int clip_tokenizer_encode(const clip_tokenizer *self, const char *text, size_t l
  * (the first 75 ids). At least min_chunks chunks are made (extra ones hold BOS EOS pad...),
  * so a negative prompt can be padded to the positive's count. Returns the number of chunks;
  * *chunks is malloc'd [n * 77]. */
-int clip_tokens_to_chunks(const int32_t *ids, int count, int32_t pad_id, bool truncate,
-                          int min_chunks, int32_t **chunks);
+int clip_tokens_to_chunks(const clip_tokenizer *self, const int32_t *ids, int count, int32_t pad_id,
+                          bool truncate, int min_chunks, int32_t **chunks);
 
 /* Number of chunks clip_tokens_to_chunks would make for count ids (min_chunks 1). */
 int clip_chunk_count(int count, bool truncate);

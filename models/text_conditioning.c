@@ -119,7 +119,7 @@ text_encoder *text_encoder_load(const char *model, const char *tokenizer_path) {
                                           "(run tools/install-deps.sh or pass --tokenizer)", model);
         goto fail;
     }
-    int32_t pad0 = te->family == TEXT_FAMILY_SD2 ? CLIP_PAD_ZERO_ID : CLIP_EOS_ID;
+    int32_t pad0 = te->family == TEXT_FAMILY_SD2 ? CLIP_PAD_ZERO_ID : clip_tokenizer_eos(te->tokenizer);
     te->pad[0] = folder ? folder_pad_id(model, "tokenizer", te->tokenizer, pad0) : pad0;
     te->pad[1] = folder ? folder_pad_id(model, "tokenizer_2", te->tokenizer, CLIP_PAD_ZERO_ID) : CLIP_PAD_ZERO_ID;
     log_debug("%s: %s text encoder, context dim %d, pad ids %d/%d", model, text_family_name(te->family),
@@ -206,7 +206,7 @@ int text_encoder_encode(const text_encoder *self, const char *const *prompts, in
         all[e] = ts_malloc(sizeof(int32_t) * (size_t)count * chunks * CLIP_CONTEXT_LENGTH);
         for (int b = 0; b < count; b++) {
             int32_t *c;
-            clip_tokens_to_chunks(ids[b], n[b], self->pad[e], o.truncate, chunks, &c);
+            clip_tokens_to_chunks(self->tokenizer, ids[b], n[b], self->pad[e], o.truncate, chunks, &c);
             memcpy(all[e] + (size_t)b * chunks * CLIP_CONTEXT_LENGTH, c, sizeof(int32_t) * (size_t)chunks * CLIP_CONTEXT_LENGTH);
             free(c);
         }

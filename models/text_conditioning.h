@@ -61,7 +61,7 @@ text_family text_encoder_family(const text_encoder *self);
 const char *text_family_name(text_family f);         /* "sd1", "sd2", "sdxl" */
 int text_encoder_context_dim(const text_encoder *self); /* 768, 1024, 2048 for the real models */
 const clip_tokenizer *text_encoder_tokenizer(const text_encoder *self);
-/* Pad id of encoder i (0 or 1): CLIP_EOS_ID or 0. */
+/* Pad id of encoder i (0 or 1): the tokenizer's EOS or 0. */
 int32_t text_encoder_pad_id(const text_encoder *self, int i);
 
 /* Encodes count prompts (NULL entries allowed, see above) into out (free with

@@ -60,10 +60,10 @@ static void run(const char *text, size_t len, bool must_be_valid) {
         }
         for (int i = 0; i < n; i++)
             if (ids[i] < 0 || ids[i] >= clip_tokenizer_vocab_size(tok)) abort();
-        int c = clip_tokens_to_chunks(ids, n, CLIP_EOS_ID, false, 1, &chunks);
+        int c = clip_tokens_to_chunks(tok, ids, n, clip_tokenizer_eos(tok), false, 1, &chunks);
         if (c != clip_chunk_count(n, false)) abort();
         for (int k = 0; k < c; k++)
-            if (chunks[k * CLIP_CONTEXT_LENGTH] != CLIP_BOS_ID) abort();
+            if (chunks[k * CLIP_CONTEXT_LENGTH] != clip_tokenizer_bos(tok)) abort();
         free(ids);
         free(chunks);
     }

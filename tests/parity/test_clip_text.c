@@ -103,7 +103,7 @@ static void check_prompts(void) {
         const char *prompts[2] = {cJSON_GetObjectItem(doc, "negative")->valuestring,
                                   cJSON_GetObjectItem(doc, "positive")->valuestring};
         int chunks = cJSON_GetObjectItem(doc, "chunks")->valueint;
-        CHECK(text_encoder_pad_id(te, 0) == CLIP_EOS_ID, "SD 1.x pads with EOS");
+        CHECK(text_encoder_pad_id(te, 0) == 49407, "SD 1.x pads with EOS (49407 in OpenAI's vocabulary)");
         for (int truncate = 0; truncate < 2; truncate++) {
             text_encoder_options o = text_encoder_defaults();
             o.truncate = truncate;

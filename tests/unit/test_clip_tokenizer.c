@@ -5,13 +5,20 @@
  * with the ids of transformers' slow CLIPTokenizer (no ftfy) and, where they differ, of the
  * tokenizers-backed one. Both real vocabulary files in ../shared/data must give them all.
  */
+#include "models/bpe.h"
 #include "models/clip_tokenizer.h"
 #include "models/model_files.h"
 #include "tests/test.h"
 
+/* The special ids of OpenAI's CLIP vocabulary (the real files in ../shared/data). */
+#define CLIP_BOS_ID 49406
+#define CLIP_EOS_ID 49407
+
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool same_ids(const int32_t *got, int n, const cJSON *want) {
     if (cJSON_GetArraySize(want) != n) return false;
@@ -79,7 +86,7 @@ static void check_cases(clip_tokenizer *tok, const cJSON *doc, const char *label
         int32_t *ids, *chunks;
         int n;
         CHECK_OK(clip_tokenizer_encode(tok, text, strlen(text), &ids, &n));
-        int nc = clip_tokens_to_chunks(ids, n, zero ? CLIP_PAD_ZERO_ID : CLIP_EOS_ID, true, 1, &chunks);
+        int nc = clip_tokens_to_chunks(tok, ids, n, zero ? CLIP_PAD_ZERO_ID : CLIP_EOS_ID, true, 1, &chunks);
         CHECK(nc == 1, "truncation gives %d chunks", nc);
         CHECK(same_ids(chunks, CLIP_CONTEXT_LENGTH, cJSON_GetObjectItem(c, "ids")), "%s: padded '%.30s'", label, text);
         free(ids);
@@ -87,23 +94,69 @@ static void check_cases(clip_tokenizer *tok, const cJSON *doc, const char *label
     }
 }
 
-static void check_chunks(void) {
+static void check_chunks(const clip_tokenizer *tok) {
     int32_t ids[160];
     for (int i = 0; i < 160; i++) ids[i] = 1000 + i;
     int32_t *c;
-    int n = clip_tokens_to_chunks(ids, 160, CLIP_EOS_ID, false, 1, &c);
+    int n = clip_tokens_to_chunks(tok, ids, 160, CLIP_EOS_ID, false, 1, &c);
     CHECK(n == 3, "160 tokens make %d chunks", n);
     CHECK(c[0] == CLIP_BOS_ID && c[1] == 1000 && c[75] == 1074 && c[76] == CLIP_EOS_ID, "chunk 0");
     CHECK(c[77] == CLIP_BOS_ID && c[78] == 1075 && c[77 + 76] == CLIP_EOS_ID, "chunk 1");
     CHECK(c[154] == CLIP_BOS_ID && c[155] == 1150 && c[164] == 1159 && c[165] == CLIP_EOS_ID && c[166] == CLIP_EOS_ID, "chunk 2");
     free(c);
-    n = clip_tokens_to_chunks(ids, 75, 0, false, 1, &c);
+    n = clip_tokens_to_chunks(tok, ids, 75, 0, false, 1, &c);
     CHECK(n == 1 && c[76] == CLIP_EOS_ID, "75 tokens fill exactly one chunk");
     free(c);
-    n = clip_tokens_to_chunks(NULL, 0, 0, false, 2, &c);
+    n = clip_tokens_to_chunks(tok, NULL, 0, 0, false, 2, &c);
     CHECK(n == 2 && c[0] == CLIP_BOS_ID && c[1] == CLIP_EOS_ID && c[2] == 0 && c[77] == CLIP_BOS_ID && c[78] == CLIP_EOS_ID,
           "an empty prompt padded to two chunks");
     free(c);
+}
+
+/* A vocabulary of one's own (like the demo model's) has its own <|startoftext|> and
+ * <|endoftext|> ids: chunks must use those, not OpenAI's 49406/49407. */
+static void check_own_special_ids(void) {
+    char dir[] = "/tmp/tessera-clip-vocab.XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(false, "mkdtemp"); return; }
+    char vocab[256], merges[256];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    snprintf(merges, sizeof merges, "%s/merges.txt", dir);
+    /* the 256 byte characters, the same with </w>, then the two special tokens at 512, 513 */
+    FILE *f = fopen(vocab, "w");
+    fprintf(f, "{");
+    for (int end = 0; end < 2; end++)
+        for (int b = 0; b < 256; b++) {
+            uint32_t cp = bpe_byte_to_codepoint((uint8_t)b);
+            char u[8] = {0};
+            if (cp < 0x80) u[0] = (char)cp;
+            else { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); }
+            if (cp == '"' || cp == '\\') fprintf(f, "\"\\%s%s\": %d, ", u, end ? "</w>" : "", end * 256 + b);
+            else fprintf(f, "\"%s%s\": %d, ", u, end ? "</w>" : "", end * 256 + b);
+        }
+    fprintf(f, "\"<|startoftext|>\": 512, \"<|endoftext|>\": 513}");
+    fclose(f);
+    f = fopen(merges, "w");
+    fprintf(f, "#version: 0.2\n");
+    fclose(f);
+    clip_tokenizer *tok = clip_tokenizer_from_vocab_files(vocab, merges);
+    CHECK(tok != NULL, "%s", ts_last_error());
+    if (tok) {
+        CHECK(clip_tokenizer_bos(tok) == 512 && clip_tokenizer_eos(tok) == 513, "special ids %d %d",
+              clip_tokenizer_bos(tok), clip_tokenizer_eos(tok));
+        int32_t *ids, *c;
+        int n;
+        CHECK_OK(clip_tokenizer_encode(tok, "a", 1, &ids, &n));
+        CHECK(n == 1 && ids[0] == 256 + 'a', "'a' is 'a</w>'");
+        n = clip_tokens_to_chunks(tok, ids, 1, clip_tokenizer_eos(tok), false, 1, &c);
+        CHECK(n == 1 && c[0] == 512 && c[1] == 256 + 'a' && c[2] == 513 && c[76] == 513, "chunk [%d %d %d .. %d]",
+              c[0], c[1], c[2], c[76]);
+        free(ids);
+        free(c);
+        clip_tokenizer_destroy(&tok);
+    }
+    remove(vocab);
+    remove(merges);
+    rmdir(dir);
 }
 
 int main(void) {
@@ -142,7 +195,8 @@ int main(void) {
     }
     CHECK(clip_tokenizer_load("/nonexistent/tokenizer") == NULL, "missing path accepted");
     CHECK(strstr(ts_last_error(), "/nonexistent/tokenizer") != NULL, "message: %s", ts_last_error());
-    check_chunks();
+    if (from_json) check_chunks(from_json);
+    check_own_special_ids();
 
     clip_tokenizer_destroy(&from_json);
     clip_tokenizer_destroy(&from_gz);
