@@ -83,19 +83,27 @@ uint16_t f32_to_bf16(float f) {
 /* F16C turns 8 halves into 8 floats per instruction; chosen at run time. */
 #include <immintrin.h>
 __attribute__((target("f16c,avx")))
-static void f16_to_f32_f16c(float *dst, const uint16_t *src, size_t n) {
+static void f16_to_f32_f16c(float *dst, const void *src, size_t n) {
+    const char *s = src;
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    for (; i < n; i++) dst[i] = f16_to_f32(src[i]);
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i))));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = f16_to_f32(h);
+    }
 }
 __attribute__((target("f16c,avx")))
-static void f32_to_f16_f16c(uint16_t *dst, const float *src, size_t n) {
+static void f32_to_f16_f16c(void *dst, const float *src, size_t n) {
+    char *d = dst;
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(dst + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
+        _mm_storeu_si128((__m128i *)(d + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) {
+        uint16_t h = f32_to_f16(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
 }
 #include <cpuid.h>
 static bool cpu_has_f16c(void) {
@@ -110,28 +118,39 @@ static bool cpu_has_f16c(void) {
 }
 #else
 static bool cpu_has_f16c(void) { return false; }
-static void f16_to_f32_f16c(float *d, const uint16_t *s, size_t n) { (void)d; (void)s; (void)n; }
-static void f32_to_f16_f16c(uint16_t *d, const float *s, size_t n) { (void)d; (void)s; (void)n; }
+static void f16_to_f32_f16c(float *d, const void *s, size_t n) { (void)d; (void)s; (void)n; }
+static void f32_to_f16_f16c(void *d, const float *s, size_t n) { (void)d; (void)s; (void)n; }
 #endif
+
+/* Weight files need not align their tensors (safetensors offsets are arbitrary), so
+ * elements are loaded and stored through memcpy, which compiles to a plain access. */
+#define DEFINE_ACCESS(name, type)                                                         \
+    static inline type load_##name(const void *p, size_t i) {                             \
+        type v;                                                                          \
+        memcpy(&v, (const char *)p + i * sizeof v, sizeof v);                            \
+        return v;                                                                        \
+    }                                                                                    \
+    static inline void store_##name(void *p, size_t i, type v) { memcpy((char *)p + i * sizeof v, &v, sizeof v); }
+DEFINE_ACCESS(u16, uint16_t)
+DEFINE_ACCESS(f64, double)
+DEFINE_ACCESS(i64, int64_t)
+DEFINE_ACCESS(i32, int32_t)
+DEFINE_ACCESS(i16, int16_t)
 
 void convert_to_f32(float *dst, const void *src, dtype t, size_t n) {
     switch (t) {
     case DT_F32: memmove(dst, src, n * 4); return;
-    case DT_F16: {
-        const uint16_t *s = src;
-        if (cpu_has_f16c()) { f16_to_f32_f16c(dst, s, n); return; }
-        for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(s[i]);
+    case DT_F16:
+        if (cpu_has_f16c()) { f16_to_f32_f16c(dst, src, n); return; }
+        for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(load_u16(src, i));
         return;
-    }
-    case DT_BF16: {
-        const uint16_t *s = src;   /* a shift: the compiler vectorises this loop */
-        for (size_t i = 0; i < n; i++) dst[i] = float_of((uint32_t)s[i] << 16);
+    case DT_BF16:   /* a shift: the compiler vectorises this loop */
+        for (size_t i = 0; i < n; i++) dst[i] = float_of((uint32_t)load_u16(src, i) << 16);
         return;
-    }
-    case DT_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; return;
-    case DT_I64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int64_t *)src)[i]; return;
-    case DT_I32: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int32_t *)src)[i]; return;
-    case DT_I16: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int16_t *)src)[i]; return;
+    case DT_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)load_f64(src, i); return;
+    case DT_I64: for (size_t i = 0; i < n; i++) dst[i] = (float)load_i64(src, i); return;
+    case DT_I32: for (size_t i = 0; i < n; i++) dst[i] = (float)load_i32(src, i); return;
+    case DT_I16: for (size_t i = 0; i < n; i++) dst[i] = (float)load_i16(src, i); return;
     case DT_I8: for (size_t i = 0; i < n; i++) dst[i] = (float)((const int8_t *)src)[i]; return;
     case DT_U8: case DT_BOOL:
         for (size_t i = 0; i < n; i++) dst[i] = (float)((const uint8_t *)src)[i];
@@ -145,13 +164,13 @@ void convert_from_f32(void *dst, dtype t, const float *src, size_t n) {
     case DT_F32: memmove(dst, src, n * 4); return;
     case DT_F16:
         if (cpu_has_f16c()) { f32_to_f16_f16c(dst, src, n); return; }
-        for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = f32_to_f16(src[i]);
+        for (size_t i = 0; i < n; i++) store_u16(dst, i, f32_to_f16(src[i]));
         return;
-    case DT_BF16: for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = f32_to_bf16(src[i]); return;
-    case DT_F64: for (size_t i = 0; i < n; i++) ((double *)dst)[i] = src[i]; return;
-    case DT_I64: for (size_t i = 0; i < n; i++) ((int64_t *)dst)[i] = (int64_t)src[i]; return;
-    case DT_I32: for (size_t i = 0; i < n; i++) ((int32_t *)dst)[i] = (int32_t)src[i]; return;
-    case DT_I16: for (size_t i = 0; i < n; i++) ((int16_t *)dst)[i] = (int16_t)src[i]; return;
+    case DT_BF16: for (size_t i = 0; i < n; i++) store_u16(dst, i, f32_to_bf16(src[i])); return;
+    case DT_F64: for (size_t i = 0; i < n; i++) store_f64(dst, i, src[i]); return;
+    case DT_I64: for (size_t i = 0; i < n; i++) store_i64(dst, i, (int64_t)src[i]); return;
+    case DT_I32: for (size_t i = 0; i < n; i++) store_i32(dst, i, (int32_t)src[i]); return;
+    case DT_I16: for (size_t i = 0; i < n; i++) store_i16(dst, i, (int16_t)src[i]); return;
     case DT_I8: for (size_t i = 0; i < n; i++) ((int8_t *)dst)[i] = (int8_t)src[i]; return;
     case DT_U8: case DT_BOOL: for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = (uint8_t)src[i]; return;
     default: return;
