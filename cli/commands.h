@@ -20,6 +20,7 @@
     X(inspect, "list the tensors and metadata of a .safetensors file")  \
     X(complete, "raw continuation of a text by an LLM: tessera complete -m MODEL -p TEXT") \
     X(bench,   "measure kernels and models: tessera bench gemm")               \
+    X(eval,    "score images against their prompts: tessera eval shapes") \
     X(tokenize, "CLIP token ids of a prompt, one 77-id chunk per line")     \
     X(encode_text, "a prompt through the text encoder(s) into a .npy context") \
     X(expand,  "rewrite short prompts into detailed descriptions with an LLM")  \

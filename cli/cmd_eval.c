@@ -1,0 +1,193 @@
+/*
+ * cmd_eval.c — `tessera eval shapes`: the prompt-following score of images of the demo's
+ * shapes world (models/shapes_eval.h), per attribute and overall, GenEval-style.
+ *
+ *   tessera eval shapes --images DIR [--prompts FILE] [--json OUT] [--min-accuracy X] [--list]
+ *
+ * The PNGs of DIR, sorted by name, pair with the non-empty lines of FILE in order. Without
+ * --prompts each image's prompt is read from its A1111 "parameters" text, as tessera writes it.
+ */
+#include "models/image_png.h"
+#include "models/shapes_eval.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(int status) {
+    fprintf(stderr,
+            "usage: tessera eval shapes --images DIR [--prompts FILE] [--json OUT] [--min-accuracy X] [--list]\n"
+            "Scores images of the demo's shapes world against their prompts: object, shape, colour,\n"
+            "count, position and size checks, and the share of prompts with every check right.\n"
+            "  --images DIR        the PNGs, paired with the prompts in file-name order\n"
+            "  --prompts FILE      one prompt a line (default: each PNG's own 'parameters' prompt)\n"
+            "  --json OUT          also write the scores as JSON\n"
+            "  --min-accuracy X    exit 1 when the share of fully correct prompts is below X (0..1)\n"
+            "  --list              print each image's verdict and what was found in it\n");
+    return status;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The .png names in dir, sorted (*names malloc'd, each name too). */
+static int list_pngs(const char *dir, char ***names, int *count) {
+    DIR *d = opendir(dir);
+    if (!d) return ts_fail("%s: cannot open the image folder", dir);
+    int n = 0, cap = 64;
+    char **v = ts_malloc(cap * sizeof *v);
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".png") != 0) continue;
+        if (n == cap) v = ts_realloc(v, (cap *= 2) * sizeof *v);
+        v[n++] = ts_strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(v, n, sizeof *v, by_name);
+    *names = v, *count = n;
+    return n ? 0 : ts_fail("%s: no .png files", dir);
+}
+
+/* Non-empty lines of path (*lines malloc'd). */
+static int read_lines(const char *path, char ***lines, int *count) {
+    FILE *f = fopen(path, "r");
+    if (!f) return ts_fail("%s: cannot open the prompt file", path);
+    int n = 0, cap = 64;
+    char **v = ts_malloc(cap * sizeof *v);
+    char *line = NULL;
+    size_t size = 0;
+    ssize_t len;
+    while ((len = getline(&line, &size, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        if (n == cap) v = ts_realloc(v, (cap *= 2) * sizeof *v);
+        v[n++] = ts_strdup(line);
+    }
+    free(line);
+    fclose(f);
+    *lines = v, *count = n;
+    return 0;
+}
+
+static void describe(const shapes_scene *s, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->count && used < size; i++) {
+        const shapes_object *o = &s->objects[i];
+        used += snprintf(buf + used, size - used, "%s%s %s %s @%d", i ? ", " : "", o->size ? "large" : "small",
+                         shapes_colour_name(o->colour), shapes_shape_name(o->shape), o->cell);
+    }
+}
+
+static int write_json(const char *path, const shapes_score *sc) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *attrs = cJSON_AddObjectToObject(root, "attributes");
+    for (int a = 0; a < ATTR_KINDS; a++) {
+        cJSON *o = cJSON_AddObjectToObject(attrs, shapes_attr_name(a));
+        cJSON_AddNumberToObject(o, "passed", sc->passed[a]);
+        cJSON_AddNumberToObject(o, "total", sc->total[a]);
+        cJSON_AddNumberToObject(o, "accuracy", shapes_score_accuracy(sc, a));
+    }
+    cJSON_AddNumberToObject(root, "checks_accuracy", shapes_score_accuracy(sc, ATTR_KINDS));
+    cJSON_AddNumberToObject(root, "prompts", sc->prompts);
+    cJSON_AddNumberToObject(root, "prompts_correct", sc->prompts_correct);
+    cJSON_AddNumberToObject(root, "overall", sc->prompts ? (double)sc->prompts_correct / sc->prompts : 0.0);
+    char *text = cJSON_Print(root);
+    int rc = write_file_atomic(path, text, strlen(text));
+    free(text);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int eval_shapes(int argc, char **argv) {
+    const char *images = NULL, *prompts = NULL, *json = NULL;
+    double min_accuracy = -1;
+    bool list = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
+        else if (strcmp(a, "--images") == 0 && has_value) images = argv[++i];
+        else if (strcmp(a, "--prompts") == 0 && has_value) prompts = argv[++i];
+        else if (strcmp(a, "--json") == 0 && has_value) json = argv[++i];
+        else if (strcmp(a, "--min-accuracy") == 0 && has_value) min_accuracy = atof(argv[++i]);
+        else if (strcmp(a, "--list") == 0) list = true;
+        else { fprintf(stderr, "tessera eval shapes: unknown or incomplete option '%s'\n", a); return usage(2); }
+    }
+    if (!images) return usage(2);
+
+    char **names = NULL, **lines = NULL;
+    int n_images = 0, n_prompts = 0, status = 1;
+    if (list_pngs(images, &names, &n_images) != 0) goto fail;
+    if (prompts) {
+        if (read_lines(prompts, &lines, &n_prompts) != 0) goto fail;
+        if (n_prompts != n_images) {
+            ts_fail("%s has %d prompts but %s has %d PNGs", prompts, n_prompts, images, n_images);
+            goto fail;
+        }
+    }
+    shapes_score score = {0};
+    for (int i = 0; i < n_images; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", images, names[i]);
+        uint8_t *rgb = NULL;
+        char *parameters = NULL;
+        int w, h;
+        if (image_png_read(path, &rgb, &w, &h, prompts ? NULL : &parameters) != 0) goto fail;
+        const char *prompt = prompts ? lines[i] : NULL;
+        gen_parameters gp = {0};
+        if (!prompt) {
+            if (!parameters || gen_parameters_parse(parameters, &gp) != 0) {
+                free(rgb), free(parameters);
+                ts_fail("%s: no prompt in the PNG's parameters (give --prompts)", path);
+                goto fail;
+            }
+            prompt = gp.prompt;
+        }
+        shapes_scene scene;
+        shapes_prompt parsed;
+        int rc = shapes_detect(rgb, w, h, &scene);
+        if (rc == 0) rc = shapes_parse_prompt(prompt, &parsed);
+        if (rc == 0) {
+            bool ok = shapes_score_image(&parsed, &scene, &score);
+            if (list) {
+                char found[1024];
+                describe(&scene, found, sizeof found);
+                printf("%s %s | %s | found: %s\n", ok ? "ok  " : "FAIL", names[i], prompt, found);
+            }
+        }
+        free(rgb), free(parameters);
+        gen_parameters_clear(&gp);
+        if (rc != 0) { ts_fail_wrap("%s", path); goto fail; }
+    }
+
+    printf("%-10s %8s %8s %9s\n", "attribute", "passed", "total", "accuracy");
+    for (int a = 0; a < ATTR_KINDS; a++)
+        if (score.total[a]) printf("%-10s %8d %8d %8.1f%%\n", shapes_attr_name(a), score.passed[a], score.total[a],
+                                   100.0 * shapes_score_accuracy(&score, a));
+    double overall = (double)score.prompts_correct / score.prompts;
+    printf("%-10s %8s %8s %8.1f%%\n", "checks", "", "", 100.0 * shapes_score_accuracy(&score, ATTR_KINDS));
+    printf("%-10s %8d %8d %8.1f%%\n", "overall", score.prompts_correct, score.prompts, 100.0 * overall);
+    if (json && write_json(json, &score) != 0) goto fail;
+    status = 0;
+    if (min_accuracy >= 0 && overall < min_accuracy) {
+        fprintf(stderr, "tessera eval shapes: overall accuracy %.3f is below the minimum %.3f\n", overall, min_accuracy);
+        status = 1;
+    }
+    goto done;
+fail:
+    fprintf(stderr, "tessera: error: %s\n", ts_last_error());
+done:
+    for (int i = 0; i < n_images; i++) free(names[i]);
+    for (int i = 0; i < n_prompts; i++) free(lines[i]);
+    free(names), free(lines);
+    return status;
+}
+
+int cmd_eval(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "shapes") == 0) return eval_shapes(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) return usage(0);
+    fprintf(stderr, "tessera eval: the only benchmark is 'shapes' (tessera eval shapes --help)\n");
+    return 2;
+}

@@ -1,0 +1,167 @@
+"""train_renderer.py — the demo's two renderers, each a tiny CLIP text encoder (with the
+bundle's own BPE vocabulary) and a tiny U-Net trained together from scratch by the diffusion
+loss on the shapes world's latents, saved with StableDiffusionPipeline.save_pretrained (fp16):
+
+    OUT/model-short         trained on short captions only
+    OUT/model-descriptive   trained on 95 % descriptive + 5 % short captions (DALL·E 3's blend)
+
+They train in lockstep in one process, on the same images, noise and timesteps, from the same
+initial weights, and share the VAE: the same budget by construction. The saved weights are an
+exponential moving average (--ema) of the trained ones.
+
+    nice -n 19 python tools/shapes/train_renderer.py --vae /tmp/tessera-shapes/vae --out demo --steps 1500
+"""
+import argparse
+import copy
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import torch
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler,
+                       StableDiffusionPipeline, UNet2DConditionModel)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+import bpe
+import data
+
+N_TRAIN = 20000
+MAX_TOKENS = 77
+TEXT_CONFIG = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                   max_position_embeddings=MAX_TOKENS, hidden_act="quick_gelu", projection_dim=64)
+UNET_CONFIG = dict(        # ~1.0 M parameters; cross-attention at 6x6 only (2x2 latents per grid cell)
+    sample_size=12, in_channels=4, out_channels=4, layers_per_block=1,
+    block_out_channels=[32, 64], norm_num_groups=16, cross_attention_dim=64, attention_head_dim=4,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
+)
+SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                 prediction_type="epsilon", steps_offset=1, clip_sample=False, set_alpha_to_one=False)
+
+
+def latents_of(vae, images, cache):
+    if os.path.exists(cache):
+        return torch.from_numpy(np.load(cache))
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), 250):
+            x = torch.from_numpy(images[i:i + 250]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            out.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+    z = torch.cat(out)
+    np.save(cache, z.numpy())
+    return z
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vae", required=True)
+    ap.add_argument("--out", required=True, help="folder for model-short/ and model-descriptive/")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.99, help="decay of the weight average that is saved")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n", type=int, default=N_TRAIN, help="training samples of the world")
+    ap.add_argument("--init", help="folder with model-short/ and model-descriptive/ to continue from")
+    ap.add_argument("--seed", type=int, default=0, help="data-order seed (give a stage 2 a new one)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t0 = time.time()
+
+    images, shorts, descs = data.load(args.n)
+    # One vocabulary for both renderers, trained on both caption kinds, so that they differ
+    # only in the captions they were trained on.
+    tok_dir = os.path.join(data.CACHE, "clip_tokenizer")
+    bpe.train_clip(shorts + descs, tok_dir)
+    tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
+                              model_max_length=MAX_TOKENS, pad_token="<|endoftext|>")
+    vocab = tokenizer.get_vocab()
+    vae = AutoencoderKL.from_pretrained(args.vae)
+    z_all = latents_of(vae, images, os.path.join(data.CACHE, f"latents_n{args.n}_{os.path.basename(os.path.normpath(args.vae))}.npy"))
+
+    def ids_of(texts):
+        return tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                         return_tensors="pt").input_ids
+
+    # The two renderers train in lockstep on the same images, noise, timesteps and caption
+    # dropout; only the captions differ. Same budget by construction.
+    renderers = {}
+    for kind in ("short", "descriptive"):
+        torch.manual_seed(0)       # same initial weights too
+        te = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"],
+                                          eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
+                                          **TEXT_CONFIG))
+        unet = UNet2DConditionModel(**UNET_CONFIG)
+        if args.init:              # continue from a saved pair (a second stage, fresh optimiser)
+            src = os.path.join(args.init, f"model-{kind}")
+            te.load_state_dict(CLIPTextModel.from_pretrained(src, subfolder="text_encoder").float().state_dict())
+            unet.load_state_dict(UNet2DConditionModel.from_pretrained(src, subfolder="unet").float().state_dict())
+        params = list(unet.parameters()) + list(te.parameters())
+        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+        lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
+        ema = {"te": copy.deepcopy(te).requires_grad_(False), "unet": copy.deepcopy(unet).requires_grad_(False)}
+        renderers[kind] = dict(te=te, unet=unet, params=params, opt=opt, sched=lr_sched, ema=ema, loss=None, log=[])
+    print(f"unet params {sum(p.numel() for p in unet.parameters())} text params "
+          f"{sum(p.numel() for p in te.parameters())} latents {tuple(z_all.shape)} std {z_all.std():.3f}", flush=True)
+
+    noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER.items() if k != "set_alpha_to_one"})
+    g = torch.Generator().manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    stop_file = os.path.join(args.out, "STOP")
+    for step in range(1, args.steps + 1):
+        idx = torch.randint(0, len(z_all), (args.batch,), generator=g)
+        blend_short = rng.random(args.batch) < 0.05      # the descriptive renderer's 5 % short captions
+        dropped = rng.random(args.batch) < 0.1           # caption dropout, for classifier-free guidance
+        z0 = z_all[idx]
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (args.batch,), generator=g)
+        zt = noise_sched.add_noise(z0, noise, t)
+        for kind, r in renderers.items():
+            texts = []
+            for j, i in enumerate(idx.tolist()):
+                use_short = kind == "short" or blend_short[j]
+                texts.append("" if dropped[j] else (shorts[i] if use_short else descs[i]))
+            cond = r["te"](ids_of(texts))[0]
+            loss = torch.nn.functional.mse_loss(r["unet"](zt, t, encoder_hidden_states=cond).sample, noise)
+            r["opt"].zero_grad(); loss.backward()
+            torch.nn.utils.clip_grad_norm_(r["params"], 1.0)
+            r["opt"].step(); r["sched"].step()
+            with torch.no_grad():
+                for name in ("te", "unet"):
+                    for pe, p in zip(r["ema"][name].parameters(), r[name].parameters()):
+                        pe.lerp_(p, 1 - args.ema)
+            r["loss"] = loss.item() if r["loss"] is None else 0.98 * r["loss"] + 0.02 * loss.item()
+        if step % 50 == 0 or step == 1:
+            print(f"step {step} " + " ".join(f"{k} {r['loss']:.4f}" for k, r in renderers.items()) +
+                  f" {time.time()-t0:.0f}s", flush=True)
+            for r in renderers.values():
+                r["log"].append((step, r["loss"]))
+        if os.path.exists(stop_file):      # touch OUT/STOP to end early (both at this step) and save
+            print(f"stopped early at step {step}", flush=True)
+            os.remove(stop_file)
+            break
+
+    # DDIM's config, as SD checkpoints ship a plain one: DPMSolverMultistepScheduler's would
+    # hold "-Infinity" (lambda_min_clipped), which is not JSON. Samplers are picked at run time.
+    scheduler = DDIMScheduler(**SCHEDULER)
+    for kind, r in renderers.items():
+        out = os.path.join(args.out, f"model-{kind}")
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=r["ema"]["te"], tokenizer=tokenizer, unet=r["ema"]["unet"],
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+        for name in ("vocab.json", "merges.txt"):    # transformers 5 saves only tokenizer.json
+            shutil.copy(os.path.join(tok_dir, name), os.path.join(out, "tokenizer", name))
+        with open(os.path.join(out, "train_log.json"), "w") as f:
+            json.dump({"captions": kind if kind == "short" else "95% descriptive + 5% short", "steps": step,
+                       "planned_steps": args.steps, "init": args.init, "seed": args.seed, "batch": args.batch, "lr": args.lr, "ema": args.ema,
+                       "n_train": args.n, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
+                       "loss_ema": r["log"]}, f, indent=1)
+    print("done", {k: r["loss"] for k, r in renderers.items()}, time.time() - t0, flush=True)
+
+
+if __name__ == "__main__":
+    main()
