@@ -18,10 +18,12 @@
 
 static int usage(int status) {
     fprintf(stderr,
-            "usage: tessera eval shapes --images DIR [--prompts FILE] [--json OUT] [--min-accuracy X] [--list]\n"
+            "usage: tessera eval shapes (--images DIR [--prompts FILE] | --manifest FILE) [--json OUT]\n"
+            "                           [--min-accuracy X] [--list]\n"
             "Scores images of the demo's shapes world against their prompts: object, shape, colour,\n"
             "count, position and size checks, and the share of prompts with every check right.\n"
             "  --images DIR        the PNGs, paired with the prompts in file-name order\n"
+            "  --manifest FILE     or a job's manifest.jsonl: each record's file and its prompt\n"
             "  --prompts FILE      one prompt a line (default: each PNG's own 'parameters' prompt)\n"
             "  --json OUT          also write the scores as JSON\n"
             "  --min-accuracy X    exit 1 when the share of fully correct prompts is below X (0..1)\n"
@@ -100,8 +102,36 @@ static int write_json(const char *path, const shapes_score *sc) {
     return rc;
 }
 
+/* A job's manifest.jsonl: each rendered record's file (relative to the manifest's folder)
+ * and its prompt as the user wrote it, before any expansion. */
+static int read_manifest(const char *path, char *dir, size_t dir_size, char ***files, char ***prompts, int *count) {
+    snprintf(dir, dir_size, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, dir_size, ".");
+    char **lines = NULL;
+    int n = 0;
+    if (read_lines(path, &lines, &n) != 0) return -1;
+    *files = ts_calloc((size_t)n + 1, sizeof(char *));
+    *prompts = ts_calloc((size_t)n + 1, sizeof(char *));
+    *count = 0;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_Parse(lines[i]);
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "file"), *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+        if (cJSON_IsString(f) && cJSON_IsString(p) && f->valuestring[0]) {
+            (*files)[*count] = ts_strdup(f->valuestring);
+            (*prompts)[(*count)++] = ts_strdup(p->valuestring);
+        } else if (!rc) rc = ts_fail("%s:%d: a manifest line needs 'file' and 'prompt'", path, i + 1);
+        cJSON_Delete(o);
+        free(lines[i]);
+    }
+    free(lines);
+    return rc;
+}
+
 static int eval_shapes(int argc, char **argv) {
-    const char *images = NULL, *prompts = NULL, *json = NULL;
+    const char *images = NULL, *prompts = NULL, *json = NULL, *manifest = NULL;
+    char manifest_dir[4096];
     double min_accuracy = -1;
     bool list = false;
     for (int i = 1; i < argc; i++) {
@@ -110,17 +140,23 @@ static int eval_shapes(int argc, char **argv) {
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
         else if (strcmp(a, "--images") == 0 && has_value) images = argv[++i];
         else if (strcmp(a, "--prompts") == 0 && has_value) prompts = argv[++i];
+        else if (strcmp(a, "--manifest") == 0 && has_value) manifest = argv[++i];
         else if (strcmp(a, "--json") == 0 && has_value) json = argv[++i];
         else if (strcmp(a, "--min-accuracy") == 0 && has_value) min_accuracy = atof(argv[++i]);
         else if (strcmp(a, "--list") == 0) list = true;
         else { fprintf(stderr, "tessera eval shapes: unknown or incomplete option '%s'\n", a); return usage(2); }
     }
-    if (!images) return usage(2);
+    if (!images == !manifest) return usage(2);
 
     char **names = NULL, **lines = NULL;
     int n_images = 0, n_prompts = 0, status = 1;
-    if (list_pngs(images, &names, &n_images) != 0) goto fail;
-    if (prompts) {
+    if (manifest) {
+        if (read_manifest(manifest, manifest_dir, sizeof manifest_dir, &names, &lines, &n_images) != 0) goto fail;
+        n_prompts = n_images;
+        images = manifest_dir;
+        prompts = manifest;
+    } else if (list_pngs(images, &names, &n_images) != 0) goto fail;
+    if (prompts && !manifest) {
         if (read_lines(prompts, &lines, &n_prompts) != 0) goto fail;
         if (n_prompts != n_images) {
             ts_fail("%s has %d prompts but %s has %d PNGs", prompts, n_prompts, images, n_images);

@@ -63,6 +63,7 @@ static int read_prompts(const char *path, char ***list, int *n) {
 
 int cmd_expand(int argc, char **argv) {
     llm_expander_options eo = llm_expander_default_options();
+    eo.model_sampling = true;   /* until a sampling flag says otherwise */
     llm_http_options ho = llm_http_default_options();
     const char *server = NULL;
     bool show_raw = false;
@@ -86,11 +87,11 @@ int cmd_expand(int argc, char **argv) {
         else if (strcmp(a, "--tokenizer") == 0) { if (!(eo.tokenizer = TAKE())) return 2; }
         else if (strcmp(a, "--system") == 0) { if (!(eo.system_file = ho.system_file = TAKE())) return 2; }
         else if (strcmp(a, "--examples") == 0) { if (!(eo.examples_file = ho.examples_file = TAKE())) return 2; }
-        else if (strcmp(a, "--temp") == 0) { if (!TAKE()) return 2; eo.sampling.temperature = ho.temperature = (float)atof(v); }
+        else if (strcmp(a, "--temp") == 0) { if (!TAKE()) return 2; eo.sampling.temperature = ho.temperature = (float)atof(v); eo.model_sampling = false; }
         else if (strcmp(a, "--top-p") == 0) { if (!TAKE()) return 2; eo.sampling.top_p = ho.top_p = (float)atof(v); }
         else if (strcmp(a, "--top-k") == 0) { if (!TAKE()) return 2; eo.sampling.top_k = atoi(v); }
         else if (strcmp(a, "--min-p") == 0) { if (!TAKE()) return 2; eo.sampling.min_p = (float)atof(v); }
-        else if (strcmp(a, "--repeat-penalty") == 0) { if (!TAKE()) return 2; eo.sampling.repeat_penalty = (float)atof(v); }
+        else if (strcmp(a, "--repeat-penalty") == 0) { if (!TAKE()) return 2; eo.sampling.repeat_penalty = (float)atof(v); eo.model_sampling = false; }
         else if (strcmp(a, "--seed") == 0) { if (!TAKE()) return 2; eo.sampling.seed = ho.seed = strtoull(v, NULL, 10); }
         else if (strcmp(a, "--max-tokens") == 0) { if (!TAKE()) return 2; eo.max_tokens = ho.max_tokens = atoi(v); }
         else if (strcmp(a, "--batch") == 0) { if (!TAKE()) return 2; eo.max_batch = atoi(v); }

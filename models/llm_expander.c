@@ -41,6 +41,13 @@ llm_expander *llm_expander_open(const llm_expander_options *o) {
         if (gguf_get_string(llm_gguf(e->model), "tessera.expander.prompt_format", &f) != 0) goto fail;
         e->prompt_format = gguf_strdup(f);
     }
+    double v;
+    if (o->model_sampling && llm_gguf(e->model)) {
+        if (gguf_get_float_or(llm_gguf(e->model), "tessera.expander.temperature", e->options.sampling.temperature, &v) != 0) goto fail;
+        e->options.sampling.temperature = (float)v;
+        if (gguf_get_float_or(llm_gguf(e->model), "tessera.expander.repeat_penalty", e->options.sampling.repeat_penalty, &v) != 0) goto fail;
+        e->options.sampling.repeat_penalty = (float)v;
+    }
     if (e->prompt_format && !strstr(e->prompt_format, "{prompt}")) {
         ts_fail("%s: the prompt format '%s' has no {prompt}", o->model, e->prompt_format);
         goto fail;

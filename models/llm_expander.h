@@ -8,7 +8,9 @@
  * Base models trained for one task (like the demo's shapes expander) have no chat
  * template: they take a completion format instead, "{prompt} =>" for instance, from the
  * options or from the GGUF key tessera.expander.prompt_format. The format replaces the
- * whole conversation (with BOS before it); the reply is judged the same way.
+ * whole conversation (with BOS before it); the reply is judged the same way. Such a model
+ * may also say how to sample it (tessera.expander.temperature, .repeat_penalty): those
+ * replace the defaults when model_sampling is set.
  */
 #ifndef TESSERA_LLM_EXPANDER_H
 #define TESSERA_LLM_EXPANDER_H
@@ -24,6 +26,7 @@ typedef struct llm_expander_options {
     const char *system_file;     /* NULL: built in */
     const char *examples_file;   /* NULL: built in */
     llm_sampling sampling;
+    bool model_sampling;         /* the model's tessera.expander.* sampling keys win over .sampling */
     int max_tokens;              /* per reply */
     int max_batch;               /* prompts generated together */
 } llm_expander_options;

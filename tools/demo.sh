@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# `make demo`: runs the best end-to-end path that exists so far and says which.
+# `make demo`: the main job on the embedded default — `tessera run` on the bundled shapes-world
+# demo (demo/): every short prompt of demo/prompts.txt is expanded by the demo LLM, rendered by
+# the demo diffusion model, written to out/demo/ (images, manifest.jsonl, stats.json), and the
+# images are scored for prompt following with `tessera eval shapes`.
 set -euo pipefail
 TESSERA=${1:-build/release/tessera}
-echo "demo: the end-to-end pipeline has not landed yet; showing the build instead."
-"$TESSERA" version
-"$TESSERA" help
+OUT=${DEMO_OUT:-out/demo}
+"$TESSERA" run demo/job.yaml --output.dir="$OUT"
+echo
+echo "demo: images, manifest.jsonl and stats.json are in $OUT/"
+echo "demo: expansions (short prompt => what was rendered):"
+python3 - "$OUT/manifest.jsonl" <<'PY' 2>/dev/null || true
+import json, sys
+for line in list(open(sys.argv[1]))[:4]:
+    r = json.loads(line)
+    print(f"  {r['prompt']}\n    => {r.get('expanded', '')}")
+PY
+echo
+echo "demo: prompt following (each image against its short prompt):"
+"$TESSERA" eval shapes --manifest "$OUT/manifest.jsonl" --json "$OUT/score.json"

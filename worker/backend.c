@@ -120,6 +120,7 @@ static ts_expander *model_expander_new(const char *name, const char *model) {
     } else {
         llm_expander_options o = llm_expander_default_options();
         o.model = model;
+        o.model_sampling = true;
         m->embedded = llm_expander_open(&o);
     }
     if (!m->embedded && !m->http) { free(m); return NULL; }
