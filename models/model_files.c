@@ -1,6 +1,7 @@
 /* model_files.c — find a model component's weights and configs in either layout. */
 #include "model_files.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,4 +52,24 @@ char *read_text_file(const char *path, size_t *size_out) {
     buf[n] = 0;
     if (size_out) *size_out = n;
     return buf;
+}
+
+struct cJSON *json_parse_config(const char *text) {
+    size_t n = strlen(text);
+    char *copy = ts_malloc(n * 2 + 1), *w = copy;   /* "NaN" -> "null" grows by one byte */
+    bool in_string = false;
+    for (const char *p = text; *p;) {
+        if (in_string) {
+            if (*p == '\\' && p[1]) { *w++ = *p++; *w++ = *p++; continue; }
+            if (*p == '"') in_string = false;
+            *w++ = *p++;
+        } else if (*p == '"') { in_string = true; *w++ = *p++; }
+        else if (strncmp(p, "Infinity", 8) == 0) { memcpy(w, "1e999", 5); w += 5; p += 8; }   /* strtod: inf */
+        else if (strncmp(p, "NaN", 3) == 0) { memcpy(w, "null", 4); w += 4; p += 3; }
+        else *w++ = *p++;
+    }
+    *w = 0;
+    cJSON *root = cJSON_Parse(copy);
+    free(copy);
+    return root;
 }

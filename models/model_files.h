@@ -23,6 +23,11 @@ int model_component_weights(const char *model, const char *component, char *out,
  * (no message: absence is often normal). */
 int model_component_file(const char *model, const char *component, const char *name, char *out, size_t size);
 
+/* Parses a config.json as Python's json module writes it: besides standard JSON it has
+ * NaN, Infinity and -Infinity (diffusers writes "lambda_min_clipped": -Infinity), which
+ * become null, inf and -inf. NULL if the text is not JSON. */
+struct cJSON *json_parse_config(const char *text);
+
 /* Reads a whole (small) text file; NULL with a message on failure. free() it. */
 char *read_text_file(const char *path, size_t *size_out);
 

@@ -160,7 +160,7 @@ static int parse_config(scheduler_config *cfg, const cJSON *root, const char *wh
 }
 
 int scheduler_config_parse(scheduler_config *cfg, const char *json_text, const char *where) {
-    cJSON *root = cJSON_Parse(json_text);
+    cJSON *root = json_parse_config(json_text);
     if (!root) return ts_fail("%s: invalid JSON near '%.20s'", where, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
     int rc = parse_config(cfg, root, where);
     cJSON_Delete(root);

@@ -3,6 +3,7 @@
  * unet/config.json, or the tensor shapes of a single-file CompVis checkpoint.
  * Anything UNet2DConditionModel supports that this U-Net does not is refused by name.
  */
+#include "models/model_files.h"
 #include "models/unet_internal.h"
 
 #include <cjson/cJSON.h>
@@ -174,7 +175,7 @@ static int parse_block_types(const cJSON *root, const char *key, int levels, boo
 
 int unet_config_parse_json(const char *json, const char *label, unet_config *c) {
     config_defaults(c);
-    cJSON *root = cJSON_Parse(json);
+    cJSON *root = json_parse_config(json);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return ts_fail("%s: not a JSON object", label);

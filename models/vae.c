@@ -377,7 +377,7 @@ static int read_config_json(const char *model, vae_config *c) {
     if (model_component_file(model, "vae", "config.json", path, sizeof path) < 0) return 0;
     char *text = read_text_file(path, NULL);
     if (!text) return -1;
-    cJSON *j = cJSON_Parse(text);
+    cJSON *j = json_parse_config(text);
     free(text);
     if (!j) return ts_fail("%s: not valid JSON", path);
     const cJSON *it;

@@ -18,6 +18,11 @@ int main(void) {
     CHECK(cfg.sampler == SAMPLER_DPMPP_2M, "dpmpp_2m alias");
 
     CHECK(scheduler_config_init(&cfg, "heun", NULL) != 0 && strstr(ts_last_error(), "heun"), "unknown sampler named");
+
+    /* diffusers writes Python's JSON: "lambda_min_clipped": -Infinity (tools/gen_config_fixtures.py) */
+    CHECK_OK(scheduler_config_init(&cfg, "dpm++2m", NULL));
+    CHECK_OK(scheduler_config_load(&cfg, fixture_path("samplers/dpm_scheduler_config_diffusers.json")));
+    CHECK(cfg.use_karras_sigmas, "use_karras_sigmas read from the diffusers-written file");
     CHECK(scheduler_config_init(&cfg, "euler_a", "karras") != 0 && strstr(ts_last_error(), "karras"),
           "euler_a has no karras in diffusers");
     CHECK(scheduler_config_init(&cfg, "euler", "exponential") != 0, "unknown schedule");
