@@ -50,7 +50,7 @@ static int json_int(const cJSON *root, const char *key, int fallback) {
 int clip_text_config_read(const char *config_json, clip_text_config *out) {
     char *text = read_text_file(config_json, NULL);
     if (!text) return -1;
-    cJSON *root = json_parse_config(text);
+    cJSON *root = json_parse_config(text, config_json);
     free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -54,7 +54,7 @@ char *read_text_file(const char *path, size_t *size_out) {
     return buf;
 }
 
-struct cJSON *json_parse_config(const char *text) {
+struct cJSON *json_parse_config(const char *text, const char *label) {
     size_t n = strlen(text);
     char *copy = ts_malloc(n * 2 + 1), *w = copy;   /* "NaN" -> "null" grows by one byte */
     bool in_string = false;
@@ -70,6 +70,10 @@ struct cJSON *json_parse_config(const char *text) {
     }
     *w = 0;
     cJSON *root = cJSON_Parse(copy);
+    if (!root) {   /* the error pointer points into the copy: report before freeing it */
+        const char *at = cJSON_GetErrorPtr();
+        ts_fail("%s: invalid JSON near '%.20s'", label, at ? at : "");
+    }
     free(copy);
     return root;
 }

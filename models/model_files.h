@@ -25,8 +25,8 @@ int model_component_file(const char *model, const char *component, const char *n
 
 /* Parses a config.json as Python's json module writes it: besides standard JSON it has
  * NaN, Infinity and -Infinity (diffusers writes "lambda_min_clipped": -Infinity), which
- * become null, inf and -inf. NULL if the text is not JSON. */
-struct cJSON *json_parse_config(const char *text);
+ * become null, inf and -inf. NULL with "LABEL: invalid JSON near '...'" if it is not JSON. */
+struct cJSON *json_parse_config(const char *text, const char *label);
 
 /* Reads a whole (small) text file; NULL with a message on failure. free() it. */
 char *read_text_file(const char *path, size_t *size_out);

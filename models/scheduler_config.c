@@ -160,8 +160,8 @@ static int parse_config(scheduler_config *cfg, const cJSON *root, const char *wh
 }
 
 int scheduler_config_parse(scheduler_config *cfg, const char *json_text, const char *where) {
-    cJSON *root = json_parse_config(json_text);
-    if (!root) return ts_fail("%s: invalid JSON near '%.20s'", where, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    cJSON *root = json_parse_config(json_text, where);
+    if (!root) return -1;
     int rc = parse_config(cfg, root, where);
     cJSON_Delete(root);
     return rc;

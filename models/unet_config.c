@@ -175,7 +175,7 @@ static int parse_block_types(const cJSON *root, const char *key, int levels, boo
 
 int unet_config_parse_json(const char *json, const char *label, unet_config *c) {
     config_defaults(c);
-    cJSON *root = json_parse_config(json);
+    cJSON *root = json_parse_config(json, label);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return ts_fail("%s: not a JSON object", label);
