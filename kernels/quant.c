@@ -23,6 +23,9 @@ _Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(block_q4_k) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(block_q6_k) == 210, "Q6_K block is 210 bytes");
+/* The other formats are read at byte offsets (see quant.h for their layouts). */
+enum { Q4_1_BYTES = 20, Q5_0_BYTES = 22, Q5_1_BYTES = 24, Q2_K_BYTES = 84, Q3_K_BYTES = 110,
+       Q5_K_BYTES = 176, IQ4_NL_BYTES = 18, IQ4_XS_BYTES = 136 };
 
 static const struct { const char *name; int values; size_t bytes; } qtype_table[QT_COUNT] = {
     [QT_F32] = {"F32", 1, 4},          [QT_F16] = {"F16", 1, 2},
@@ -30,6 +33,10 @@ static const struct { const char *name; int values; size_t bytes; } qtype_table[
     [QT_Q4_0] = {"Q4_0", 32, sizeof(block_q4_0)},
     [QT_Q4_K] = {"Q4_K", 256, sizeof(block_q4_k)},
     [QT_Q6_K] = {"Q6_K", 256, sizeof(block_q6_k)},
+    [QT_Q4_1] = {"Q4_1", 32, Q4_1_BYTES},   [QT_Q5_0] = {"Q5_0", 32, Q5_0_BYTES},
+    [QT_Q5_1] = {"Q5_1", 32, Q5_1_BYTES},   [QT_Q2_K] = {"Q2_K", 256, Q2_K_BYTES},
+    [QT_Q3_K] = {"Q3_K", 256, Q3_K_BYTES},  [QT_Q5_K] = {"Q5_K", 256, Q5_K_BYTES},
+    [QT_IQ4_NL] = {"IQ4_NL", 32, IQ4_NL_BYTES}, [QT_IQ4_XS] = {"IQ4_XS", 256, IQ4_XS_BYTES},
 };
 
 const char *qtype_name(qtype t) { return (unsigned)t < QT_COUNT ? qtype_table[t].name : "?"; }
@@ -114,6 +121,119 @@ static void dequant_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+/* Each value is computed with the same float operations in the same order as ggml's
+ * dequantize_row_* and the gguf package (products, then the offset), and the build
+ * does not contract them into FMAs (ISO C17: -ffp-contract=off), so the values are
+ * bit-identical to gguf.quants.dequantize. */
+
+static void dequant_q4_1(const uint8_t *b, float *y) {
+    float d = half(b), m = half(b + 2);
+    const uint8_t *q = b + 4;
+    for (int i = 0; i < 16; i++) {
+        y[i] = d * (float)(q[i] & 0xF) + m;
+        y[i + 16] = d * (float)(q[i] >> 4) + m;
+    }
+}
+
+/* Q5_0/Q5_1: the fifth bit of value i is bit i of a little-endian u32. */
+static inline uint32_t high_bits(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void dequant_q5_0(const uint8_t *b, float *y) {
+    float d = half(b);
+    uint32_t qh = high_bits(b + 2);
+    const uint8_t *q = b + 6;
+    for (int i = 0; i < 16; i++) {
+        int lo = (q[i] & 0xF) | (int)((qh >> i) & 1) << 4;
+        int hi = (q[i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4;
+        y[i] = d * (float)(lo - 16);
+        y[i + 16] = d * (float)(hi - 16);
+    }
+}
+
+static void dequant_q5_1(const uint8_t *b, float *y) {
+    float d = half(b), m = half(b + 2);
+    uint32_t qh = high_bits(b + 4);
+    const uint8_t *q = b + 8;
+    for (int i = 0; i < 16; i++) {
+        int lo = (q[i] & 0xF) | (int)((qh >> i) & 1) << 4;
+        int hi = (q[i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4;
+        y[i] = d * (float)lo + m;
+        y[i + 16] = d * (float)hi + m;
+    }
+}
+
+/* Q2_K: sub-block s (16 values) takes 2 bits at shift 2*(s/2 % 4) of q[32*(s/8) + 16*(s%2) + l]. */
+static void dequant_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *scales = b, *q = b + 16;
+    float d = half(b + 80), dmin = half(b + 82);
+    for (int s = 0; s < 16; s++) {
+        float dl = d * (float)(scales[s] & 0xF), ml = dmin * (float)(scales[s] >> 4);
+        const uint8_t *qq = q + 32 * (s / 8) + 16 * (s % 2);
+        int shift = 2 * ((s / 2) % 4);
+        for (int l = 0; l < 16; l++) y[16 * s + l] = dl * (float)((qq[l] >> shift) & 3) - ml;
+    }
+}
+
+/* Q3_K: sixteen 6-bit scales, low 4 bits in bytes 0..7 (two per byte), high 2 bits in 8..11. */
+static void dequant_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hmask = b, *q = b + 32, *sc = b + 96;
+    float d = half(b + 108);
+    for (int s = 0; s < 16; s++) {
+        int low = (sc[s % 8] >> (4 * (s / 8))) & 0xF;
+        int high = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+        float dl = d * (float)((low | high << 4) - 32);
+        const uint8_t *qq = q + 32 * (s / 8) + 16 * (s % 2);
+        const uint8_t *hm = hmask + 16 * (s % 2);
+        int shift = 2 * ((s / 2) % 4), bit = s / 2;   /* hmask bit: one per 32-value group */
+        for (int l = 0; l < 16; l++) {
+            int v = (int)((qq[l] >> shift) & 3) - ((hm[l] >> bit) & 1 ? 0 : 4);
+            y[16 * s + l] = dl * (float)v;
+        }
+    }
+}
+
+static void dequant_q5_k(const uint8_t *b, float *y) {
+    float d = half(b), dmin = half(b + 2);
+    const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 48;
+    for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32) {
+        int sc, m;
+        scale_min_k4(is, scales, &sc, &m);
+        float d1 = d * (float)sc, m1 = dmin * (float)m;
+        scale_min_k4(is + 1, scales, &sc, &m);
+        float d2 = d * (float)sc, m2 = dmin * (float)m;
+        for (int l = 0; l < 32; l++) y[j + l] = d1 * (float)((q[l] & 0xF) | ((qh[l] >> is) & 1) << 4) - m1;
+        for (int l = 0; l < 32; l++) y[j + 32 + l] = d2 * (float)((q[l] >> 4) | ((qh[l] >> (is + 1)) & 1) << 4) - m2;
+    }
+}
+
+/* IQ4_NL / IQ4_XS: 4-bit indices into ggml's fixed grid (kvalues_iq4nl). */
+static const int8_t iq4_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static void dequant_iq4_nl(const uint8_t *b, float *y) {
+    float d = half(b);
+    const uint8_t *q = b + 2;
+    for (int i = 0; i < 16; i++) {
+        y[i] = d * (float)iq4_grid[q[i] & 0xF];
+        y[i + 16] = d * (float)iq4_grid[q[i] >> 4];
+    }
+}
+
+static void dequant_iq4_xs(const uint8_t *b, float *y) {
+    float d = half(b);
+    unsigned scales_h = (unsigned)b[2] | (unsigned)b[3] << 8;
+    const uint8_t *scales_l = b + 4, *q = b + 8;
+    for (int s = 0; s < 8; s++, q += 16, y += 32) {
+        int ls = ((scales_l[s / 2] >> (4 * (s % 2))) & 0xF) | (int)((scales_h >> (2 * s)) & 3) << 4;
+        float dl = d * (float)(ls - 32);
+        for (int i = 0; i < 16; i++) {
+            y[i] = dl * (float)iq4_grid[q[i] & 0xF];
+            y[i + 16] = dl * (float)iq4_grid[q[i] >> 4];
+        }
+    }
+}
+
 void dequantize_row(qtype t, const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
     switch (t) {
@@ -124,6 +244,14 @@ void dequantize_row(qtype t, const void *src, float *dst, int64_t n) {
     case QT_Q4_0: for (int64_t i = 0; i < n; i += 32, p += 18) dequant_q4_0(p, dst + i); return;
     case QT_Q4_K: for (int64_t i = 0; i < n; i += 256, p += 144) dequant_q4_k(p, dst + i); return;
     case QT_Q6_K: for (int64_t i = 0; i < n; i += 256, p += 210) dequant_q6_k(p, dst + i); return;
+    case QT_Q4_1: for (int64_t i = 0; i < n; i += 32, p += Q4_1_BYTES) dequant_q4_1(p, dst + i); return;
+    case QT_Q5_0: for (int64_t i = 0; i < n; i += 32, p += Q5_0_BYTES) dequant_q5_0(p, dst + i); return;
+    case QT_Q5_1: for (int64_t i = 0; i < n; i += 32, p += Q5_1_BYTES) dequant_q5_1(p, dst + i); return;
+    case QT_Q2_K: for (int64_t i = 0; i < n; i += 256, p += Q2_K_BYTES) dequant_q2_k(p, dst + i); return;
+    case QT_Q3_K: for (int64_t i = 0; i < n; i += 256, p += Q3_K_BYTES) dequant_q3_k(p, dst + i); return;
+    case QT_Q5_K: for (int64_t i = 0; i < n; i += 256, p += Q5_K_BYTES) dequant_q5_k(p, dst + i); return;
+    case QT_IQ4_NL: for (int64_t i = 0; i < n; i += 32, p += IQ4_NL_BYTES) dequant_iq4_nl(p, dst + i); return;
+    case QT_IQ4_XS: for (int64_t i = 0; i < n; i += 256, p += IQ4_XS_BYTES) dequant_iq4_xs(p, dst + i); return;
     default: memset(dst, 0, (size_t)n * 4); return;
     }
 }

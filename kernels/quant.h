@@ -5,9 +5,22 @@
  *   F32, F16, BF16   1 value per "block"
  *   Q8_0  32 values: f16 d, int8 q[32]                    x = d * q
  *   Q4_0  32 values: f16 d, u8 q[16] (low nibbles first)  x = d * (q - 8)
+ *   Q4_1  32 values: f16 d, f16 m, u8 q[16]               x = d * q + m
+ *   Q5_0  32 values: f16 d, u8 qh[4] (bit 4 of each q), u8 q[16]   x = d * (q - 16)
+ *   Q5_1  32 values: f16 d, f16 m, u8 qh[4], u8 q[16]     x = d * q + m
+ *   Q2_K 256 values: u8 scales[16] (4-bit scale | 4-bit min), u8 q[64] (2 bits), f16 d, f16 dmin
+ *                    16 sub-blocks of 16: x = d*sc*q - dmin*m
+ *   Q3_K 256 values: u8 hmask[32], u8 q[64] (2 low bits), u8 scales[12] (16 x 6 bits), f16 d
+ *                    x = d*(sc - 32)*(q - (high bit ? 0 : 4))
  *   Q4_K 256 values: f16 d, f16 dmin, u8 scales[12], u8 q[128]
  *                    8 sub-blocks of 32 with 6-bit scale/min: x = d*sc*q - dmin*m
+ *   Q5_K 256 values: f16 d, f16 dmin, u8 scales[12], u8 qh[32], u8 q[128]   as Q4_K, q of 5 bits
  *   Q6_K 256 values: u8 ql[128], u8 qh[64], i8 scales[16], f16 d   x = d*sc*(q - 32)
+ *   IQ4_NL 32 values: f16 d, u8 q[16]                     x = d * kvalues[q] (a fixed non-linear grid)
+ *   IQ4_XS 256 values: f16 d, u16 scales_h, u8 scales_l[4], u8 q[128]   8 sub-blocks of 32:
+ *                    x = d*(sc - 32)*kvalues[q]
+ * These are the types llama.cpp's quantize presets Q2_K ... Q8_0 (and IQ4_NL/IQ4_XS) write;
+ * a Q4_K_M file, for example, holds Q4_K, Q6_K and, for rows not a multiple of 256, Q5_0/Q8_0.
  *
  * Decision: activations stay float32 and are multiplied against the dequantized
  * block values (dequantized a block or a row at a time, in cache, never the whole
@@ -29,6 +42,14 @@ typedef enum {
     QT_Q4_0,
     QT_Q4_K,
     QT_Q6_K,
+    QT_Q4_1,
+    QT_Q5_0,
+    QT_Q5_1,
+    QT_Q2_K,
+    QT_Q3_K,
+    QT_Q5_K,
+    QT_IQ4_NL,
+    QT_IQ4_XS,
     QT_COUNT
 } qtype;
 

@@ -510,8 +510,17 @@ int gguf_tensor_qtype(const gguf *self, const gguf_tensor *t, qtype *out) {
     case GGML_Q4_0: *out = QT_Q4_0; return 0;
     case GGML_Q4_K: *out = QT_Q4_K; return 0;
     case GGML_Q6_K: *out = QT_Q6_K; return 0;
+    case GGML_Q4_1: *out = QT_Q4_1; return 0;
+    case GGML_Q5_0: *out = QT_Q5_0; return 0;
+    case GGML_Q5_1: *out = QT_Q5_1; return 0;
+    case GGML_Q2_K: *out = QT_Q2_K; return 0;
+    case GGML_Q3_K: *out = QT_Q3_K; return 0;
+    case GGML_Q5_K: *out = QT_Q5_K; return 0;
+    case GGML_IQ4_NL: *out = QT_IQ4_NL; return 0;
+    case GGML_IQ4_XS: *out = QT_IQ4_XS; return 0;
     default:
-        return ts_fail("%s: tensor '%.*s' is %s; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K", self->path,
+        return ts_fail("%s: tensor '%.*s' is %s; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+                       "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS", self->path,
                        (int)t->name.len, t->name.ptr, t->type_name);
     }
 }

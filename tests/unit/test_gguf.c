@@ -67,6 +67,62 @@ static void check_quant_rows(void) {
     gguf_close(&g);
 }
 
+/* Every block type llama.cpp's quantize presets write (random block bytes, see
+ * tools/gen_llm_quant_fixtures.py): dequantized values bit-identical to
+ * gguf.quants.dequantize; dots and every qmatmul path within float rounding of float64. */
+static void check_all_block_types(void) {
+    char *text = read_text_file(fixture_path("llm_quant/quant_rows.json"), NULL);
+    gguf *g = gguf_open(fixture_path("llm_quant/quant_rows.gguf"));
+    tensor shape;
+    float *want = fixture_npy("llm_quant/quant_rows.npy", &shape);
+    CHECK(text && g && want, "llm_quant fixtures: %s", ts_last_error());
+    if (!text || !g || !want) { free(text); gguf_close(&g); free(want); return; }
+    cJSON *root = cJSON_Parse(text);
+    const int cols = cJSON_GetObjectItem(root, "cols")->valueint, rows = cJSON_GetObjectItem(root, "rows")->valueint;
+    float *x = ts_malloc((size_t)cols * QMATMUL_GEMM_MIN_ROWS * sizeof(float));
+    for (int i = 0; i < cols; i++) x[i] = (float)cJSON_GetArrayItem(cJSON_GetObjectItem(root, "x"), i)->valuedouble;
+    for (int j = 1; j < QMATMUL_GEMM_MIN_ROWS; j++) memcpy(x + (size_t)j * cols, x, (size_t)cols * sizeof(float));
+    float *got = ts_malloc((size_t)cols * sizeof(float)), *y = ts_malloc((size_t)QMATMUL_GEMM_MIN_ROWS * rows * sizeof(float));
+    const cJSON *t;
+    int k = 0;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(root, "types")) {
+        const char *name = cJSON_GetObjectItem(t, "name")->valuestring;
+        const gguf_tensor *gt = gguf_find_tensor(g, name);
+        qtype qt;
+        qmatrix m;
+        CHECK(gt && gguf_tensor_qtype(g, gt, &qt) == 0 && strcmp(qtype_name(qt), name) == 0, "%s: %s", name, ts_last_error());
+        if (!gt || gguf_tensor_qtype(g, gt, &qt) != 0) { k++; continue; }
+        CHECK_OK(qmatrix_view(&m, qt, rows, cols, gt->data, name));
+        CHECK(qmatrix_nbytes(&m) == gt->nbytes, "%s: %zu bytes, file says %zu", name, qmatrix_nbytes(&m), gt->nbytes);
+        float dots[8], err = 0;
+        for (int r = 0; r < rows; r++) {
+            const float *w = want + ((size_t)k * rows + r) * cols;
+            qmatrix_row(&m, r, got);
+            int differ = 0;
+            for (int i = 0; i < cols; i++) differ += memcmp(&got[i], &w[i], sizeof(float)) != 0;
+            CHECK(differ == 0, "%s row %d: %d of %d dequantized values differ from gguf.quants.dequantize", name, r, differ, cols);
+            dots[r] = (float)cJSON_GetArrayItem(cJSON_GetObjectItem(t, "dot"), r)->valuedouble;
+            float d = quant_dot(qt, (const uint8_t *)gt->data + (size_t)r * m.row_bytes, x, cols);
+            err = fmaxf(err, fabsf(d - dots[r]) / (1.0f + fabsf(dots[r])));
+        }
+        CHECK(err <= 1e-5f, "%s: quant_dot relative error %g", name, err);
+        for (int n = 1; n <= QMATMUL_GEMM_MIN_ROWS; n += 6) {   /* 1: row dots; 7..31: 4-row dots; 31+: slab + gemm */
+            int nn = n > QMATMUL_GEMM_MIN_ROWS - 6 ? QMATMUL_GEMM_MIN_ROWS : n;
+            qmatmul(y, x, nn, &m);
+            float e = 0;
+            for (int j = 0; j < nn; j++)
+                for (int r = 0; r < rows; r++) e = fmaxf(e, fabsf(y[j * rows + r] - dots[r]) / (1.0f + fabsf(dots[r])));
+            CHECK(e <= 1e-5f, "%s: qmatmul n=%d relative error %g", name, nn, e);
+        }
+        k++;
+    }
+    CHECK(k == 15 && shape.shape[0] == 15, "15 types in llm_quant/quant_rows, saw %d", k);
+    free(got); free(y); free(x); free(want);
+    cJSON_Delete(root);
+    free(text);
+    gguf_close(&g);
+}
+
 static void check_metadata(void) {
     gguf *g = gguf_open(fixture_path("llm/llama_f32.gguf"));
     CHECK(g != NULL, "%s", ts_last_error());
@@ -204,6 +260,7 @@ static void check_malformed(void) {
 int main(void) {
     TEST_BEGIN();
     check_quant_rows();
+    check_all_block_types();
     check_metadata();
     check_malformed();
     return TEST_END();
