@@ -1,5 +1,5 @@
-/* LLM parity: every fixture model (Llama and Qwen2; GGUF F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K;
- * HF folders in F32 and BF16) gives transformers' logits within 1e-3 max abs, computed on
+/* LLM parity: every fixture model (Llama and Qwen2; GGUF F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K
+ * and Q4_1/Q5_0/Q5_1/Q2_K/Q3_K/Q5_K/IQ4_NL/IQ4_XS and a Q4_K_M layout; HF folders in F32 and BF16) gives transformers' logits within 1e-3 max abs, computed on
  * the weights as the file holds them (gguf.quants.dequantize), through the batched
  * prefill, the gemm path, and token-by-token decoding with the KV cache; and the same
  * greedy continuations, generated for several prompts of different lengths at once.
@@ -85,7 +85,7 @@ static void check_case(const cJSON *c) {
     llm_generation gen = {.max_tokens = gclen[0], .end_ids = &none, .n_end = 1};
     const int shapes[2][2] = {{G, 32}, {2, 4}};   /* {sequences, batch tokens} */
     /* the slot-reuse run once per family and block kind, to stay quick under ASan */
-    bool reuse = strstr(name, "_f32") || strstr(name, "_q4_k") || strstr(name, "_q8_0");
+    bool reuse = strstr(name, "_f32") || strstr(name, "_q4_k") || strstr(name, "_q8_0") || strstr(name, "_q5_0");
     for (int k = 0; k < (reuse ? 2 : 1); k++) {
         llm_state *gs = llm_state_new(m, shapes[k][0], 64, shapes[k][1]);
         llm_output *out = ts_calloc((size_t)G, sizeof(llm_output));
@@ -107,28 +107,38 @@ static void check_case(const cJSON *c) {
     llm_destroy(&m);
 }
 
-int main(void) {
-    TEST_BEGIN();
-    size_t size;
-    char *text = read_text_file(fixture_path("llm/cases.json"), &size);
+/* Runs every case of one cases.json (paths in it are relative to its folder). */
+static int check_cases(const char *folder) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "%s/cases.json", folder);
+    char *text = read_text_file(fixture_path(rel), NULL);
     CHECK(text != NULL, "%s", ts_last_error());
-    if (!text) return TEST_END();
+    if (!text) return 0;
     cJSON *root = cJSON_Parse(text);
     const cJSON *cases = cJSON_GetObjectItem(root, "cases"), *c;
     int n = 0;
     cJSON_ArrayForEach(c, cases) {
-        /* paths in cases.json are relative to tests/fixtures/llm */
-        char rel[256];
         cJSON *model = cJSON_GetObjectItem(c, "model"), *lg = cJSON_GetObjectItem(c, "logits");
-        snprintf(rel, sizeof rel, "llm/%s", model->valuestring);
+        snprintf(rel, sizeof rel, "%s/%s", folder, model->valuestring);
         cJSON_SetValuestring(model, rel);
-        snprintf(rel, sizeof rel, "llm/%s", lg->valuestring);
+        snprintf(rel, sizeof rel, "%s/%s", folder, lg->valuestring);
         cJSON_SetValuestring(lg, rel);
         check_case(c);
         n++;
     }
-    CHECK(n == 16, "expected 16 cases (2 families x 7 GGUF types + 2 HF folders), found %d", n);
     cJSON_Delete(root);
     free(text);
+    return n;
+}
+
+int main(void) {
+    TEST_BEGIN();
+    int n = check_cases("llm");
+    CHECK(n == 16, "expected 16 cases (2 families x 7 GGUF types + 2 HF folders), found %d", n);
+    /* tools/gen_llm_quant_fixtures.py: Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS,
+     * and a Qwen2 384 wide laid out as llama.cpp's Q4_K_M (Q5_0/Q8_0 where rows are not
+     * a multiple of 256) */
+    n = check_cases("llm_quant");
+    CHECK(n == 9, "expected 9 cases in llm_quant, found %d", n);
     return TEST_END();
 }
