@@ -1,0 +1,22 @@
+# cuda_only.cmake — the TESSERA_CUDA_ONLY build: kernels/cuda and tests/gpu, nothing else.
+# For a GPU machine that has nvcc and PyTorch's NVIDIA wheels but none of Tessera's other
+# dependencies (ZeroMQ, OpenBLAS, ...): tools/gpu-check.sh configures this there.
+include(${CMAKE_SOURCE_DIR}/kernels/cuda/cuda.cmake)
+if(NOT TESSERA_HAVE_CUDA)
+  message(FATAL_ERROR "TESSERA_CUDA_ONLY: the CUDA library cannot be built here (see the 'CUDA:' lines above)")
+endif()
+find_package(OpenMP REQUIRED COMPONENTS C)
+
+# The few host files the CUDA library and the test harness need: errors, dtypes, .npy.
+file(GLOB_RECURSE _tessera_npy_source ${CMAKE_SOURCE_DIR}/models/npy.c ${CMAKE_SOURCE_DIR}/models/*/npy.c)
+add_library(tessera_cuda_host STATIC ${CMAKE_SOURCE_DIR}/kernels/base.c ${CMAKE_SOURCE_DIR}/kernels/tensor.c ${_tessera_npy_source})
+target_include_directories(tessera_cuda_host PUBLIC ${CMAKE_SOURCE_DIR})
+target_compile_definitions(tessera_cuda_host PUBLIC TESSERA_VERSION="${PROJECT_VERSION}" _GNU_SOURCE)
+target_link_libraries(tessera_cuda_host PUBLIC OpenMP::OpenMP_C m)
+target_link_libraries(tessera_cuda PRIVATE tessera_cuda_host)
+
+add_library(tessera_test STATIC ${CMAKE_SOURCE_DIR}/tests/test.c)
+target_link_libraries(tessera_test PUBLIC tessera_cuda_host)
+
+enable_testing()
+add_subdirectory(${CMAKE_SOURCE_DIR}/tests/gpu ${CMAKE_BINARY_DIR}/tests/gpu)
