@@ -1,6 +1,8 @@
 /*
  * cmd_eval.c — `tessera eval shapes`: the prompt-following score of images of the demo's
- * shapes world (models/shapes_eval.h), per attribute and overall, GenEval-style.
+ * shapes world (eval/shapes_eval.h), per attribute, and per prompt strict (exact counts,
+ * the world's meaning) and lenient (GenEval's "at least"); objects no phrase asked for are
+ * reported as extra.
  *
  *   tessera eval shapes --images DIR [--prompts FILE] [--json OUT] [--min-accuracy X] [--list]
  *
@@ -8,7 +10,7 @@
  * --prompts each image's prompt is read from its A1111 "parameters" text, as tessera writes it.
  */
 #include "models/image_png.h"
-#include "models/shapes_eval.h"
+#include "eval/shapes_eval.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -21,12 +23,14 @@ static int usage(int status) {
             "usage: tessera eval shapes (--images DIR [--prompts FILE] | --manifest FILE) [--json OUT]\n"
             "                           [--min-accuracy X] [--list]\n"
             "Scores images of the demo's shapes world against their prompts: object, shape, colour,\n"
-            "count, position and size checks, and the share of prompts with every check right.\n"
+            "count, position and size checks, and the share of prompts with every check right:\n"
+            "strict (\"a red circle\" = exactly one red circle, as the world's captions mean it) and\n"
+            "lenient (at least one; extra objects ignored). Objects no phrase asked for are counted.\n"
             "  --images DIR        the PNGs, paired with the prompts in file-name order\n"
             "  --manifest FILE     or a job's manifest.jsonl: each record's file and its prompt\n"
             "  --prompts FILE      one prompt a line (default: each PNG's own 'parameters' prompt)\n"
             "  --json OUT          also write the scores as JSON\n"
-            "  --min-accuracy X    exit 1 when the share of fully correct prompts is below X (0..1)\n"
+            "  --min-accuracy X    exit 1 when the strict share of correct prompts is below X (0..1)\n"
             "  --list              print each image's verdict and what was found in it\n");
     return status;
 }
@@ -79,6 +83,7 @@ static void describe(const shapes_scene *s, char *buf, size_t size) {
         const shapes_object *o = &s->objects[i];
         used += snprintf(buf + used, size - used, "%s%s %s %s @%d", i ? ", " : "", o->size ? "large" : "small",
                          shapes_colour_name(o->colour), shapes_shape_name(o->shape), o->cell);
+        if (used >= size) break;
     }
 }
 
@@ -93,8 +98,13 @@ static int write_json(const char *path, const shapes_score *sc) {
     }
     cJSON_AddNumberToObject(root, "checks_accuracy", shapes_score_accuracy(sc, ATTR_KINDS));
     cJSON_AddNumberToObject(root, "prompts", sc->prompts);
-    cJSON_AddNumberToObject(root, "prompts_correct", sc->prompts_correct);
-    cJSON_AddNumberToObject(root, "overall", sc->prompts ? (double)sc->prompts_correct / sc->prompts : 0.0);
+    cJSON_AddNumberToObject(root, "strict_correct", sc->strict_correct);
+    cJSON_AddNumberToObject(root, "lenient_correct", sc->lenient_correct);
+    cJSON_AddNumberToObject(root, "strict", sc->prompts ? (double)sc->strict_correct / sc->prompts : 0.0);
+    cJSON_AddNumberToObject(root, "lenient", sc->prompts ? (double)sc->lenient_correct / sc->prompts : 0.0);
+    cJSON_AddNumberToObject(root, "overall", sc->prompts ? (double)sc->strict_correct / sc->prompts : 0.0);
+    cJSON_AddNumberToObject(root, "extra_objects", sc->extra_objects);
+    cJSON_AddNumberToObject(root, "images_with_extra", sc->images_with_extra);
     char *text = cJSON_Print(root);
     int rc = write_file_atomic(path, text, strlen(text));
     free(text);
@@ -186,11 +196,14 @@ static int eval_shapes(int argc, char **argv) {
         int rc = shapes_detect(rgb, w, h, &scene);
         if (rc == 0) rc = shapes_parse_prompt(prompt, &parsed);
         if (rc == 0) {
-            bool ok = shapes_score_image(&parsed, &scene, &score);
+            shapes_verdict v;
+            shapes_judge(&parsed, &scene, &v);
+            shapes_score_add(&score, &v);
             if (list) {
                 char found[1024];
                 describe(&scene, found, sizeof found);
-                printf("%s %s | %s | found: %s\n", ok ? "ok  " : "FAIL", names[i], prompt, found);
+                printf("%s %s | %s | found: %s%s\n", v.strict ? "ok     " : v.lenient ? "lenient" : "FAIL   ", names[i],
+                       prompt, found, v.extra ? " (extra objects)" : "");
             }
         }
         free(rgb), free(parameters);
@@ -202,13 +215,16 @@ static int eval_shapes(int argc, char **argv) {
     for (int a = 0; a < ATTR_KINDS; a++)
         if (score.total[a]) printf("%-10s %8d %8d %8.1f%%\n", shapes_attr_name(a), score.passed[a], score.total[a],
                                    100.0 * shapes_score_accuracy(&score, a));
-    double overall = (double)score.prompts_correct / score.prompts;
+    double overall = (double)score.strict_correct / score.prompts;
     printf("%-10s %8s %8s %8.1f%%\n", "checks", "", "", 100.0 * shapes_score_accuracy(&score, ATTR_KINDS));
-    printf("%-10s %8d %8d %8.1f%%\n", "overall", score.prompts_correct, score.prompts, 100.0 * overall);
+    printf("%-10s %8d %8d %8.1f%%   (exact counts)\n", "strict", score.strict_correct, score.prompts, 100.0 * overall);
+    printf("%-10s %8d %8d %8.1f%%   (at least; extra objects ignored)\n", "lenient", score.lenient_correct,
+           score.prompts, 100.0 * score.lenient_correct / score.prompts);
+    printf("%-10s %8d          in %d images\n", "extra", score.extra_objects, score.images_with_extra);
     if (json && write_json(json, &score) != 0) goto fail;
     status = 0;
     if (min_accuracy >= 0 && overall < min_accuracy) {
-        fprintf(stderr, "tessera eval shapes: overall accuracy %.3f is below the minimum %.3f\n", overall, min_accuracy);
+        fprintf(stderr, "tessera eval shapes: strict accuracy %.3f is below the minimum %.3f\n", overall, min_accuracy);
         status = 1;
     }
     goto done;

@@ -2,34 +2,42 @@
 
 Renders 200 held-out scenes of the shapes world (seed 3) as PNGs, with their short and
 descriptive captions (one a line, in image order) and the scenes themselves (scenes.json:
-shape, colour, size, cell of every object), into tests/fixtures/shapes/; and the first 100
-again through PIL's GaussianBlur(0.8) into blurred/, the soft edges a VAE decoder draws.
+shape, colour, size, cell of every object), into tests/fixtures/shapes/; and all 200 again
+through PIL's GaussianBlur at radius 0.8, 1.0 and 1.5 into blur0.8/, blur1.0/, blur1.5/: the
+soft edges a VAE decoder draws, at and beyond what the demo's decoder does.
+
+world.py is the scorer's reference: it is the world's definition (what a caption means, how
+each shape is drawn), written before and apart from the C scorer, and PIL does the blurring.
 
     python tools/shapes/make_eval_fixtures.py
 """
 import json
 import os
+import shutil
 
 from PIL import Image, ImageFilter
 
 import world
 
 N, SEED = 200, 3
-N_BLURRED, BLUR_RADIUS = 100, 0.8
+BLUR_RADII = (0.8, 1.0, 1.5)
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "shapes")
 
 
 def main():
-    img_dir, blur_dir = os.path.join(OUT, "images"), os.path.join(OUT, "blurred")
+    img_dir = os.path.join(OUT, "images")
     os.makedirs(img_dir, exist_ok=True)
-    os.makedirs(blur_dir, exist_ok=True)
+    shutil.rmtree(os.path.join(OUT, "blurred"), ignore_errors=True)   # the old 100-image 0.8 set
+    blur_dirs = {r: os.path.join(OUT, f"blur{r}") for r in BLUR_RADII}
+    for d in blur_dirs.values():
+        os.makedirs(d, exist_ok=True)
     shorts, descs, scenes = [], [], []
     for i in range(N):
         scene, img, short, desc = world.sample(SEED, i)
         Image.fromarray(img).save(os.path.join(img_dir, f"{i:05d}.png"), optimize=True)
-        if i < N_BLURRED:
-            Image.fromarray(img).filter(ImageFilter.GaussianBlur(BLUR_RADIUS)).save(
-                os.path.join(blur_dir, f"{i:05d}.png"), optimize=True)
+        for r, d in blur_dirs.items():
+            Image.fromarray(img).filter(ImageFilter.GaussianBlur(r)).save(os.path.join(d, f"{i:05d}.png"),
+                                                                         optimize=True)
         shorts.append(short); descs.append(desc)
         scenes.append([{k: o[k] for k in ("shape", "colour", "size", "cell")} for o in scene])
     with open(os.path.join(OUT, "short.txt"), "w") as f:

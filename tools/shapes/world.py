@@ -7,7 +7,8 @@ at most one object per cell, on a white background. Every scene has two captions
   descriptive  names every object with every attribute, in a fixed grammar:
                "A large red circle in the top left, a small blue square in the bottom
                 right, on a white background."
-The grammar is the contract with the C scorer (models/shapes_eval.c): keep them in step.
+The grammar is the contract with the C scorer (eval/shapes_eval.c): keep them in step.
+This file is that scorer's reference: the world's definition, written apart from the C code.
 
     python tools/shapes/world.py --n 8 --seed 1 --out /tmp/shapes   # writes PNGs + captions
     python tools/shapes/world.py --n 16 --seed 4 --short-prompts > demo/prompts.txt
