@@ -13,6 +13,7 @@ PACKAGES=(
   openmpi-bin libopenmpi-dev
   # files and text
   libspng-dev libpng-dev libarchive-dev zlib1g-dev libzstd-dev
+  libjpeg62-turbo-dev libwebp-dev
   libpcre2-dev libutf8proc-dev libcjson-dev libyaml-dev
   libcurl4-openssl-dev libmicrohttpd-dev curl
   # Slurm dev cluster for the Slurm tests
