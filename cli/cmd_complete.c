@@ -83,6 +83,7 @@ int cmd_complete(int argc, char **argv) {
         }
     } else {
         codec = llm_codec_open(m, model, tokenizer);
+        /* BOS (and EOS) only where the model file asks for them, as llama.cpp does */
         if (!codec || llm_codec_encode(codec, prompt, true, false, &tokens, &n)) {
             fprintf(stderr, "tessera complete: %s\n", ts_last_error());
             goto done;
@@ -106,8 +107,11 @@ int cmd_complete(int argc, char **argv) {
         goto done;
     }
     double dt = ts_now() - t0;
-    if (out.text) printf("%s%s\n", prompt, out.text);
-    else {
+    if (out.text) {   /* counted bytes: a <0x00> token's NUL is part of the text */
+        fputs(prompt, stdout);
+        fwrite(out.text, 1, out.text_len, stdout);
+        putchar('\n');
+    } else {
         for (int i = 0; i < out.n_tokens; i++) printf("%s%d", i ? " " : "", out.tokens[i]);
         printf("\n");
     }

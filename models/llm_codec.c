@@ -103,31 +103,44 @@ void llm_codec_destroy(llm_codec **self) {
     *self = NULL;
 }
 
-int llm_codec_encode(const llm_codec *c, const char *text, bool add_bos, bool parse_special, int **ids, int *n) {
+int llm_codec_encode(const llm_codec *c, const char *text, bool add_special, bool parse_special, int **ids, int *n) {
     if (c->tok) {
         int32_t *t;
-        if (llm_tokenize(c->tok, text, strlen(text), add_bos && llm_tokenizer_bos(c->tok) >= 0, parse_special, &t, n) != 0)
+        if (llm_tokenize(c->tok, text, strlen(text), add_special && llm_tokenizer_adds_bos(c->tok), parse_special, &t, n) != 0)
             return -1;
+        if (add_special && llm_tokenizer_adds_eos(c->tok)) {
+            t = ts_realloc(t, sizeof(int32_t) * (size_t)(*n + 1));
+            t[(*n)++] = llm_tokenizer_eos(c->tok);
+        }
         *ids = (int *)t;   /* int32_t and int are the same width on every platform we build for */
         return 0;
     }
     int *buf = ts_malloc(sizeof(int) * (strlen(text) + 3));
-    *n = llama2c_encode(c->l2c, text, add_bos, false, buf);
+    *n = llama2c_encode(c->l2c, text, add_special, false, buf);   /* run.c: BOS, no EOS */
     if (*n < 0) { free(buf); return -1; }
     *ids = buf;
     return 0;
 }
 
-static const char *codec_piece(void *ctx, int prev, int token) {
+bool llm_codec_adds_bos(const llm_codec *c) { return c->tok ? llm_tokenizer_adds_bos(c->tok) : true; }
+
+static const char *codec_piece(void *ctx, int prev, int token, size_t *len) {
     llm_codec *c = ctx;
-    if (c->l2c) return llama2c_decode(c->l2c, prev, token);
+    if (c->l2c) {   /* llama2.c's run.c decodes to C strings (and prints no control bytes) */
+        const char *p = llama2c_decode(c->l2c, prev, token);
+        *len = strlen(p);
+        return p;
+    }
     int n = llm_token_bytes(c->tok, token, c->piece, sizeof c->piece - 1);
-    if (n < 0) n = 0;
+    if (n < 0 || llm_tokenizer_is_special(c->tok, token)) n = 0;
     if (n > (int)sizeof c->piece - 1) n = (int)sizeof c->piece - 1;
     c->piece[n] = 0;
-    if (llm_tokenizer_is_special(c->tok, token)) c->piece[0] = 0;
+    *len = (size_t)n;   /* counted: a <0x00> byte token is a NUL byte of text */
     /* SentencePiece: the space the prefix added before the first word is not text */
-    if (prev < 0 && llm_tokenizer_kind_of(c->tok) == LLM_TOKENIZER_SPM && c->piece[0] == ' ') return c->piece + 1;
+    if (prev < 0 && llm_tokenizer_kind_of(c->tok) == LLM_TOKENIZER_SPM && n > 0 && c->piece[0] == ' ') {
+        *len = (size_t)n - 1;
+        return c->piece + 1;
+    }
     return c->piece;
 }
 

@@ -20,8 +20,12 @@ typedef struct llm_codec llm_codec;
 llm_codec *llm_codec_open(const llm *m, const char *model_path, const char *tokenizer_override);
 void llm_codec_destroy(llm_codec **self);
 
-/* Encodes text (special tokens parsed when parse_special); *ids malloc'd. */
-int llm_codec_encode(const llm_codec *self, const char *text, bool add_bos, bool parse_special, int **ids, int *n);
+/* Encodes text (special tokens parsed when parse_special); *ids malloc'd. add_special:
+ * add the BOS / EOS the model file asks for (llm_tokenizer_adds_bos; llama2.c: BOS), as
+ * llama.cpp's add_special and transformers' add_special_tokens do; raw text prompts want
+ * it, text rendered by a chat template does not (the template writes its own BOS). */
+int llm_codec_encode(const llm_codec *self, const char *text, bool add_special, bool parse_special, int **ids, int *n);
+bool llm_codec_adds_bos(const llm_codec *self);
 /* For llm_generate's stop strings and output text. */
 llm_detokenizer llm_codec_detokenizer(llm_codec *self);
 

@@ -102,15 +102,15 @@ int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansi
     chat_message *msgs = ts_malloc(sizeof(chat_message) * (size_t)(2 + 2 * upsample_example_count(e->instruction)));
     for (int i = 0; i < n; i++) {
         char *text;
-        bool add_bos = false;
+        bool add_special = false;   /* a chat template writes its own BOS */
         if (e->prompt_format) {
             text = format_prompt(e->prompt_format, prompts[i]);
-            add_bos = true;
+            add_special = true;      /* BOS/EOS as the model file says */
         } else {
             int count = upsample_messages(e->instruction, prompts[i], msgs);
             text = llm_codec_render_chat(e->codec, msgs, count);
         }
-        int r = llm_codec_encode(e->codec, text, add_bos, true, &ids[i], &lens[i]);
+        int r = llm_codec_encode(e->codec, text, add_special, true, &ids[i], &lens[i]);
         free(text);
         if (r != 0) { ts_fail_wrap("prompt %d", i); goto done; }
     }

@@ -141,14 +141,27 @@ typedef struct {
     size_t text_len, text_cap;
 } slot;
 
-static void append_text(slot *sl, const char *piece) {
-    size_t n = strlen(piece);
+/* Appends n bytes (NUL bytes included: text is counted, not terminated) and keeps a
+ * terminating NUL after them. */
+static void append_text(slot *sl, const char *piece, size_t n) {
     if (sl->text_len + n + 1 > sl->text_cap) {
         sl->text_cap = (sl->text_len + n + 1) * 2;
         sl->text = ts_realloc(sl->text, sl->text_cap);
     }
-    memcpy(sl->text + sl->text_len, piece, n + 1);
+    if (n) memcpy(sl->text + sl->text_len, piece, n);
     sl->text_len += n;
+    sl->text[sl->text_len] = 0;
+}
+
+/* First occurrence of needle[nl] in hay[hl] (memmem is not ISO C), or NULL. */
+static const char *find_bytes(const char *hay, size_t hl, const char *needle, size_t nl) {
+    for (size_t i = 0; nl <= hl && i <= hl - nl; i++) {
+        const char *p = memchr(hay + i, needle[0], hl - nl - i + 1);
+        if (!p) return NULL;
+        i = (size_t)(p - hay);
+        if (memcmp(p, needle, nl) == 0) return p;
+    }
+    return NULL;
 }
 
 /* Position of the earliest stop string that now ends within the last `added` bytes. */
@@ -158,7 +171,7 @@ static long find_stop(const slot *sl, size_t added, const llm_generation *g) {
         size_t len = strlen(g->stop[i]);
         if (len == 0) continue;
         size_t from = sl->text_len > added + len ? sl->text_len - added - len : 0;
-        const char *hit = strstr(sl->text + from, g->stop[i]);
+        const char *hit = find_bytes(sl->text + from, sl->text_len - from, g->stop[i], len);
         if (hit && (best < 0 || hit - sl->text < best)) best = hit - sl->text;
     }
     return best;
@@ -210,7 +223,7 @@ int llm_generate(const llm *m, llm_state *s, int n_prompts, const int *const *pr
             sl->sampler = llm_sampler_new(sampling, c->vocab_size);
             sl->text = NULL;
             sl->text_len = sl->text_cap = 0;
-            if (detok) append_text(sl, "");
+            if (detok) append_text(sl, "", 0);
             active++;
         }
         if (active == 0) break;
@@ -242,9 +255,10 @@ int llm_generate(const llm *m, llm_state *s, int n_prompts, const int *const *pr
             sl->history[sl->n_history++] = next;
             int generated = sl->n_history - prompt_lens[sl->prompt];
             if (detok) {
-                const char *piece = detok->piece(detok->ctx, prev, next);
+                size_t piece_len = 0;
+                const char *piece = detok->piece(detok->ctx, prev, next, &piece_len);
                 size_t before = sl->text_len;
-                append_text(sl, piece ? piece : "");
+                append_text(sl, piece ? piece : "", piece ? piece_len : 0);
                 long at = gen->n_stop ? find_stop(sl, sl->text_len - before, gen) : -1;
                 if (at >= 0) {
                     sl->text[at] = 0;
@@ -260,6 +274,7 @@ int llm_generate(const llm *m, llm_state *s, int n_prompts, const int *const *pr
                 o->tokens = ts_malloc((size_t)(o->n_tokens + 1) * sizeof(int));
                 memcpy(o->tokens, sl->history + plen, (size_t)o->n_tokens * sizeof(int));
                 o->text = detok ? sl->text : NULL;
+                o->text_len = detok ? sl->text_len : 0;
                 if (!detok) free(sl->text);
                 sl->text = NULL;
             }
@@ -281,5 +296,6 @@ void llm_output_free(llm_output *out, int n) {
         free(out[i].text);
         out[i].tokens = NULL;
         out[i].text = NULL;
+        out[i].text_len = 0;
     }
 }

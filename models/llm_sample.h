@@ -35,11 +35,12 @@ int llm_sampler_sample(llm_sampler *self, float *logits, const int *history, int
 
 /* ---- generation ---- */
 
-/* Text of `token` following `prev`, for stop strings and the output text. Any tokenizer
- * plugs in here; the returned pointer only needs to live until the next call. */
+/* Text of `token` following `prev`, for stop strings and the output text: *len bytes,
+ * which may include NUL (a <0x00> byte token is one). Any tokenizer plugs in here; the
+ * returned pointer only needs to live until the next call. */
 typedef struct llm_detokenizer {
     void *ctx;
-    const char *(*piece)(void *ctx, int prev, int token);
+    const char *(*piece)(void *ctx, int prev, int token, size_t *len);
 } llm_detokenizer;
 
 typedef struct llm_generation {
@@ -56,6 +57,7 @@ typedef struct llm_output {
     int *tokens;                   /* generated ids (the end token excluded); free() */
     int n_tokens;
     char *text;                    /* their text (NULL without a detokenizer); free() */
+    size_t text_len;               /* its bytes: text may hold NUL bytes, and ends with one more */
     llm_finish finish;
 } llm_output;
 

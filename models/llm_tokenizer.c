@@ -37,7 +37,7 @@ struct llm_tokenizer {
     uint8_t *type;             /* per id: TOKEN_* */
     int n_vocab;
     int32_t bos, eos, unk;
-    bool add_bos;
+    bool add_bos, add_eos;     /* what the model file says encoding adds (llama.cpp's add_special) */
     bool add_space_prefix;     /* SentencePiece's dummy prefix */
     bool ignore_merges;        /* Llama 3: a whole pre-token found in the vocabulary wins */
     int32_t byte_token[256];   /* SPM: <0xXX>; byte-level: the alphabet character's id */
@@ -150,6 +150,7 @@ llm_tokenizer *llm_tokenizer_from_gguf(const gguf *g) {
     if (gguf_get_int_or(g, "tokenizer.ggml.unknown_token_id", -1, &v) == 0) t->unk = (int32_t)v;
     bool b;
     t->add_bos = gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b) == 0 ? b : kind == LLM_TOKENIZER_SPM;
+    t->add_eos = gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b) == 0 ? b : false;
     t->add_space_prefix = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0 ? b : kind == LLM_TOKENIZER_SPM;
     if (kind == LLM_TOKENIZER_SPM) {
         /* control, unused and byte tokens never come out of merges */
@@ -266,6 +267,84 @@ static const char *find_split_regex(const cJSON *pre) {
     return NULL;
 }
 
+/* The TemplateProcessing of a tokenizer.json post_processor (possibly inside a Sequence). */
+static const cJSON *find_template_processing(const cJSON *pp) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(pp, "type");
+    if (!cJSON_IsString(type)) return NULL;
+    if (strcmp(type->valuestring, "TemplateProcessing") == 0) return pp;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pp, "processors")) {
+        const cJSON *found = find_template_processing(p);
+        if (found) return found;
+    }
+    return NULL;
+}
+
+/* Id of a special token named in a template: its special_tokens entry, else the vocabulary. */
+static int32_t template_token_id(const llm_tokenizer *t, const cJSON *tp, const char *name) {
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tp, "special_tokens"), name);
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(st, "ids");
+    if (cJSON_IsArray(ids) && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0))) return cJSON_GetArrayItem(ids, 0)->valueint;
+    return bpe_token_id(t->vocab, name, strlen(name));
+}
+
+/* What transformers adds when encoding with add_special_tokens: the post_processor's
+ * template for a single sequence ("<s> $A", "<|begin_of_text|> $A", or none). */
+static void special_tokens_from_post_processor(llm_tokenizer *t, const cJSON *root) {
+    const cJSON *tp = find_template_processing(cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
+    if (!tp) return;
+    bool after_text = false;
+    const cJSON *item;
+    t->add_bos = t->add_eos = false;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(tp, "single")) {
+        if (cJSON_GetObjectItemCaseSensitive(item, "Sequence")) { after_text = true; continue; }
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "SpecialToken"), "id");
+        int32_t tok = cJSON_IsString(id) ? template_token_id(t, tp, id->valuestring) : -1;
+        if (tok < 0 || tok >= t->n_vocab) continue;
+        if (!after_text && !t->add_bos) { t->bos = tok; t->add_bos = true; }
+        else if (after_text && !t->add_eos) { t->eos = tok; t->add_eos = true; }
+    }
+}
+
+/* tokenizer_config.json beside tokenizer.json (NULL if absent). */
+static cJSON *read_tokenizer_config(const char *tokenizer_json) {
+    char path[4096];
+    const char *slash = strrchr(tokenizer_json, '/');
+    snprintf(path, sizeof path, "%.*s/tokenizer_config.json", slash ? (int)(slash - tokenizer_json) : 1,
+             slash ? tokenizer_json : ".");
+    struct stat sb;
+    if (stat(path, &sb) != 0) return NULL;
+    char *text = read_text_file(path, NULL);
+    if (!text) { ts_clear_error(); return NULL; }
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    return root;
+}
+
+/* bos_token / eos_token of tokenizer_config.json name the ids (a string or {"content": ...}). */
+static void special_names_from_config(llm_tokenizer *t, const cJSON *config) {
+    static const char *names[2] = {"bos_token", "eos_token"};
+    int32_t *ids[2] = {&t->bos, &t->eos};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, names[k]);
+        if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+        if (!cJSON_IsString(v)) continue;
+        int32_t id = bpe_token_id(t->vocab, v->valuestring, strlen(v->valuestring));
+        if (id >= 0) *ids[k] = id;
+    }
+}
+
+/* SentencePiece-style files are read by transformers' LlamaTokenizer, which rebuilds its
+ * post-processor from add_bos_token / add_eos_token; byte-level files load as a plain
+ * tokenizers backend, where only the post-processor counts (transformers 5). */
+static void special_flags_from_config(llm_tokenizer *t, const cJSON *config) {
+    if (t->kind != LLM_TOKENIZER_SPM) return;
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(config, "add_bos_token");
+    const cJSON *ae = cJSON_GetObjectItemCaseSensitive(config, "add_eos_token");
+    if (cJSON_IsBool(ab)) t->add_bos = cJSON_IsTrue(ab);
+    if (cJSON_IsBool(ae)) t->add_eos = cJSON_IsTrue(ae);
+}
+
 llm_tokenizer *llm_tokenizer_from_hf(const char *path) {
     char file[4096];
     struct stat sb;
@@ -325,6 +404,11 @@ llm_tokenizer *llm_tokenizer_from_hf(const char *path) {
         t->bos = bpe_token_id(t->vocab, "<|endoftext|>", 13);
         t->eos = t->bos;
     }
+    cJSON *config = read_tokenizer_config(file);
+    special_names_from_config(t, config);
+    special_tokens_from_post_processor(t, root);
+    special_flags_from_config(t, config);
+    cJSON_Delete(config);
     if (finish_setup(t) != 0) llm_tokenizer_destroy(&t);
 done:
     cJSON_Delete(root);
@@ -517,7 +601,8 @@ llm_tokenizer_kind llm_tokenizer_kind_of(const llm_tokenizer *t) { return t->kin
 int llm_tokenizer_vocab_size(const llm_tokenizer *t) { return t->n_vocab; }
 int32_t llm_tokenizer_bos(const llm_tokenizer *t) { return t->bos; }
 int32_t llm_tokenizer_eos(const llm_tokenizer *t) { return t->eos; }
-bool llm_tokenizer_adds_bos(const llm_tokenizer *t) { return t->add_bos; }
+bool llm_tokenizer_adds_bos(const llm_tokenizer *t) { return t->add_bos && t->bos >= 0; }
+bool llm_tokenizer_adds_eos(const llm_tokenizer *t) { return t->add_eos && t->eos >= 0; }
 int32_t llm_tokenizer_find(const llm_tokenizer *t, const char *text) { return bpe_token_id(t->vocab, text, strlen(text)); }
 bool llm_tokenizer_is_special(const llm_tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab && (t->type[id] == TOKEN_CONTROL || t->type[id] == TOKEN_UNKNOWN);

@@ -29,7 +29,13 @@ llm_tokenizer_kind llm_tokenizer_kind_of(const llm_tokenizer *self);
 int llm_tokenizer_vocab_size(const llm_tokenizer *self);
 int32_t llm_tokenizer_bos(const llm_tokenizer *self);   /* -1 if none */
 int32_t llm_tokenizer_eos(const llm_tokenizer *self);
+/* Whether encoding "with special tokens" adds BOS / EOS, as the model file says: GGUF
+ * tokenizer.ggml.add_bos_token / add_eos_token (absent: BOS for SentencePiece only, as
+ * llama.cpp); Hugging Face, as transformers 5 does: the tokenizer.json post_processor's
+ * template ("<s> $A"; none: nothing), and for SentencePiece-style files (LlamaTokenizer)
+ * tokenizer_config.json's add_bos_token / add_eos_token where present. */
 bool llm_tokenizer_adds_bos(const llm_tokenizer *self);
+bool llm_tokenizer_adds_eos(const llm_tokenizer *self);
 /* Id of an exact token text (e.g. "<|im_end|>"), -1 if absent. */
 int32_t llm_tokenizer_find(const llm_tokenizer *self, const char *text);
 bool llm_tokenizer_is_special(const llm_tokenizer *self, int32_t id);

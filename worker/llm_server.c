@@ -51,6 +51,25 @@ static double number_or(const cJSON *o, const char *key, double dflt) {
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
+/* A JSON string literal of n bytes of text, NUL bytes included (as \u0000): cJSON's
+ * strings end at the first NUL, and generated text may hold one (a <0x00> byte token). */
+static char *json_string(const char *text, size_t n) {
+    char *out = ts_malloc(n * 6 + 3), *w = out;
+    *w++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch == '"' || ch == '\\') { *w++ = '\\'; *w++ = (char)ch; }
+        else if (ch == '\n') { *w++ = '\\'; *w++ = 'n'; }
+        else if (ch == '\r') { *w++ = '\\'; *w++ = 'r'; }
+        else if (ch == '\t') { *w++ = '\\'; *w++ = 't'; }
+        else if (ch < 0x20) w += sprintf(w, "\\u%04x", ch);
+        else *w++ = (char)ch;
+    }
+    *w++ = '"';
+    *w = 0;
+    return out;
+}
+
 /* Builds the chat.completion answer for a parsed request; NULL + message on bad input. */
 static char *complete_chat(llm_server *s, const cJSON *req, unsigned *status) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(req, "messages");
@@ -111,7 +130,9 @@ static char *complete_chat(llm_server *s, const cJSON *req, unsigned *status) {
     cJSON_AddNumberToObject(choice, "index", 0);
     cJSON *msg = cJSON_AddObjectToObject(choice, "message");
     cJSON_AddStringToObject(msg, "role", "assistant");
-    cJSON_AddStringToObject(msg, "content", out.text ? out.text : "");
+    char *content = json_string(out.text ? out.text : "", out.text ? out.text_len : 0);
+    cJSON_AddRawToObject(msg, "content", content);
+    free(content);
     cJSON_AddStringToObject(choice, "finish_reason", out.finish == LLM_FINISH_LENGTH ? "length" : "stop");
     cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "choices"), choice);
     cJSON *usage = cJSON_AddObjectToObject(root, "usage");

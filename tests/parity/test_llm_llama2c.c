@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *piece(void *ctx, int prev, int token) { return llama2c_decode(ctx, prev, token); }
+static const char *piece(void *ctx, int prev, int token, size_t *len) {
+    const char *p = llama2c_decode(ctx, prev, token);
+    *len = strlen(p);
+    return p;
+}
 
 int main(void) {
     TEST_BEGIN();

@@ -114,9 +114,9 @@ static void check_distribution_and_seed(void) {
 }
 
 /* A detokenizer that writes each id as "<id>". */
-static const char *id_piece(void *ctx, int prev, int token) {
+static const char *id_piece(void *ctx, int prev, int token, size_t *len) {
     static char buf[16];
-    snprintf(buf, sizeof buf, "<%d>", token);
+    *len = (size_t)snprintf(buf, sizeof buf, "<%d>", token);
     return buf;
 }
 
