@@ -4,7 +4,9 @@
  *
  *   tessera tokenize -m MODEL "text"            the model's tokenizer and padding
  *   tessera tokenize --tokenizer PATH "text"    vocab folder or bpe_simple_vocab_16e6.txt.gz
+ *   tessera tokenize -m MODEL -- "-a prompt"    text that starts with '-' (see cli/args.h)
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "models/text_conditioning.h"
 
@@ -14,7 +16,7 @@
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
-            "usage: tessera tokenize (-m MODEL | --tokenizer PATH) [options] TEXT\n"
+            "usage: tessera tokenize (-m MODEL | --tokenizer PATH) [options] [--] TEXT\n"
             "  -m MODEL          diffusers folder or single-file checkpoint (its tokenizer and pad id)\n"
             "  --tokenizer PATH  vocab.json+merges.txt folder or bpe_simple_vocab_16e6.txt.gz\n"
             "  --pad eos|zero    pad id (default: the model's first tokenizer; EOS with --tokenizer)\n"
@@ -26,21 +28,26 @@ static int usage(int status) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *tokenizer_path = NULL, *text = NULL, *pad = NULL;
-    bool truncate = false, raw = false, fast = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+    bool truncate = false, raw = false, fast = false, option;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (!option) {
+            if (text) { fprintf(stderr, "tessera tokenize: one TEXT only (quote it)\n"); return 2; }
+            text = a;
+            continue;
+        }
         bool takes_value = strcmp(a, "-m") == 0 || strcmp(a, "--tokenizer") == 0 || strcmp(a, "--pad") == 0;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
-        if (takes_value && i + 1 >= argc) { fprintf(stderr, "tessera tokenize: %s needs a value\n", a); return 2; }
-        if (strcmp(a, "-m") == 0) model = argv[++i];
-        else if (strcmp(a, "--tokenizer") == 0) tokenizer_path = argv[++i];
-        else if (strcmp(a, "--pad") == 0) pad = argv[++i];
+        const char *val = takes_value ? cli_args_value(&args) : NULL;
+        if (takes_value && !val) { fprintf(stderr, "tessera tokenize: %s needs a value\n", a); return 2; }
+        if (strcmp(a, "-m") == 0) model = val;
+        else if (strcmp(a, "--tokenizer") == 0) tokenizer_path = val;
+        else if (strcmp(a, "--pad") == 0) pad = val;
         else if (strcmp(a, "--truncate") == 0) truncate = true;
         else if (strcmp(a, "--raw") == 0) raw = true;
         else if (strcmp(a, "--fast") == 0) fast = true;
-        else if (a[0] == '-' && a[1]) { fprintf(stderr, "tessera tokenize: unknown option '%s'\n", a); return usage(2); }
-        else if (!text) text = a;
-        else { fprintf(stderr, "tessera tokenize: one TEXT only (quote it)\n"); return 2; }
+        else { fprintf(stderr, "tessera tokenize: unknown option '%s' (a TEXT starting with '-' goes after --)\n", a); return usage(2); }
     }
     if (!text || (!model && !tokenizer_path)) return usage(2);
     if (pad && strcmp(pad, "eos") != 0 && strcmp(pad, "zero") != 0) {

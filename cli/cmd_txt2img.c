@@ -3,6 +3,7 @@
  * stable-diffusion.cpp and diffusers already know. The generation parameters go into each
  * PNG's "parameters" text chunk in the A1111 format, so existing tools read them back.
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "kernels/tensor.h"
 #include "models/image_png.h"
@@ -18,7 +19,7 @@
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
-            "usage: tessera txt2img -m MODEL -p PROMPT [options]\n"
+            "usage: tessera txt2img -m MODEL (-p PROMPT | --from-png FILE) [options]\n"
             "  -m, --model PATH       diffusers folder or single .safetensors checkpoint\n"
             "  -p, --prompt TEXT      the prompt\n"
             "  -n, --negative-prompt TEXT\n"
@@ -31,8 +32,19 @@ static int usage(int status) {
             "  --sampler NAME         euler_a (default), euler, ddim, dpm++2m, lcm\n"
             "  --scheduler NAME       discrete (default) or karras\n"
             "  -s, --seed N           seed; negative (default -1) picks a random one, printed\n"
-            "  -b, --batch N          images from one seed, as diffusers' num_images_per_prompt\n"
+            "  -b, --batch N          images from one seed, as diffusers' num_images_per_prompt;\n"
+            "                         each PNG records its Batch size and Batch pos\n"
+            "  --batch-pos K          with -b N: make only image K (0..N-1) of that batch, the same\n"
+            "                         pixels as in the batch\n"
+            "  --from-png FILE        every setting FILE's parameters record (prompt, seed, size,\n"
+            "                         sampler, batch position, ...); options after it override\n"
             "  --clip-skip N          A1111 numbering: 2 = penultimate CLIP layer\n"
+            "  --clip-skip-mode M     both (default: negative and positive prompt, as A1111 and\n"
+            "                         sd.cpp) or positive (the positive prompt only, as diffusers)\n"
+            "  --truncate             cut prompts at 77 tokens as diffusers does (default: A1111's\n"
+            "                         75-token chunks, so long prompts are not cut)\n"
+            "  --guidance-rescale F   diffusers' guidance_rescale, 0..1 (default 0)\n"
+            "  --eta F                DDIM's eta, 0..1 (default 0: deterministic)\n"
             "  --vae-tiling           decode in overlapping tiles (large images in little memory)\n"
             "  --taesd PATH           decode with this TAESD decoder (.safetensors) instead of the VAE\n"
             "  --init-noise FILE.npy  start from these unit-variance latents instead of the seed's\n"
@@ -92,19 +104,58 @@ static bool parse_int(const char *s, long long lo, long long hi, long long *out)
     return true;
 }
 
+static bool parse_float(const char *s, float lo, float hi, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+/* --from-png: every setting the PNG's parameters record (gp keeps the strings). */
+static int settings_from_png(const char *path, txt2img_request *r, long long *seed, gen_parameters *gp) {
+    uint8_t *rgb = NULL;
+    char *text = NULL;
+    int w, h;
+    if (image_png_read(path, &rgb, &w, &h, &text) < 0) return -1;
+    free(rgb);
+    if (!text) return ts_fail("%s has no parameters text chunk", path);
+    gen_parameters_clear(gp);
+    int rc = gen_parameters_parse(text, gp);
+    free(text);
+    if (rc < 0) return ts_fail_wrap("%s", path);
+    const char *sampler = txt2img_sampler_from_a1111(gp->sampler);
+    if (!sampler) return ts_fail("%s: sampler '%s' is not one of ours", path, gp->sampler);
+    r->prompt = gp->prompt, r->negative = gp->negative;
+    r->steps = gp->steps, r->sampler = sampler, r->cfg_scale = gp->cfg_scale;
+    r->schedule = strcmp(gp->schedule, "Karras") == 0 ? "karras" : "discrete";
+    r->width = gp->width, r->height = gp->height;
+    r->clip_skip = gp->clip_skip, r->clip_skip_positive_only = gp->clip_skip_positive_only;
+    r->truncate = gp->truncate, r->guidance_rescale = gp->guidance_rescale, r->eta = gp->eta;
+    r->batch = gp->batch_size > 1 ? gp->batch_size : 1;
+    r->batch_pos = gp->batch_size > 1 ? gp->batch_pos : -1;
+    *seed = gp->seed;
+    return 0;
+}
+
 int cmd_txt2img(int argc, char **argv) {
     txt2img_options o = {0};
     txt2img_request r = txt2img_request_defaults();
+    static gen_parameters from_png;   /* static: its strings stay reachable on every early return */
     const char *output = "output.png", *init_noise_path = NULL, *save_latent = NULL;
     long long seed = -1, v;
     int threads = 0;
-    bool have_prompt = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+    bool have_prompt = false, option;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (!option) { fprintf(stderr, "tessera txt2img: '%s': the prompt goes after -p\n", a); return usage(2); }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
         if (strcmp(a, "--vae-tiling") == 0) { r.vae_tiling = true; continue; }
-        if (i + 1 >= argc) { fprintf(stderr, "tessera txt2img: '%s' needs a value, or is unknown\n", a); return usage(2); }
-        const char *val = argv[++i];
+        if (strcmp(a, "--truncate") == 0) { r.truncate = true; continue; }
+        const char *val = cli_args_value(&args);
+        if (!val) { fprintf(stderr, "tessera txt2img: '%s' needs a value, or is unknown\n", a); return usage(2); }
 #define IS(s, l) (strcmp(a, s) == 0 || strcmp(a, l) == 0)
 #define INT_ARG(lo, hi, dst)                                                                              \
     do {                                                                                                  \
@@ -115,6 +166,14 @@ int cmd_txt2img(int argc, char **argv) {
         }                                                                                                 \
         dst = v;                                                                                          \
     } while (0)
+#define FLOAT_ARG(lo, hi, dst)                                                                            \
+    do {                                                                                                  \
+        if (!parse_float(val, lo, hi, &dst)) {                                                            \
+            fprintf(stderr, "tessera txt2img: %s wants a number in [%g, %g], got '%s'\n", a, (double)(lo),  \
+                    (double)(hi), val);                                                                   \
+            return 2;                                                                                     \
+        }                                                                                                 \
+    } while (0)
         if (IS("-m", "--model")) o.model = val;
         else if (IS("-p", "--prompt")) r.prompt = val, have_prompt = true;
         else if (IS("-n", "--negative-prompt")) r.negative = val;
@@ -124,15 +183,26 @@ int cmd_txt2img(int argc, char **argv) {
         else if (IS("--steps", "--steps")) INT_ARG(1, 1000, r.steps);
         else if (IS("-s", "--seed")) INT_ARG(INT64_MIN + 1, INT64_MAX, seed);
         else if (IS("-b", "--batch")) INT_ARG(1, 64, r.batch);
+        else if (IS("--batch-pos", "--batch-pos")) INT_ARG(0, 63, r.batch_pos);
         else if (IS("--clip-skip", "--clip-skip")) INT_ARG(0, 12, r.clip_skip);
         else if (IS("-t", "--threads")) INT_ARG(1, 4096, threads);
-        else if (IS("--cfg-scale", "--guidance-scale")) {
-            char *end;
-            r.cfg_scale = strtof(val, &end);
-            if (*end || end == val || !(r.cfg_scale >= 0 && r.cfg_scale <= 100)) {
-                fprintf(stderr, "tessera txt2img: --cfg-scale wants a number in [0, 100], got '%s'\n", val);
+        else if (IS("--cfg-scale", "--guidance-scale")) FLOAT_ARG(0, 100, r.cfg_scale);
+        else if (IS("--guidance-rescale", "--guidance-rescale")) FLOAT_ARG(0, 1, r.guidance_rescale);
+        else if (IS("--eta", "--eta")) FLOAT_ARG(0, 1, r.eta);
+        else if (IS("--clip-skip-mode", "--clip-skip-mode")) {
+            if (strcmp(val, "both") != 0 && strcmp(val, "positive") != 0) {
+                fprintf(stderr, "tessera txt2img: --clip-skip-mode is both or positive, not '%s'\n", val);
                 return 2;
             }
+            r.clip_skip_positive_only = strcmp(val, "positive") == 0;
+        }
+        else if (IS("--from-png", "--from-png")) {
+            if (settings_from_png(val, &r, &seed, &from_png) < 0) {
+                fprintf(stderr, "tessera txt2img: --from-png: %s\n", ts_last_error());
+                gen_parameters_clear(&from_png);
+                return 2;
+            }
+            have_prompt = true;
         }
         else if (IS("--sampler", "--sampling-method")) r.sampler = val;
         else if (IS("--scheduler", "--schedule")) r.schedule = val;
@@ -143,6 +213,12 @@ int cmd_txt2img(int argc, char **argv) {
         else { fprintf(stderr, "tessera txt2img: unknown option '%s'\n", a); return usage(2); }
 #undef IS
 #undef INT_ARG
+#undef FLOAT_ARG
+    }
+    if (r.batch_pos >= r.batch) {
+        fprintf(stderr, "tessera txt2img: --batch-pos %d needs -b larger than it (got -b %d)\n", r.batch_pos, r.batch);
+        gen_parameters_clear(&from_png);
+        return 2;
     }
     if (!o.model || !have_prompt) { fprintf(stderr, "tessera txt2img: -m MODEL and -p PROMPT are required\n"); return usage(2); }
     if (r.width % 8 || r.height % 8) {
@@ -183,25 +259,31 @@ int cmd_txt2img(int argc, char **argv) {
 
     char label[256];
     model_label(o.model, label, sizeof label);
+    /* what reproduces each image: with -b N, its place in the batch (A1111's keys), which
+     * --batch-pos or --from-png gives back */
     gen_parameters gp = {.prompt = (char *)r.prompt, .negative = (char *)(r.negative ? r.negative : ""),
                          .steps = r.steps, .cfg_scale = r.cfg_scale, .seed = (int64_t)r.seed, .width = r.width,
-                         .height = r.height, .clip_skip = r.clip_skip};
+                         .height = r.height, .clip_skip = r.clip_skip,
+                         .clip_skip_positive_only = r.clip_skip_positive_only, .truncate = r.truncate,
+                         .guidance_rescale = r.guidance_rescale, .eta = r.eta, .batch_size = r.batch};
     snprintf(gp.sampler, sizeof gp.sampler, "%s", txt2img_a1111_sampler(r.sampler));
     if (strcmp(r.schedule, "karras") == 0) snprintf(gp.schedule, sizeof gp.schedule, "Karras");
     snprintf(gp.model, sizeof gp.model, "%s", label);
-    char *text = gen_parameters_format(&gp);
     status = 0;
     for (int i = 0; i < out.batch && !status; i++) {
-        char path[4096];
-        output_name(output, i + 1, path, sizeof path);
+        gp.batch_pos = r.batch_pos >= 0 ? r.batch_pos : i;
+        char path[4096], *text = gen_parameters_format(&gp);
+        /* one image of a batch, made alone, goes to -o itself (its number only through %d) */
+        if (r.batch_pos >= 0 && !strstr(output, "%d")) snprintf(path, sizeof path, "%s", output);
+        else output_name(output, gp.batch_pos + 1, path, sizeof path);
         if (image_png_write(path, out.rgb[i], out.width, out.height, text) < 0) {
             fprintf(stderr, "tessera txt2img: %s\n", ts_last_error());
             status = 1;
         } else {
             printf("%s\n", path);
         }
+        free(text);
     }
-    free(text);
     if (!status && save_latent) {
         tensor lt = tensor_view(out.latents, DT_F32, 4,
                                 (const int64_t[]){out.batch, out.latent_channels, out.latent_height, out.latent_width});
@@ -214,5 +296,6 @@ int cmd_txt2img(int argc, char **argv) {
 done:
     tensor_free(&init);
     txt2img_destroy(&p);
+    gen_parameters_clear(&from_png);
     return status;
 }

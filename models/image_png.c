@@ -23,7 +23,18 @@ static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
     }
 }
 
+/* The shortest decimal that reads back as the same float ("7", "7.5", "0.1"), so a
+ * setting read back from the text reproduces the image. */
+static const char *float_text(float v, char buf[32]) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, 32, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    return buf;
+}
+
 char *gen_parameters_format(const gen_parameters *p) {
+    char f[32];
     size_t len = 0, cap = 256;
     char *s = ts_malloc(cap);
     s[0] = 0;
@@ -31,9 +42,14 @@ char *gen_parameters_format(const gen_parameters *p) {
     if (p->negative && p->negative[0]) append(&s, &len, &cap, "Negative prompt: %s\n", p->negative);
     append(&s, &len, &cap, "Steps: %d, Sampler: %s, ", p->steps, p->sampler);
     if (p->schedule[0]) append(&s, &len, &cap, "Schedule type: %s, ", p->schedule);
-    append(&s, &len, &cap, "CFG scale: %g, Seed: %lld, Size: %dx%d, Model: %s", (double)p->cfg_scale,
+    append(&s, &len, &cap, "CFG scale: %s, Seed: %lld, Size: %dx%d, Model: %s", float_text(p->cfg_scale, f),
            (long long)p->seed, p->width, p->height, p->model);
+    if (p->batch_size > 1) append(&s, &len, &cap, ", Batch size: %d, Batch pos: %d", p->batch_size, p->batch_pos);
     if (p->clip_skip > 1) append(&s, &len, &cap, ", Clip skip: %d", p->clip_skip);
+    if (p->clip_skip > 1 && p->clip_skip_positive_only) append(&s, &len, &cap, ", Clip skip mode: positive");
+    if (p->truncate) append(&s, &len, &cap, ", Truncate prompts: True");
+    if (p->guidance_rescale > 0) append(&s, &len, &cap, ", Guidance rescale: %s", float_text(p->guidance_rescale, f));
+    if (p->eta > 0) append(&s, &len, &cap, ", Eta DDIM: %s", float_text(p->eta, f));
     return s;
 }
 
@@ -82,6 +98,12 @@ static void parse_settings(const char *line, gen_parameters *out) {
         else if (KEY("Size")) sscanf(value, "%dx%d", &out->width, &out->height);
         else if (KEY("Model")) copy_field(out->model, sizeof out->model, value, strlen(value));
         else if (KEY("Clip skip")) out->clip_skip = atoi(value);
+        else if (KEY("Clip skip mode")) out->clip_skip_positive_only = strcmp(value, "positive") == 0;
+        else if (KEY("Truncate prompts")) out->truncate = strcmp(value, "True") == 0;
+        else if (KEY("Guidance rescale")) out->guidance_rescale = strtof(value, NULL);
+        else if (KEY("Eta DDIM")) out->eta = strtof(value, NULL);
+        else if (KEY("Batch size")) out->batch_size = atoi(value);
+        else if (KEY("Batch pos")) out->batch_pos = atoi(value);
 #undef KEY
         p = end;
     }

@@ -7,6 +7,7 @@
  *     a photo of a cat                                  <- prompt (may span lines)
  *     Negative prompt: blurry                           <- omitted when empty
  *     Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model: sd15
+ *     (then, for image 3 of a batch of 4 from one seed: ", Batch size: 4, Batch pos: 2")
  *
  * The chunk is tEXt when the text is ASCII, iTXt (UTF-8) otherwise, as Pillow does for A1111.
  * Files are written to a temporary name and renamed into place, so readers never see a
@@ -27,6 +28,12 @@ typedef struct {
     int width, height;
     char model[256];
     int clip_skip;                /* written when > 1 */
+    /* written when not the default; A1111's keys where A1111 has the setting */
+    bool clip_skip_positive_only; /* "Clip skip mode: positive" (diffusers' way) */
+    bool truncate;                /* "Truncate prompts: True" (one 77-token chunk) */
+    float guidance_rescale;       /* "Guidance rescale: 0.7" (diffusers' name) */
+    float eta;                    /* "Eta DDIM: 0.5" */
+    int batch_size, batch_pos;    /* "Batch size: 4, Batch pos: 2" when batch_size > 1; pos 0-based */
 } gen_parameters;
 
 /* The A1111 text for p (malloc'd, free() it). */

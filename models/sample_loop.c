@@ -10,9 +10,19 @@ int sample_loop_run(scheduler *s, const sample_params *p, float *latents) {
     if (p->batch < 1 || p->channels < 1 || p->height < 1 || p->width < 1)
         return ts_fail("sample loop: bad latent shape [%d, %d, %d, %d]", p->batch, p->channels, p->height, p->width);
     if (!p->denoise) return ts_fail("sample loop: no denoiser given");
-    if (!p->seeds || (p->n_seeds != 1 && p->n_seeds != p->batch))
-        return ts_fail("sample loop: need 1 seed or one per image (%d), got %d", p->batch, p->n_seeds);
+    const bool part = p->whole_batch > 1;
+    if (part && (p->batch != 1 || p->batch_pos < 0 || p->batch_pos >= p->whole_batch))
+        return ts_fail("sample loop: image %d of a batch of %d, made alone, is one image (not %d)", p->batch_pos,
+                       p->whole_batch, p->batch);
+    const int seeds_wanted = part ? p->whole_batch : p->batch;
+    if (!p->seeds || (p->n_seeds != 1 && p->n_seeds != seeds_wanted))
+        return ts_fail("sample loop: need 1 seed or one per image (%d), got %d", seeds_wanted, p->n_seeds);
+    /* one generator per image: image k of a batch is its own generator's, alone */
+    const uint64_t *seeds = part && p->n_seeds > 1 ? p->seeds + p->batch_pos : p->seeds;
+    const int n_seeds = part ? 1 : p->n_seeds;
+    const int draw_whole = part && p->n_seeds == 1 ? p->whole_batch : 1, draw_part = draw_whole > 1 ? p->batch_pos : 0;
     if (scheduler_set_timesteps(s, p->steps) != 0) return -1;
+    if (scheduler_draw_noise_as_part(s, draw_whole, draw_part) != 0) return -1;
 
     const int64_t per_image = (int64_t)p->channels * p->height * p->width;
     const int64_t n = per_image * p->batch;
@@ -20,13 +30,22 @@ int sample_loop_run(scheduler *s, const sample_params *p, float *latents) {
     const int model_batch = cfg ? 2 * p->batch : p->batch;
     int rc = -1;
 
-    torch_rng **gens = ts_calloc((size_t)p->n_seeds, sizeof *gens);
-    for (int i = 0; i < p->n_seeds; i++) gens[i] = torch_rng_new(p->seeds[i]);
+    torch_rng **gens = ts_calloc((size_t)n_seeds, sizeof *gens);
+    for (int i = 0; i < n_seeds; i++) gens[i] = torch_rng_new(seeds[i]);
     float *x_in = ts_aligned_alloc(sizeof(float) * n * (cfg ? 2 : 1));
     float *out = ts_aligned_alloc(sizeof(float) * n * (cfg ? 2 : 1));
 
-    if (p->init_noise) memcpy(latents, p->init_noise, sizeof(float) * n);
-    else if (torch_rng_randn_tensor(gens, p->n_seeds, latents, n) != 0) goto done;
+    if (p->init_noise) {
+        memcpy(latents, p->init_noise, sizeof(float) * n);
+    } else if (draw_whole > 1) {   /* the batch's latents, of which this image's share */
+        float *whole = ts_aligned_alloc(sizeof(float) * n * draw_whole);
+        int drawn = torch_rng_randn_tensor(gens, 1, whole, n * draw_whole);
+        if (drawn == 0) memcpy(latents, whole + n * draw_part, sizeof(float) * n);
+        free(whole);
+        if (drawn != 0) goto done;
+    } else if (torch_rng_randn_tensor(gens, n_seeds, latents, n) != 0) {
+        goto done;
+    }
     const float init_sigma = scheduler_init_noise_sigma(s);
     for (int64_t i = 0; i < n; i++) latents[i] = latents[i] * init_sigma;
 
@@ -46,7 +65,7 @@ int sample_loop_run(scheduler *s, const sample_params *p, float *latents) {
             guidance_rescale(guided, cond, p->batch, per_image, p->guidance_rescale);
             eps = guided;
         }
-        if (scheduler_step(s, eps, latents, n, gens, p->n_seeds) != 0) goto done;
+        if (scheduler_step(s, eps, latents, n, gens, n_seeds) != 0) goto done;
         if (p->progress && p->progress(p->progress_user, step + 1, scheduler_steps(s), t) != 0) {
             ts_fail("sampling stopped at step %d/%d", step + 1, scheduler_steps(s));
             goto done;
@@ -54,7 +73,7 @@ int sample_loop_run(scheduler *s, const sample_params *p, float *latents) {
     }
     rc = 0;
 done:
-    for (int i = 0; i < p->n_seeds; i++) torch_rng_destroy(&gens[i]);
+    for (int i = 0; i < n_seeds; i++) torch_rng_destroy(&gens[i]);
     free(gens);
     free(x_in);
     free(out);

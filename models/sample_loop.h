@@ -50,6 +50,11 @@ typedef struct sample_params {
     void *denoise_user;
     sample_progress_fn progress;    /* may be NULL */
     void *progress_user;
+    /* One image of a larger batch, made alone (image k of `-b N`, from its PNG's metadata):
+     * batch 1, whole_batch N, batch_pos k. One seed: every draw (initial latents and the
+     * samplers' noise) is made for all N images and image k's share kept, so the result is
+     * image k of the batch. N seeds (one generator per image): seed k alone. 0: off. */
+    int whole_batch, batch_pos;
 } sample_params;
 
 /* Runs set_timesteps(steps) and the whole loop; latents gets N*C*H*W floats.

@@ -28,6 +28,8 @@ struct scheduler {
     /* scratch for noise and x0 */
     float *noise, *x0;
     int64_t scratch_n;
+    /* noise drawn for a batch `noise_whole` times larger, of which this is part `noise_part` */
+    int noise_whole, noise_part;
 };
 
 /* ---- numpy, exactly ------------------------------------------------------------------ */
@@ -149,7 +151,16 @@ scheduler *scheduler_new(const scheduler_config *cfg) {
     self->train_sigmas = ts_malloc(sizeof(float) * self->T);
     make_training_schedule(self);
     self->init_noise_sigma = 1.0f;
+    self->noise_whole = 1;
     return self;
+}
+
+int scheduler_draw_noise_as_part(scheduler *self, int whole, int part) {
+    if (whole < 1 || part < 0 || part >= whole)
+        return ts_fail("scheduler: part %d of a batch of %d does not exist", part, whole);
+    self->noise_whole = whole;
+    self->noise_part = part;
+    return 0;
 }
 
 void scheduler_destroy(scheduler **self) {
@@ -370,7 +381,13 @@ static void ensure_scratch(scheduler *self, int64_t n) {
 static int draw_noise(scheduler *self, int64_t n, torch_rng *const *gens, int n_gens) {
     if (!gens || n_gens < 1)
         return ts_fail("%s: this sampler draws noise but no generator was given", sampler_name(self->cfg.sampler));
-    return torch_rng_randn_tensor(gens, n_gens, self->noise, n);
+    if (self->noise_whole == 1) return torch_rng_randn_tensor(gens, n_gens, self->noise, n);
+    /* the whole batch's draw, of which this sample is one slice */
+    float *whole = ts_aligned_alloc(sizeof(float) * n * self->noise_whole);
+    int rc = torch_rng_randn_tensor(gens, n_gens, whole, n * self->noise_whole);
+    if (rc == 0) memcpy(self->noise, whole + n * self->noise_part, sizeof(float) * n);
+    free(whole);
+    return rc;
 }
 
 /* x0 from the model output, for the alpha-cumprod samplers (ddim, lcm). */

@@ -25,17 +25,21 @@ int scheduler_config_init(scheduler_config *cfg, const char *sampler, const char
         return ts_fail("unknown sampler '%s' (have ddim, euler, euler_a, dpm++2m, lcm)", sampler ? sampler : "");
     cfg->sampler = sampler_names[i].kind;
 
-    /* Stable Diffusion's training schedule (its scheduler_config.json) */
+    /* The defaults of the diffusers class, as SomeScheduler() has them: what a key missing
+     * from scheduler_config.json becomes in SomeScheduler.from_config(file). DDIM, Euler,
+     * Euler ancestral and DPM-Solver default to DDPM's linear 1e-4..0.02 betas with
+     * steps_offset 0; DDIM also to set_alpha_to_one and clip_sample true; LCM to SD's
+     * scaled_linear betas, set_alpha_to_one true, clip_sample false. */
+    bool lcm = cfg->sampler == SAMPLER_LCM, ddim = cfg->sampler == SAMPLER_DDIM;
     cfg->num_train_timesteps = 1000;
-    cfg->beta_start = 0.00085;
-    cfg->beta_end = 0.012;
-    cfg->beta_schedule = BETAS_SCALED_LINEAR;
-    cfg->steps_offset = 1;
-    cfg->set_alpha_to_one = false;
-    cfg->clip_sample = false;
-    /* the diffusers class defaults */
+    cfg->beta_start = lcm ? 0.00085 : 0.0001;
+    cfg->beta_end = lcm ? 0.012 : 0.02;
+    cfg->beta_schedule = lcm ? BETAS_SCALED_LINEAR : BETAS_LINEAR;
+    cfg->steps_offset = 0;
+    cfg->set_alpha_to_one = ddim || lcm;
+    cfg->clip_sample = ddim;
     cfg->prediction = PREDICT_EPSILON;
-    cfg->spacing = (cfg->sampler == SAMPLER_DDIM || cfg->sampler == SAMPLER_LCM) ? SPACING_LEADING : SPACING_LINSPACE;
+    cfg->spacing = (ddim || lcm) ? SPACING_LEADING : SPACING_LINSPACE;
     cfg->final_sigmas_zero = true;
     cfg->clip_sample_range = 1.0f;
     cfg->eta = 0.0f;
@@ -103,6 +107,9 @@ static int parse_config(scheduler_config *cfg, const cJSON *root, const char *wh
     const cJSON *algo = cJSON_GetObjectItemCaseSensitive(root, "algorithm_type");
     if (cfg->sampler == SAMPLER_DPMPP_2M && cJSON_IsString(algo) && strcmp(algo->valuestring, "dpmsolver++") != 0)
         return ts_fail("%s: algorithm_type \"%s\" is not supported (dpm++2m is dpmsolver++)", where, algo->valuestring);
+    const cJSON *solver = cJSON_GetObjectItemCaseSensitive(root, "solver_type");
+    if (cfg->sampler == SAMPLER_DPMPP_2M && cJSON_IsString(solver) && strcmp(solver->valuestring, "midpoint") != 0)
+        return ts_fail("%s: solver_type \"%s\" is not supported (dpm++2m is midpoint)", where, solver->valuestring);
     const cJSON *interp = cJSON_GetObjectItemCaseSensitive(root, "interpolation_type");
     if (cJSON_IsString(interp) && strcmp(interp->valuestring, "linear") != 0)
         return ts_fail("%s: interpolation_type \"%s\" is not supported", where, interp->valuestring);
@@ -149,7 +156,8 @@ static int parse_config(scheduler_config *cfg, const cJSON *root, const char *wh
     cfg->beta_schedule = (beta_schedule_kind)beta;
     cfg->prediction = (prediction_kind)pred;
     cfg->spacing = (timestep_spacing_kind)spacing;
-    cfg->final_sigmas_zero = final_type == 0;
+    /* only EulerDiscrete and DPM-Solver have final_sigmas_type; Euler ancestral always ends at 0 */
+    if (cfg->sampler == SAMPLER_EULER || cfg->sampler == SAMPLER_DPMPP_2M) cfg->final_sigmas_zero = final_type == 0;
     cfg->clip_sample_range = (float)clip_range;
     cfg->timestep_scaling = (float)scaling;
     /* As with diffusers' from_config, use_karras_sigmas in the file switches Karras sigmas on
@@ -174,4 +182,43 @@ int scheduler_config_load(scheduler_config *cfg, const char *json_path) {
     int rc = scheduler_config_parse(cfg, text, json_path);
     free(text);
     return rc;
+}
+
+void scheduler_config_apply_pipeline(scheduler_config *cfg, scheduler_pipeline pipeline) {
+    /* StableDiffusionPipeline.__init__ rewrites the config of the scheduler it is given
+     * ("deprecated" settings of old SD files); StableDiffusionXLPipeline leaves it alone. */
+    if (pipeline == SCHEDULER_PIPELINE_SD) {
+        cfg->steps_offset = 1;
+        cfg->clip_sample = false;
+    }
+}
+
+/* The scheduler/scheduler_config.json of the reference models, as published (runwayml /
+ * stable-diffusion-v1-5 and stabilityai/stable-diffusion-xl-base-1.0), for checkpoints that
+ * carry none: diffusers' from_single_file takes the reference model's config the same way.
+ * SD 2.x single files use SD 1.5's: the same schedule, and epsilon prediction, since the
+ * file alone does not say whether it is a v model (SD 2.1-base's file says epsilon too). */
+static const char published_sd15[] =
+    "{\"_class_name\": \"PNDMScheduler\", \"_diffusers_version\": \"0.6.0\", \"beta_end\": 0.012,"
+    " \"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, \"num_train_timesteps\": 1000,"
+    " \"set_alpha_to_one\": false, \"skip_prk_steps\": true, \"steps_offset\": 1, \"trained_betas\": null,"
+    " \"clip_sample\": false}";
+static const char published_sdxl[] =
+    "{\"_class_name\": \"EulerDiscreteScheduler\", \"_diffusers_version\": \"0.19.0.dev0\", \"beta_end\": 0.012,"
+    " \"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, \"clip_sample\": false,"
+    " \"interpolation_type\": \"linear\", \"num_train_timesteps\": 1000, \"prediction_type\": \"epsilon\","
+    " \"sample_max_value\": 1.0, \"set_alpha_to_one\": false, \"skip_prk_steps\": true, \"steps_offset\": 1,"
+    " \"timestep_spacing\": \"leading\", \"trained_betas\": null, \"use_karras_sigmas\": false}";
+
+int scheduler_config_for_pipeline(scheduler_config *cfg, const char *sampler, const char *schedule,
+                                  const char *json_text, const char *where, scheduler_pipeline pipeline) {
+    if (scheduler_config_init(cfg, sampler, schedule) != 0) return -1;
+    if (!json_text) {
+        json_text = pipeline == SCHEDULER_PIPELINE_SDXL ? published_sdxl : published_sd15;
+        where = pipeline == SCHEDULER_PIPELINE_SDXL ? "SDXL's published scheduler_config.json"
+                                                    : "SD 1.5's published scheduler_config.json";
+    }
+    if (scheduler_config_parse(cfg, json_text, where) != 0) return -1;
+    scheduler_config_apply_pipeline(cfg, pipeline);
+    return 0;
 }

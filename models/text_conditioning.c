@@ -21,7 +21,7 @@ struct text_encoder {
     bool final_norm;             /* SD 1.x / 2.x: yes; SDXL: no */
 };
 
-text_encoder_options text_encoder_defaults(void) { return (text_encoder_options){0, false}; }
+text_encoder_options text_encoder_defaults(void) { return (text_encoder_options){0}; }
 text_family text_encoder_family(const text_encoder *self) { return self->family; }
 const clip_tokenizer *text_encoder_tokenizer(const text_encoder *self) { return self->tokenizer; }
 int32_t text_encoder_pad_id(const text_encoder *self, int i) { return self->pad[i ? 1 : 0]; }
@@ -142,7 +142,6 @@ int text_encoder_encode_ids(const text_encoder *self, const int32_t *ids, const 
     memset(out, 0, sizeof *out);
     text_encoder_options o = options ? *options : text_encoder_defaults();
     int n_enc = self->enc[1] ? 2 : 1, T = CLIP_CONTEXT_LENGTH;
-    int skip = self->base_skip + o.clip_skip;
     if (o.clip_skip < 0) return ts_fail("clip_skip %d is negative", o.clip_skip);
     if (count <= 0 || chunks <= 0) return ts_fail("text encoder: %d prompts of %d chunks", count, chunks);
     if (self->enc[1] && !ids2) return ts_fail("text encoder: SDXL needs the second tokenizer's ids");
@@ -162,6 +161,7 @@ int text_encoder_encode_ids(const text_encoder *self, const int32_t *ids, const 
     int rc = 0, b = 0;
     for (; b < count && rc == 0; b++) {
         if (zero_rows && zero_rows[b]) continue;
+        int skip = self->base_skip + (!o.skip_rows || o.skip_rows[b] ? o.clip_skip : 0);
         for (int c = 0; c < chunks && rc == 0; c++) {
             int offset = 0;
             for (int e = 0; e < n_enc && rc == 0; e++) {

@@ -18,7 +18,10 @@
  *   SDXL    CLIP-L penultimate (no final norm) ++ OpenCLIP bigG penultimate (no final norm)
  *           = 2048 channels; pooled [1280] = bigG's final-normed EOS state through
  *           text_projection; the first tokenizer pads with EOS, the second with 0.
- * clip_skip is diffusers' (1 = one layer before the usual one; A1111's "clip skip 2").
+ * clip_skip is diffusers' (1 = one layer before the usual one; A1111's "clip skip 2"). It
+ * applies to every prompt, as A1111 and stable-diffusion.cpp do; skip_rows limits it to some
+ * prompts: diffusers' pipelines apply clip_skip to the positive prompt only, so its negative
+ * rows are encoded at the usual layer.
  *
  * Long prompts: with truncate false (the default), the token ids are cut into 75-token
  * chunks, each [BOS, ids, EOS, pad] encoded on its own, concatenated along the sequence axis
@@ -37,8 +40,9 @@
 typedef enum { TEXT_FAMILY_SD1 = 1, TEXT_FAMILY_SD2 = 2, TEXT_FAMILY_SDXL = 3 } text_family;
 
 typedef struct {
-    int clip_skip;        /* diffusers' clip_skip; 0: the family's usual layer */
-    bool truncate;        /* cut at 75 tokens instead of chunking */
+    int clip_skip;           /* diffusers' clip_skip; 0: the family's usual layer */
+    bool truncate;           /* cut at 75 tokens instead of chunking */
+    const bool *skip_rows;   /* NULL: clip_skip for every prompt; else only where skip_rows[b] */
 } text_encoder_options;
 
 typedef struct {

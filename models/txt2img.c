@@ -22,8 +22,8 @@ struct txt2img {
     unet *unet;
     vae *vae;                 /* NULL when TAESD decodes */
     taesd *taesd;
-    char scheduler_json[4096];
-    bool has_scheduler_json;
+    char scheduler_json[4096];       /* MODEL/scheduler/scheduler_config.json ... */
+    char *scheduler_json_text;       /* ... and its text; NULL: the model has none */
 };
 
 /* What the U-Net callback needs for one request. */
@@ -33,7 +33,8 @@ typedef struct {
     int n;                           /* images */
     int H, W;                        /* latent size */
     int pixel_h, pixel_w;            /* image size (SDXL time ids) */
-    float *context, *text_embeds, *time_ids, *timesteps;   /* for 2n rows */
+    float *context, *text_embeds, *time_ids, *timesteps;   /* for one image's (up to) 2 rows */
+    float *x, *out;                                         /* its U-Net input and output */
     int tokens, dim, pooled_dim;
 } denoise_context;
 
@@ -69,8 +70,11 @@ txt2img *txt2img_load(const txt2img_options *o) {
                 unet_cross_attention_dim(p->unet), text_encoder_context_dim(p->text));
         goto fail;
     }
-    p->has_scheduler_json =
-        model_component_file(o->model, "scheduler", "scheduler_config.json", p->scheduler_json, sizeof p->scheduler_json) == 0;
+    if (model_component_file(o->model, "scheduler", "scheduler_config.json", p->scheduler_json,
+                             sizeof p->scheduler_json) == 0) {
+        p->scheduler_json_text = read_text_file(p->scheduler_json, NULL);
+        if (!p->scheduler_json_text) goto fail;
+    }
     log_info("txt2img: %s loaded (%s) in %.1f s", o->model, text_family_name(text_encoder_family(p->text)), ts_now() - t0);
     return p;
 fail:
@@ -86,6 +90,7 @@ void txt2img_destroy(txt2img **self) {
     unet_destroy(&p->unet);
     vae_destroy(&p->vae);
     taesd_destroy(&p->taesd);
+    free(p->scheduler_json_text);
     free(p->model);
     free(p);
     *self = NULL;
@@ -93,27 +98,34 @@ void txt2img_destroy(txt2img **self) {
 
 txt2img_request txt2img_request_defaults(void) {
     return (txt2img_request){.prompt = "", .steps = 20, .cfg_scale = 7.0f, .sampler = "euler_a",
-                             .schedule = "discrete", .width = 512, .height = 512, .batch = 1};
+                             .schedule = "discrete", .width = 512, .height = 512, .batch = 1, .batch_pos = -1};
 }
 
 int txt2img_latent_channels(const txt2img *p) { return unet_out_channels(p->unet); }
 int txt2img_downscale(const txt2img *p) { return p->vae ? vae_downscale(p->vae) : 8; }
 
+static const char *const sampler_names[][2] = {{"ddim", "DDIM"}, {"euler", "Euler"}, {"euler_a", "Euler a"},
+                                               {"dpm++2m", "DPM++ 2M"}, {"dpmpp_2m", "DPM++ 2M"}, {"lcm", "LCM"}};
+
 const char *txt2img_a1111_sampler(const char *s) {
-    static const char *names[][2] = {{"ddim", "DDIM"}, {"euler", "Euler"}, {"euler_a", "Euler a"},
-                                     {"dpm++2m", "DPM++ 2M"}, {"dpmpp_2m", "DPM++ 2M"}, {"lcm", "LCM"}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(s, names[i][0]) == 0) return names[i][1];
+    for (size_t i = 0; i < sizeof sampler_names / sizeof sampler_names[0]; i++)
+        if (strcmp(s, sampler_names[i][0]) == 0) return sampler_names[i][1];
     return s;
 }
 
-/* Fills the per-row inputs for batch rows: the conditioning holds 2n rows [negatives;
- * positives], which is the CFG batch order; without CFG only the positives run. */
-static void fill_rows(denoise_context *d, int rows) {
+const char *txt2img_sampler_from_a1111(const char *a1111) {
+    for (size_t i = 0; i < sizeof sampler_names / sizeof sampler_names[0]; i++)
+        if (strcmp(a1111, sampler_names[i][1]) == 0) return sampler_names[i][0];
+    return NULL;
+}
+
+/* Fills the inputs of image i's rows: [negative_i, positive_i] with CFG, [positive_i] without.
+ * The conditioning holds 2n rows [negatives; positives]. */
+static void fill_rows(denoise_context *d, int image, int rows) {
     const text_conditioning *c = d->cond;
     size_t per = (size_t)d->tokens * d->dim;
     for (int r = 0; r < rows; r++) {
-        int src = rows == 2 * d->n ? r : d->n + r;
+        int src = (rows == 2 && r == 0) ? image : d->n + image;
         memcpy(d->context + r * per, c->context + src * per, per * sizeof(float));
         if (d->pooled_dim) {
             memcpy(d->text_embeds + (size_t)r * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
@@ -125,13 +137,27 @@ static void fill_rows(denoise_context *d, int rows) {
     }
 }
 
+/* The U-Net runs once per image, on that image's rows alone, so an image's pixels never
+ * depend on what it is batched with (the kernels' results for a row may change with the
+ * batch size; by a few 1e-5 on the latents): image k of `-b N` made alone (batch_pos) and
+ * a worker's record batched with others are the same bytes as in the batch. */
 static int denoise(void *user, float *out, const float *x, int batch, float timestep) {
     denoise_context *d = user;
     if (batch != d->n && batch != 2 * d->n) return ts_fail("txt2img: denoiser asked for %d rows", batch);
-    fill_rows(d, batch);
-    for (int r = 0; r < batch; r++) d->timesteps[r] = timestep;
-    return unet_forward(d->unet, x, batch, d->H, d->W, d->timesteps, d->context, d->tokens,
-                        d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, out);
+    int rows = batch / d->n;
+    size_t per_row = (size_t)unet_out_channels(d->unet) * d->H * d->W;
+    for (int r = 0; r < rows; r++) d->timesteps[r] = timestep;
+    for (int i = 0; i < d->n; i++) {
+        fill_rows(d, i, rows);
+        for (int r = 0; r < rows; r++)   /* batch row of (image i, row r): i, or n + i for the positive */
+            memcpy(d->x + r * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
+        if (unet_forward(d->unet, d->x, rows, d->H, d->W, d->timesteps, d->context, d->tokens,
+                         d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, d->out) != 0)
+            return -1;
+        for (int r = 0; r < rows; r++)
+            memcpy(out + (size_t)(r * d->n + i) * per_row, d->out + r * per_row, per_row * sizeof(float));
+    }
+    return 0;
 }
 
 static int on_step(void *user, int step, int steps, float timestep) {
@@ -152,6 +178,13 @@ static int check_request(const txt2img *p, const txt2img_request *r) {
     if (r->steps < 1 || r->steps > 1000) return ts_fail("txt2img: steps %d (1..1000)", r->steps);
     if (r->batch < 1 || r->batch > 64) return ts_fail("txt2img: batch %d (1..64)", r->batch);
     if (r->clip_skip < 0 || r->clip_skip > 12) return ts_fail("txt2img: clip skip %d", r->clip_skip);
+    if (r->batch_pos < -1 || r->batch_pos >= r->batch)
+        return ts_fail("txt2img: batch position %d of a batch of %d (0..%d)", r->batch_pos, r->batch, r->batch - 1);
+    if (!(r->guidance_rescale >= 0 && r->guidance_rescale <= 1))
+        return ts_fail("txt2img: guidance rescale %g (0..1)", (double)r->guidance_rescale);
+    if (!(r->eta >= 0 && r->eta <= 1)) return ts_fail("txt2img: eta %g (0..1)", (double)r->eta);
+    if (r->eta > 0 && strcmp(r->sampler, "ddim") != 0)
+        return ts_fail("txt2img: eta is DDIM's setting; sampler %s has none", r->sampler);
     if (!r->prompt && !r->prompts) return ts_fail("txt2img: no prompt");
     if (r->prompts)
         for (int i = 0; i < r->batch; i++)
@@ -162,7 +195,9 @@ static int check_request(const txt2img *p, const txt2img_request *r) {
 int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) {
     memset(out, 0, sizeof *out);
     if (check_request(p, r) < 0) return -1;
-    int n = r->batch, f = txt2img_downscale(p), C = unet_out_channels(p->unet);
+    /* with batch_pos, one image: image `first` of the batch */
+    int n = r->batch_pos >= 0 ? 1 : r->batch, first = r->batch_pos >= 0 ? r->batch_pos : 0;
+    int f = txt2img_downscale(p), C = unet_out_channels(p->unet);
     int h = r->height / f, w = r->width / f;
     int rc = -1;
     scheduler *s = NULL;
@@ -173,23 +208,34 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
     double t0 = ts_now();
     text_encoder_options to = text_encoder_defaults();
     to.clip_skip = r->clip_skip > 1 ? r->clip_skip - 1 : 0;    /* A1111's 2 is diffusers' 1 */
+    to.truncate = r->truncate;
     /* rows [negatives; positives]; no negative prompt is NULL, which SDXL turns into zeros as
      * diffusers does (SD 1/2: ""). */
     const char **prompts = ts_calloc((size_t)2 * n, sizeof(char *));
+    bool *skip_rows = ts_calloc((size_t)2 * n, sizeof(bool));
     for (int i = 0; i < n; i++) {
-        const char *neg = r->negatives ? r->negatives[i] : r->negative;
+        const char *neg = r->negatives ? r->negatives[first + i] : r->negative;
         prompts[i] = neg && neg[0] ? neg : NULL;
-        prompts[n + i] = r->prompts ? r->prompts[i] : r->prompt;
+        prompts[n + i] = r->prompts ? r->prompts[first + i] : r->prompt;
+        skip_rows[i] = !r->clip_skip_positive_only;
+        skip_rows[n + i] = true;
     }
+    to.skip_rows = skip_rows;
     int enc = text_encoder_encode(p->text, prompts, 2 * n, &to, &cond);
     free(prompts);
+    free(skip_rows);
     if (enc < 0) goto done;
     out->seconds_text = ts_now() - t0;
 
     /* sampler */
+    /* as diffusers' pipeline class configures the scheduler it is given (scheduler.h) */
     scheduler_config sc;
-    if (scheduler_config_init(&sc, r->sampler, r->schedule) < 0) goto done;
-    if (p->has_scheduler_json && scheduler_config_load(&sc, p->scheduler_json) < 0) goto done;
+    scheduler_pipeline pipeline =
+        text_encoder_family(p->text) == TEXT_FAMILY_SDXL ? SCHEDULER_PIPELINE_SDXL : SCHEDULER_PIPELINE_SD;
+    if (scheduler_config_for_pipeline(&sc, r->sampler, r->schedule, p->scheduler_json_text, p->scheduler_json,
+                                      pipeline) < 0)
+        goto done;
+    sc.eta = r->eta;
     s = scheduler_new(&sc);
     if (!s) goto done;
 
@@ -201,20 +247,23 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
                 cond.pooled_dim);
         goto done;
     }
-    d.context = ts_malloc((size_t)2 * n * cond.tokens * cond.dim * sizeof(float));
-    d.timesteps = ts_malloc((size_t)2 * n * sizeof(float));
+    d.context = ts_malloc((size_t)2 * cond.tokens * cond.dim * sizeof(float));
+    d.timesteps = ts_malloc(2 * sizeof(float));
+    d.x = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
+    d.out = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
     if (d.pooled_dim) {
-        d.text_embeds = ts_malloc((size_t)2 * n * d.pooled_dim * sizeof(float));
-        d.time_ids = ts_malloc((size_t)2 * n * 6 * sizeof(float));
+        d.text_embeds = ts_malloc((size_t)2 * d.pooled_dim * sizeof(float));
+        d.time_ids = ts_malloc((size_t)2 * 6 * sizeof(float));
     }
     size_t latent_n = (size_t)n * C * h * w;
     out->latents = ts_malloc(latent_n * sizeof(float));
     out->latent_channels = C, out->latent_height = h, out->latent_width = w;
     sample_params sp = {.batch = n, .channels = C, .height = h, .width = w, .steps = r->steps,
-                        .guidance_scale = r->cfg_scale, .seeds = r->seeds ? r->seeds : &r->seed,
-                        .n_seeds = r->seeds ? n : 1,
-                        .init_noise = r->init_noise, .denoise = denoise, .denoise_user = &d,
-                        .progress = on_step, .progress_user = (void *)r};
+                        .guidance_scale = r->cfg_scale, .guidance_rescale = r->guidance_rescale,
+                        .seeds = r->seeds ? r->seeds : &r->seed, .n_seeds = r->seeds ? r->batch : 1,
+                        .init_noise = r->init_noise ? r->init_noise + (size_t)first * C * h * w : NULL,
+                        .denoise = denoise, .denoise_user = &d, .progress = on_step, .progress_user = (void *)r,
+                        .whole_batch = r->batch_pos >= 0 ? r->batch : 0, .batch_pos = first};
     t0 = ts_now();
     if (sample_loop_run(s, &sp, out->latents) < 0) goto done;
     out->seconds_sampling = ts_now() - t0;
@@ -248,7 +297,7 @@ done:
         ts_fail_wrap("txt2img");
         txt2img_result_free(out);
     }
-    free(d.context), free(d.timesteps), free(d.text_embeds), free(d.time_ids);
+    free(d.context), free(d.timesteps), free(d.text_embeds), free(d.time_ids), free(d.x), free(d.out);
     text_conditioning_free(&cond);
     scheduler_destroy(&s);
     return rc;

@@ -42,8 +42,17 @@ typedef struct {
     int width, height;               /* 512; multiples of 8 up to 2048 */
     int batch;                       /* 1 */
     int clip_skip;                   /* A1111 / sd.cpp numbering: 0 or 1 = last layer, 2 = penultimate */
+    bool clip_skip_positive_only;    /* diffusers: clip_skip for the positive prompt only; false:
+                                        negative and positive, as A1111 and sd.cpp */
+    bool truncate;                   /* prompts cut at 77 tokens, as diffusers; false: A1111's
+                                        75-token chunks */
+    float guidance_rescale;          /* diffusers' guidance_rescale (phi); 0: off */
+    float eta;                       /* DDIM's eta (0: deterministic); other samplers take 0 only */
+    int batch_pos;                   /* -1: every image of the batch; k: image k (0-based, A1111's
+                                        "Batch pos") alone, equal to image k of the whole batch */
     bool vae_tiling;
-    const float *init_noise;         /* NULL, or batch*C*h*w unit-variance latents */
+    const float *init_noise;         /* NULL, or batch*C*h*w unit-variance latents (the whole
+                                        batch's, also with batch_pos) */
     /* Per-image batches (the diffusion worker batching different records): each NULL or
      * `batch` entries. prompts/negatives override prompt/negative per image; seeds gives each
      * image its own generator (diffusers' generator=[...]), so an image does not depend on
@@ -55,7 +64,7 @@ typedef struct {
 } txt2img_request;
 
 typedef struct {
-    int batch, width, height;
+    int batch, width, height;        /* batch: 1 with batch_pos */
     uint8_t **rgb;                   /* batch images, width*height*3 bytes each, row-major RGB */
     float *latents;                  /* [batch, C, height/f, width/f], before 1/scaling_factor */
     int latent_channels, latent_height, latent_width;
@@ -75,5 +84,7 @@ int txt2img_latent_channels(const txt2img *self);
 int txt2img_downscale(const txt2img *self);          /* 8 for SD */
 /* The A1111 sampler name ("Euler a", "DDIM", ...) for a sampler name of ours. */
 const char *txt2img_a1111_sampler(const char *sampler);
+/* Ours for an A1111 sampler name ("Euler a" -> "euler_a"); NULL for one we do not have. */
+const char *txt2img_sampler_from_a1111(const char *a1111);
 
 #endif

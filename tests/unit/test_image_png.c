@@ -84,6 +84,27 @@ int main(void) {
     gen_parameters_clear(&q);
     free(text);
 
+    /* what reproduces image 3 of a batch: batch size and position, DDIM eta, guidance rescale,
+     * truncation and clip-skip mode, each read back to the same value (floats exactly) */
+    gen_parameters b = {.prompt = "x", .negative = "", .steps = 4, .sampler = "DDIM", .cfg_scale = 7.1f, .seed = 9,
+                        .width = 8, .height = 8, .model = "m", .clip_skip = 2, .clip_skip_positive_only = true,
+                        .truncate = true, .guidance_rescale = 0.7f, .eta = 0.3f, .batch_size = 4, .batch_pos = 2};
+    text = gen_parameters_format(&b);
+    CHECK(strstr(text, "CFG scale: 7.1, Seed: 9, Size: 8x8, Model: m, Batch size: 4, Batch pos: 2, Clip skip: 2, "
+                       "Clip skip mode: positive, Truncate prompts: True, Guidance rescale: 0.7, Eta DDIM: 0.3") != NULL,
+          "format: %s", text);
+    CHECK_OK(gen_parameters_parse(text, &q));
+    CHECK(q.batch_size == 4 && q.batch_pos == 2 && q.clip_skip == 2 && q.clip_skip_positive_only && q.truncate &&
+          q.guidance_rescale == b.guidance_rescale && q.eta == b.eta && q.cfg_scale == b.cfg_scale,
+          "batch/eta/rescale/truncate/clip skip mode back: %s", text);
+    gen_parameters_clear(&q);
+    free(text);
+    b.batch_size = 1, b.eta = 0, b.guidance_rescale = 0, b.truncate = false, b.clip_skip = 0;
+    text = gen_parameters_format(&b);
+    CHECK(!strstr(text, "Batch") && !strstr(text, "Eta") && !strstr(text, "rescale") && !strstr(text, "Truncate") &&
+          !strstr(text, "Clip skip"), "defaults are not written: %s", text);
+    free(text);
+
     /* bad input: clear errors, no crash */
     CHECK(gen_parameters_parse("just a prompt", &q) < 0, "no Steps line refused");
     uint8_t junk[64] = {0x89, 'P', 'N', 'G'};

@@ -11,7 +11,14 @@ int main(void) {
     TEST_BEGIN();
     scheduler_config cfg;
     CHECK_OK(scheduler_config_init(&cfg, "ddim", NULL));
-    CHECK(cfg.spacing == SPACING_LEADING && cfg.steps_offset == 1 && !cfg.set_alpha_to_one, "ddim defaults");
+    /* DDIMScheduler()'s own defaults (diffusers 0.42: tools/gen_scheduler_config_fixtures.py
+     * checks every class against diffusers) */
+    CHECK(cfg.spacing == SPACING_LEADING && cfg.steps_offset == 0 && cfg.set_alpha_to_one && cfg.clip_sample &&
+          cfg.beta_schedule == BETAS_LINEAR, "ddim defaults");
+    scheduler_config_apply_pipeline(&cfg, SCHEDULER_PIPELINE_SDXL);
+    CHECK(cfg.steps_offset == 0 && cfg.clip_sample, "StableDiffusionXLPipeline changes nothing");
+    scheduler_config_apply_pipeline(&cfg, SCHEDULER_PIPELINE_SD);
+    CHECK(cfg.steps_offset == 1 && !cfg.clip_sample, "StableDiffusionPipeline: steps_offset 1, clip_sample false");
     CHECK_OK(scheduler_config_init(&cfg, "euler", "karras"));
     CHECK(cfg.use_karras_sigmas && cfg.spacing == SPACING_LINSPACE, "euler karras defaults");
     CHECK_OK(scheduler_config_init(&cfg, "dpmpp_2m", "discrete"));
@@ -46,6 +53,12 @@ int main(void) {
     CHECK(scheduler_config_parse(&cfg, "{\"steps_offset\": 1.5}", "cfg.json") != 0, "non-integer refused");
     CHECK(scheduler_config_parse(&cfg, "{\"beta_start\": \"x\"}", "cfg.json") != 0, "wrong type refused");
     CHECK(scheduler_config_parse(&cfg, "{\"algorithm_type\": \"sde-dpmsolver++\"}", "c") != 0, "sde refused");
+    CHECK(scheduler_config_parse(&cfg, "{\"solver_type\": \"heun\"}", "c") != 0, "heun solver refused");
+    /* a key the class does not have is ignored: Euler ancestral has no final_sigmas_type */
+    CHECK_OK(scheduler_config_init(&cfg, "euler_a", NULL));
+    CHECK_OK(scheduler_config_parse(&cfg, "{\"final_sigmas_type\": \"sigma_min\"}", "c"));
+    CHECK(cfg.final_sigmas_zero, "euler_a ignores final_sigmas_type");
+    CHECK_OK(scheduler_config_init(&cfg, "dpm++2m", NULL));
     CHECK(scheduler_config_parse(&cfg, "{not json", "cfg.json") != 0 && strstr(ts_last_error(), "cfg.json"),
           "bad JSON named");
     CHECK(scheduler_config_load(&cfg, "/nonexistent/scheduler_config.json") != 0, "missing file");
