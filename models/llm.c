@@ -136,7 +136,17 @@ typedef struct {
     gguf *g;
     safetensors **shards;
     int n_shards;
+    int llava_names;   /* LLaVA folder: 1 "language_model." + name (transformers < 4.52),
+                          2 "model." -> "model.language_model." (later) */
 } weight_source;
+
+/* The name a Hugging Face LLM tensor has inside a LlavaForConditionalGeneration folder. */
+static const char *llava_tensor_name(const weight_source *src, const char *name, char *buf, size_t size) {
+    if (src->llava_names == 1) snprintf(buf, size, "language_model.%s", name);
+    else if (src->llava_names == 2 && strncmp(name, "model.", 6) == 0) snprintf(buf, size, "model.language_model.%s", name + 6);
+    else return name;
+    return buf;
+}
 
 /* 1: found, 0: absent, -1: present but unusable. */
 static int source_find(const weight_source *src, const char *name, raw_tensor *out) {
@@ -149,6 +159,8 @@ static int source_find(const weight_source *src, const char *name, raw_tensor *o
         out->data = t->data;
         return 1;
     }
+    char renamed[256];
+    name = llava_tensor_name(src, name, renamed, sizeof renamed);
     for (int i = 0; i < src->n_shards; i++) {
         if (!safetensors_has(src->shards[i], name)) continue;
         tensor t;
@@ -292,7 +304,7 @@ static llm *open_gguf(const char *path) {
     if (!embd || embd->ndim != 2) { ts_fail("%s: no 2-D tensor 'token_embd.weight'", path); goto fail; }
     c.vocab_size = (int)embd->shape[0];
     if (check_config(&c, path)) goto fail;
-    weight_source src = {path, g, NULL, 0};
+    weight_source src = {path, g, NULL, 0, 0};
     if (load_weights(&src, &c, false, &w)) goto fail;
     w.rope_inv_freq = llm_rope_frequencies(c.head_dim, c.rope_theta);
     /* Llama 3 frequency scaling travels as per-frequency divisors (llama.cpp). */
@@ -378,6 +390,37 @@ static int open_shards(const char *folder, hf_files *h) {
     return rc;
 }
 
+/* LlavaForConditionalGeneration (models/vision/llava.h): the LLM is its text_config, where
+ * transformers writes only what differs from the family's defaults; this puts the text
+ * config, completed with LlamaConfig's / Qwen2Config's / MistralConfig's defaults, in
+ * place of *cfg. Returns whether it was a LLaVA config. */
+static bool llava_text_config(cJSON **cfg) {
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(*cfg, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (!cJSON_IsString(a0) || strcmp(a0->valuestring, "LlavaForConditionalGeneration") != 0) return false;
+    cJSON *text = cJSON_DetachItemFromObjectCaseSensitive(*cfg, "text_config");
+    cJSON_Delete(*cfg);
+    *cfg = text = cJSON_IsObject(text) ? text : (cJSON_Delete(text), cJSON_CreateObject());
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(text, "model_type");
+    const char *type = cJSON_IsString(mt) ? mt->valuestring : "llama";
+    bool qwen2 = strcmp(type, "qwen2") == 0, mistral = strcmp(type, "mistral") == 0;
+    const char *arch = qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : strcmp(type, "llama") == 0 ? "LlamaForCausalLM" : type;
+    if (!cJSON_GetObjectItemCaseSensitive(text, "architectures")) {
+        cJSON *a = cJSON_AddArrayToObject(text, "architectures");
+        cJSON_AddItemToArray(a, cJSON_CreateString(arch));
+    }
+    const char *keys[] = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                          "max_position_embeddings", "rms_norm_eps", "rope_theta", "bos_token_id", "eos_token_id"};
+    double llama[] = {32000, 4096, 11008, 32, 32, 2048, 1e-6, 10000, 1, 2};
+    double qwen[] = {151936, 4096, 22016, 32, 32, 32768, 1e-6, 10000, -1, -1};
+    double mistr[] = {32000, 4096, 14336, 32, 32, 131072, 1e-6, 10000, 1, 2};
+    const double *d = qwen2 ? qwen : mistral ? mistr : llama;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!cJSON_GetObjectItemCaseSensitive(text, keys[i]) && d[i] >= 0) cJSON_AddNumberToObject(text, keys[i], d[i]);
+    if (mistral && !cJSON_GetObjectItemCaseSensitive(text, "num_key_value_heads")) cJSON_AddNumberToObject(text, "num_key_value_heads", 8);
+    return true;
+}
+
 static llm *open_hf(const char *folder) {
     char path[4096];
     size_t size;
@@ -391,6 +434,7 @@ static llm *open_hf(const char *folder) {
     llm_weights w;
     hf_files *h = ts_calloc(1, sizeof *h);
     h->folder = ts_strdup(folder);
+    bool llava = llava_text_config(&cfg);
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
     const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
     const char *arch = cJSON_IsString(a0) ? a0->valuestring : "";
@@ -426,7 +470,9 @@ static llm *open_hf(const char *folder) {
         goto fail;
     }
     if (check_config(&c, path) || open_shards(folder, h)) goto fail;
-    weight_source src = {folder, NULL, h->shards, h->n};
+    weight_source src = {folder, NULL, h->shards, h->n, 0};
+    for (int i = 0; llava && i < h->n; i++)
+        src.llava_names = safetensors_has(h->shards[i], "language_model.model.embed_tokens.weight") ? 1 : src.llava_names ? src.llava_names : 2;
     if (load_weights(&src, &c, true, &w)) goto fail;
     w.rope_inv_freq = llm_rope_frequencies(c.head_dim, c.rope_theta);
     if (strcmp(rope_type, "llama3") == 0)
@@ -569,19 +615,28 @@ static void attend(const llm_config *c, llm_state *s, int layer, int n, const in
 
 int llm_forward(const llm *m, llm_state *s, int n, const int *tokens, const int *seqs, const int *pos,
                 int n_out, const int *out_rows, float *logits) {
+    return llm_forward_embeddings(m, s, n, tokens, NULL, seqs, pos, n_out, out_rows, logits);
+}
+
+int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens, const float *embeddings,
+                           const int *seqs, const int *pos, int n_out, const int *out_rows, float *logits) {
     const llm_config *c = &m->config;
     const llm_weights *w = &m->weights;
     const int D = c->dim, qd = c->n_heads * c->head_dim, kvd = s->kv_dim;
     if (n <= 0 || n > s->max_batch) return ts_fail("llm_forward: batch of %d tokens (1 to %d allowed)", n, s->max_batch);
     for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+        bool embedded = tokens[i] == LLM_EMBEDDING_ROW && embeddings;
+        if (!embedded && (tokens[i] < 0 || tokens[i] >= c->vocab_size))
             return ts_fail("llm_forward: token id %d at batch row %d is outside the vocabulary (%d)", tokens[i], i, c->vocab_size);
         if (seqs[i] < 0 || seqs[i] >= s->max_seqs)
             return ts_fail("llm_forward: sequence %d at batch row %d (state holds %d)", seqs[i], i, s->max_seqs);
         if (pos[i] < 0 || pos[i] >= s->max_ctx)
             return ts_fail("llm_forward: position %d at batch row %d is past the context (%d)", pos[i], i, s->max_ctx);
     }
-    for (int i = 0; i < n; i++) qmatrix_row(&w->token_embd, tokens[i], s->x + (size_t)i * D);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] == LLM_EMBEDDING_ROW) memcpy(s->x + (size_t)i * D, embeddings + (size_t)i * D, (size_t)D * sizeof(float));
+        else qmatrix_row(&w->token_embd, tokens[i], s->x + (size_t)i * D);
+    }
 
     for (int l = 0; l < c->n_layers; l++) {
         const llm_layer *L = &w->layers[l];

@@ -106,4 +106,11 @@ int llm_state_max_batch(const llm_state *self);
 int llm_forward(const llm *m, llm_state *s, int n, const int *tokens, const int *seqs, const int *pos,
                 int n_out, const int *out_rows, float *logits);
 
+/* Like llm_forward, with some rows given as embeddings instead of token ids: where
+ * tokens[i] is LLM_EMBEDDING_ROW, row i of embeddings [n, dim] is used as the input
+ * (a captioner's image features standing where the prompt's image token stood). */
+#define LLM_EMBEDDING_ROW (-1)
+int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens, const float *embeddings,
+                           const int *seqs, const int *pos, int n_out, const int *out_rows, float *logits);
+
 #endif

@@ -1,0 +1,413 @@
+/* llava.c — loading a LLaVA captioner (HF folder or llama.cpp GGUF pair), the image
+ * features, and the prompt splice (see llava.h). */
+#include "models/vision/llava.h"
+#include "kernels/ops.h"
+#include "models/gguf.h"
+#include "models/model_files.h"
+#include "models/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct llava {
+    llm *lm;
+    llm_tokenizer *tok;
+    clip_vision_config vcfg;
+    clip_vision_weights vw;
+    int run_layers;             /* vision layers to run */
+    bool drop_cls;              /* "default" feature selection */
+    tensor proj1_w, proj1_b, proj2_w, proj2_b;
+    bool proj_gelu_tanh;
+    int image_token_id;
+    image_preprocess_config pre;
+    safetensors **shards;       /* HF: the folder's weight files */
+    int n_shards;
+    gguf *mmproj;               /* GGUF pair: the mmproj file */
+};
+
+/* ---- where the tensors come from --------------------------------------- */
+
+typedef struct {
+    safetensors **shards;
+    int n;
+} shard_set;
+
+static int lookup_safetensors(void *ctx, const char *name, tensor *out) {
+    const shard_set *s = ctx;
+    for (int i = 0; i < s->n; i++)
+        if (safetensors_has(s->shards[i], name)) return safetensors_get(s->shards[i], name, out) ? -1 : 1;
+    return 0;
+}
+
+static int lookup_gguf(void *ctx, const char *name, tensor *out) {
+    const gguf *g = ctx;
+    const gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t) return 0;
+    dtype type;
+    switch (t->ggml_type) {
+    case GGML_F32: type = DT_F32; break;
+    case GGML_F16: type = DT_F16; break;
+    case GGML_BF16: type = DT_BF16; break;
+    default: return ts_fail("%s: tensor '%s' is %s; the vision tower and projector need F32, F16 or BF16",
+                            gguf_path(g), name, t->type_name);
+    }
+    *out = tensor_view((void *)t->data, type, t->ndim, t->shape);
+    return 1;
+}
+
+static int require(clip_weight_lookup lookup, void *ctx, const char *label, const char *name, tensor *out) {
+    int rc = lookup(ctx, name, out);
+    if (rc == 0) return ts_fail("%s: no tensor '%s'", label, name);
+    return rc < 0 ? -1 : 0;
+}
+
+/* ---- Hugging Face folder ----------------------------------------------- */
+
+static int open_hf_shards(llava *v, const char *folder) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", folder);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        snprintf(path, sizeof path, "%s/model.safetensors", folder);
+        v->shards = ts_calloc(1, sizeof *v->shards);
+        if (!(v->shards[0] = safetensors_open(path))) return -1;
+        v->n_shards = 1;
+        return 0;
+    }
+    fclose(probe);
+    size_t size;
+    char *text = read_text_file(path, &size);
+    if (!text) return -1;
+    cJSON *idx = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    if (!cJSON_IsObject(map)) { cJSON_Delete(idx); return ts_fail("%s: no \"weight_map\" object", path); }
+    int cap = cJSON_GetArraySize(map), rc = 0;
+    v->shards = ts_calloc((size_t)(cap ? cap : 1), sizeof *v->shards);
+    const char **names = ts_calloc((size_t)(cap ? cap : 1), sizeof *names);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map) {
+        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) { rc = ts_fail("%s: bad shard name for '%s'", path, e->string); break; }
+        bool seen = false;
+        for (int i = 0; i < v->n_shards; i++) seen |= strcmp(names[i], e->valuestring) == 0;
+        if (seen) continue;
+        names[v->n_shards] = e->valuestring;
+        char shard[4096];
+        snprintf(shard, sizeof shard, "%s/%s", folder, e->valuestring);
+        if (!(v->shards[v->n_shards] = safetensors_open(shard))) { rc = -1; break; }
+        v->n_shards++;
+    }
+    free(names);
+    cJSON_Delete(idx);
+    return rc;
+}
+
+static double json_num(const cJSON *obj, const char *key, double dflt) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : dflt;
+}
+
+static const char *json_str(const cJSON *obj, const char *key, const char *dflt) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(x) ? x->valuestring : dflt;
+}
+
+/* preprocessor_config.json when present (CLIPImageProcessor / LlavaImageProcessor). */
+static int read_hf_preprocessor(llava *v, const char *folder) {
+    v->pre = image_preprocess_clip(v->vcfg.image_size);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", folder);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return 0;
+    fclose(probe);
+    size_t size;
+    char *text = read_text_file(path, &size);
+    if (!text) return -1;
+    cJSON *p = json_parse_config(text, path);
+    free(text);
+    if (!p) return -1;
+    const cJSON *sz = cJSON_GetObjectItemCaseSensitive(p, "size");
+    if (cJSON_IsObject(sz)) v->pre.shortest_edge = (int)json_num(sz, "shortest_edge", v->pre.shortest_edge);
+    else if (cJSON_IsNumber(sz)) v->pre.shortest_edge = sz->valueint;
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(p, "crop_size");
+    if (cJSON_IsObject(crop)) {
+        v->pre.crop_h = (int)json_num(crop, "height", v->pre.crop_h);
+        v->pre.crop_w = (int)json_num(crop, "width", v->pre.crop_w);
+    } else if (cJSON_IsNumber(crop)) v->pre.crop_h = v->pre.crop_w = crop->valueint;
+    const cJSON *dc = cJSON_GetObjectItemCaseSensitive(p, "do_center_crop");
+    if (cJSON_IsFalse(dc)) v->pre.crop_h = v->pre.crop_w = 0;
+    const cJSON *dr = cJSON_GetObjectItemCaseSensitive(p, "do_resize");
+    if (cJSON_IsFalse(dr)) v->pre.shortest_edge = 0;
+    v->pre.rescale_factor = json_num(p, "rescale_factor", v->pre.rescale_factor);
+    if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "do_rescale"))) v->pre.rescale_factor = 0;
+    const cJSON *mean = cJSON_GetObjectItemCaseSensitive(p, "image_mean"), *std = cJSON_GetObjectItemCaseSensitive(p, "image_std");
+    for (int c = 0; c < 3; c++) {
+        if (cJSON_GetArraySize(mean) == 3) v->pre.mean[c] = (float)cJSON_GetArrayItem(mean, c)->valuedouble;
+        if (cJSON_GetArraySize(std) == 3) v->pre.std[c] = (float)cJSON_GetArrayItem(std, c)->valuedouble;
+    }
+    if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p, "do_normalize"))) v->pre.std[0] = v->pre.std[1] = v->pre.std[2] = 0;
+    v->pre.pad_to_square = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "do_pad"));
+    cJSON_Delete(p);
+    return 0;
+}
+
+static int open_hf(llava *v, const char *folder) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", folder);
+    size_t size;
+    char *text = read_text_file(path, &size);
+    if (!text) return -1;
+    cJSON *cfg = json_parse_config(text, path);
+    free(text);
+    if (!cfg) return -1;
+    int rc = -1;
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+    if (!cJSON_IsString(a0) || strcmp(a0->valuestring, "LlavaForConditionalGeneration") != 0) {
+        ts_fail("%s: not a LlavaForConditionalGeneration model (architectures[0] is '%s')", path,
+                cJSON_IsString(a0) ? a0->valuestring : "");
+        goto done;
+    }
+    /* CLIPVisionConfig: transformers writes only what differs from its defaults */
+    const cJSON *vc = cJSON_GetObjectItemCaseSensitive(cfg, "vision_config");
+    const char *vtype = json_str(vc, "model_type", "clip_vision_model");
+    if (strcmp(vtype, "clip_vision_model") != 0) { ts_fail("%s: vision tower '%s' is not supported (clip_vision_model)", path, vtype); goto done; }
+    v->vcfg.n_heads = (int)json_num(vc, "num_attention_heads", 12);
+    v->vcfg.eps = (float)json_num(vc, "layer_norm_eps", 1e-5);
+    const char *act = json_str(vc, "hidden_act", "quick_gelu");
+    if (strcmp(act, "quick_gelu") == 0) v->vcfg.act = CLIP_ACT_QUICK_GELU;
+    else if (strcmp(act, "gelu") == 0) v->vcfg.act = CLIP_ACT_GELU;
+    else { ts_fail("%s: vision hidden_act '%s' is not supported (quick_gelu, gelu)", path, act); goto done; }
+    const cJSON *fl = cJSON_GetObjectItemCaseSensitive(cfg, "vision_feature_layer");
+    if (fl && !cJSON_IsNumber(fl)) { ts_fail("%s: vision_feature_layer must be one layer index (lists are not supported)", path); goto done; }
+    int feature_layer = fl ? fl->valueint : -2;
+    const char *strategy = json_str(cfg, "vision_feature_select_strategy", "default");
+    if (strcmp(strategy, "default") != 0 && strcmp(strategy, "full") != 0) {
+        ts_fail("%s: vision_feature_select_strategy '%s' is not supported (default, full)", path, strategy);
+        goto done;
+    }
+    v->drop_cls = strcmp(strategy, "default") == 0;
+    const char *pact = json_str(cfg, "projector_hidden_act", "gelu");
+    if (strcmp(pact, "gelu") != 0 && strcmp(pact, "gelu_pytorch_tanh") != 0) {
+        ts_fail("%s: projector_hidden_act '%s' is not supported (gelu, gelu_pytorch_tanh)", path, pact);
+        goto done;
+    }
+    v->proj_gelu_tanh = strcmp(pact, "gelu_pytorch_tanh") == 0;
+    v->image_token_id = (int)json_num(cfg, "image_token_index", json_num(cfg, "image_token_id", 32000));
+
+    if (open_hf_shards(v, folder)) goto done;
+    shard_set set = {v->shards, v->n_shards};
+    /* the tower's names by transformers version: llava-1.5-hf's files, 4.52+ in memory, 5.x files */
+    const char *vprefixes[] = {"vision_tower.vision_model.", "model.vision_tower.vision_model.", "vision_tower.", "model.vision_tower."};
+    const char *vprefix = NULL;
+    for (size_t i = 0; i < sizeof vprefixes / sizeof vprefixes[0] && !vprefix; i++) {
+        char probe[256];
+        snprintf(probe, sizeof probe, "%sembeddings.class_embedding", vprefixes[i]);
+        if (lookup_safetensors(&set, probe, &(tensor){0}) > 0) vprefix = vprefixes[i];
+    }
+    if (!vprefix) { ts_fail("%s: no vision tower (no tensor '*vision_tower*.embeddings.class_embedding')", folder); goto done; }
+    const char *pprefix = lookup_safetensors(&set, "model.multi_modal_projector.linear_1.weight", &(tensor){0}) > 0
+                        ? "model.multi_modal_projector." : "multi_modal_projector.";
+    if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_HF, vprefix, lookup_safetensors, &set, folder)) goto done;
+    /* hidden_states[k]: k = 0 the embeddings, k = n_layers the last layer */
+    v->run_layers = feature_layer < 0 ? v->vcfg.n_layers + 1 + feature_layer : feature_layer;
+    if (v->run_layers < 0 || v->run_layers > v->vcfg.n_layers) {
+        ts_fail("%s: vision_feature_layer %d is outside the tower's %d layers", path, feature_layer, v->vcfg.n_layers);
+        goto done;
+    }
+    char name[4][128];
+    const char *suffix[4] = {"linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"};
+    tensor *dst[4] = {&v->proj1_w, &v->proj1_b, &v->proj2_w, &v->proj2_b};
+    for (int i = 0; i < 4; i++) {
+        snprintf(name[i], sizeof name[i], "%s%s", pprefix, suffix[i]);
+        if (require(lookup_safetensors, &set, folder, name[i], dst[i])) goto done;
+    }
+    if (read_hf_preprocessor(v, folder)) goto done;
+    if (!(v->lm = llm_open(folder))) goto done;
+    v->tok = llm_tokenizer_from_hf(folder);
+    if (!v->tok) log_warn("%s: no usable tokenizer (%s); prompts must be given as ids", folder, ts_last_error());
+    rc = 0;
+done:
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+/* ---- llama.cpp GGUF pair ----------------------------------------------- */
+
+static int open_gguf_pair(llava *v, const char *model, const char *mmproj) {
+    if (!(v->mmproj = gguf_open(mmproj))) return -1;
+    gguf *g = v->mmproj;
+    bool has_llava = false;
+    gguf_get_bool(g, "clip.has_llava_projector", &has_llava);
+    gguf_str ptype = {0};
+    bool mlp = gguf_get_string(g, "clip.projector_type", &ptype) == 0 ? gguf_str_eq(ptype, "mlp") : has_llava;
+    if (!mlp) return ts_fail("%s: projector type is not \"mlp\" (LLaVA-1.5); only that one is supported", mmproj);
+    int64_t heads;
+    double eps;
+    bool use_gelu = false;
+    if (gguf_get_int(g, "clip.vision.attention.head_count", &heads)) return -1;
+    if (gguf_get_float_or(g, "clip.vision.attention.layer_norm_epsilon", 1e-5, &eps)) return -1;
+    gguf_get_bool(g, "clip.use_gelu", &use_gelu);
+    v->vcfg.n_heads = (int)heads;
+    v->vcfg.eps = (float)eps;
+    v->vcfg.act = use_gelu ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
+    if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_GGUF, NULL, lookup_gguf, g, mmproj)) return -1;
+    v->run_layers = v->vcfg.n_layers;   /* the file holds only the layers LLaVA uses */
+    v->drop_cls = true;
+    v->image_token_id = -1;
+    const char *names[4] = {"mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"};
+    tensor *dst[4] = {&v->proj1_w, &v->proj1_b, &v->proj2_w, &v->proj2_b};
+    for (int i = 0; i < 4; i++)
+        if (require(lookup_gguf, g, mmproj, names[i], dst[i])) return -1;
+    v->pre = image_preprocess_clip(v->vcfg.image_size);
+    v->pre.pad_to_square = true;   /* llama.cpp's llava pads to square, as LLaVA-1.5 trained */
+    gguf_type et;
+    uint64_t count;
+    if (gguf_get_array(g, "clip.vision.image_mean", &et, &count) == 0 && count == 3)
+        for (int c = 0; c < 3; c++) {
+            double x;
+            if (gguf_array_float(g, "clip.vision.image_mean", (uint64_t)c, &x) == 0) v->pre.mean[c] = (float)x;
+            if (gguf_array_float(g, "clip.vision.image_std", (uint64_t)c, &x) == 0) v->pre.std[c] = (float)x;
+        }
+    if (!(v->lm = llm_open(model))) return -1;
+    if (!llm_gguf(v->lm)) return ts_fail("%s: the LLM of a GGUF pair must be a GGUF file", model);
+    if (!(v->tok = llm_tokenizer_from_gguf(llm_gguf(v->lm))))
+        log_warn("%s: no usable tokenizer (%s); prompts must be given as ids", model, ts_last_error());
+    return 0;
+}
+
+/* ---- the object -------------------------------------------------------- */
+
+llava *llava_open(const char *model, const char *mmproj) {
+    llava *v = ts_calloc(1, sizeof *v);
+    int rc = mmproj ? open_gguf_pair(v, model, mmproj) : model_is_folder(model) ? open_hf(v, model)
+           : ts_fail("%s: a captioner is a LlavaForConditionalGeneration folder, or an LLM GGUF with --mmproj", model);
+    if (rc == 0) {
+        int D = llm_get_config(v->lm)->dim, in = v->vcfg.hidden;
+        if (v->proj1_w.ndim != 2 || v->proj1_w.shape[1] != in || v->proj2_w.ndim != 2 || v->proj2_w.shape[1] != v->proj1_w.shape[0] ||
+            v->proj2_w.shape[0] != D)
+            rc = ts_fail("%s: projector shapes do not map the vision width %d to the LLM width %d", mmproj ? mmproj : model, in, D);
+    }
+    if (rc) {
+        ts_fail_wrap("captioner");
+        llava_destroy(&v);
+        return NULL;
+    }
+    log_info("captioner: ViT %dx%d/%d, %d of %d layers, width %d, %d image tokens; LLM width %d",
+             v->vcfg.image_size, v->vcfg.image_size, v->vcfg.patch_size, v->run_layers, v->vcfg.n_layers, v->vcfg.hidden,
+             llava_image_tokens(v), llm_get_config(v->lm)->dim);
+    return v;
+}
+
+void llava_destroy(llava **self) {
+    llava *v = *self;
+    if (!v) return;
+    llm_destroy(&v->lm);
+    llm_tokenizer_destroy(&v->tok);
+    clip_vision_weights_free(&v->vw);
+    for (int i = 0; i < v->n_shards; i++) safetensors_close(&v->shards[i]);
+    free(v->shards);
+    gguf_close(&v->mmproj);
+    free(v);
+    *self = NULL;
+}
+
+const llm *llava_llm(const llava *self) { return self->lm; }
+const llm_tokenizer *llava_tokenizer(const llava *self) { return self->tok; }
+const clip_vision_config *llava_vision_config(const llava *self) { return &self->vcfg; }
+const image_preprocess_config *llava_preprocess_config(const llava *self) { return &self->pre; }
+int llava_image_token_id(const llava *self) { return self->image_token_id; }
+
+int llava_image_tokens(const llava *self) {
+    return clip_vision_tokens(&self->vcfg) + (self->drop_cls ? 0 : 1);
+}
+
+int llava_encode_images(const llava *self, const float *pixels, int n, float *features) {
+    const clip_vision_config *c = &self->vcfg;
+    const int T = clip_vision_tokens(c) + 1, keep = llava_image_tokens(self), D = c->hidden;
+    const int mid = (int)self->proj1_w.shape[0];
+    float *hidden = ts_aligned_alloc((size_t)n * T * D * sizeof(float));
+    float *sel = ts_aligned_alloc((size_t)n * keep * D * sizeof(float));
+    float *h = ts_aligned_alloc((size_t)n * keep * mid * sizeof(float));
+    int rc = clip_vision_forward(c, &self->vw, pixels, n, self->run_layers, hidden);
+    if (rc == 0) {
+        for (int b = 0; b < n; b++)
+            memcpy(sel + (size_t)b * keep * D, hidden + ((size_t)b * T + (T - keep)) * D, (size_t)keep * D * sizeof(float));
+        int64_t rows = (int64_t)n * keep;
+        rc = linear(h, sel, rows, &self->proj1_w, &self->proj1_b);
+        if (rc == 0) {
+            if (self->proj_gelu_tanh) gelu_tanh(h, h, rows * mid);
+            else gelu_erf(h, h, rows * mid);
+            rc = linear(features, h, rows, &self->proj2_w, &self->proj2_b);
+        }
+    }
+    free(hidden), free(sel), free(h);
+    return rc;
+}
+
+int llava_tokenize_prompt(const llava *self, const char *prompt, int **ids, int *n_ids) {
+    *ids = NULL, *n_ids = 0;
+    if (!self->tok) return ts_fail("captioner: no tokenizer to read the prompt with");
+    const char *at = strstr(prompt, "<image>");
+    if (!at || strstr(at + 7, "<image>")) return ts_fail("captioner: the prompt must hold \"<image>\" exactly once: \"%s\"", prompt);
+    int32_t *a = NULL, *b = NULL;
+    int na = 0, nb = 0;
+    if (llm_tokenize(self->tok, prompt, (size_t)(at - prompt), true, true, &a, &na) ||
+        llm_tokenize(self->tok, at + 7, strlen(at + 7), false, true, &b, &nb)) {
+        free(a);
+        return -1;
+    }
+    int k = llava_image_tokens(self);
+    int *out = ts_malloc((size_t)(na + k + nb) * sizeof(int));
+    for (int i = 0; i < na; i++) out[i] = a[i];
+    for (int i = 0; i < k; i++) out[na + i] = LLM_EMBEDDING_ROW;
+    for (int i = 0; i < nb; i++) out[na + k + i] = b[i];
+    free(a), free(b);
+    *ids = out, *n_ids = na + k + nb;
+    return 0;
+}
+
+int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int n_ids, const float *features,
+                   int max_new, int **out, int *n_out) {
+    *out = NULL, *n_out = 0;
+    const llm_config *c = llm_get_config(self->lm);
+    const int D = c->dim, B = llm_state_max_batch(s), ctx = llm_state_max_ctx(s);
+    if (n_ids + max_new > ctx) return ts_fail("captioner: prompt of %d tokens + %d new exceeds the context (%d)", n_ids, max_new, ctx);
+    /* the image token id of an HF prompt stands for the next feature row, as LLM_EMBEDDING_ROW does */
+    int *tok = ts_malloc((size_t)B * sizeof(int)), *seqs = ts_malloc((size_t)B * sizeof(int)), *pos = ts_malloc((size_t)B * sizeof(int));
+    float *emb = ts_aligned_alloc((size_t)B * D * sizeof(float));
+    float *logits = ts_malloc((size_t)c->vocab_size * sizeof(float));
+    int *gen = ts_malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));
+    int rc = 0, used = 0, n_gen = 0;
+    for (int start = 0; start < n_ids && rc == 0; start += B) {
+        int n = n_ids - start < B ? n_ids - start : B;
+        for (int i = 0; i < n; i++) {
+            int id = ids[start + i];
+            bool image = id == LLM_EMBEDDING_ROW || (self->image_token_id >= 0 && id == self->image_token_id);
+            tok[i] = image ? LLM_EMBEDDING_ROW : id;
+            seqs[i] = seq, pos[i] = start + i;
+            if (image) {
+                if (!features) { rc = ts_fail("captioner: the prompt has image rows but no features were given"); break; }
+                memcpy(emb + (size_t)i * D, features + (size_t)used++ * D, (size_t)D * sizeof(float));
+            }
+        }
+        int last = n - 1;
+        if (rc == 0) rc = llm_forward_embeddings(self->lm, s, n, tok, emb, seqs, pos, start + n == n_ids ? 1 : 0, &last, logits);
+    }
+    for (int step = 0; rc == 0 && step < max_new; step++) {
+        int best = 0;
+        for (int j = 1; j < c->vocab_size; j++)
+            if (logits[j] > logits[best]) best = j;
+        if (best == c->eos_id) break;
+        gen[n_gen++] = best;
+        if (step + 1 == max_new) break;
+        int p = n_ids + step;
+        rc = llm_forward(self->lm, s, 1, &best, &seq, &p, 1, NULL, logits);
+    }
+    free(tok), free(seqs), free(pos), free(emb), free(logits);
+    if (rc) { free(gen); return -1; }
+    *out = gen, *n_out = n_gen;
+    return 0;
+}
