@@ -16,6 +16,7 @@
     X(status,      "progress, rate and ETA of a job from its journal")        \
     X(keygen,      "make a CURVE key pair for the coordinator or a worker")   \
     X(version, "print the version and the features this build has")         \
+    X(mpi_info, "under mpirun: how the ranks form groups (--tp T) and who leads each") \
     X(txt2img, "render a prompt to PNG: tessera txt2img -m MODEL -p PROMPT -o a.png") \
     X(inspect, "list the tensors and metadata of a .safetensors file")  \
     X(complete, "raw continuation of a text by an LLM: tessera complete -m MODEL -p TEXT") \

@@ -7,6 +7,7 @@
  */
 #include "cli/commands.h"
 #include "kernels/base.h"
+#include "kernels/comm.h"
 #include "kernels/tensor.h"
 
 #include <stdio.h>
@@ -74,9 +75,7 @@ int cmd_version(int argc, char **argv) {
 #ifdef TESSERA_HAVE_NCCL
     nccl = 1;
 #endif
-#ifdef TESSERA_HAVE_MPI
-    mpi = 1;
-#endif
+    mpi = comm_have_mpi(); /* kernels/comm_mpi.c built on an MPI library */
     printf("tessera %s\n", TESSERA_VERSION);
     printf("features: openblas=%s onednn=%s cuda=%s nccl=%s mpi=%s openmp=yes threads=%d\n",
            yes_no(blas), yes_no(dnnl), yes_no(cuda), yes_no(nccl), yes_no(mpi), ts_get_threads());

@@ -190,7 +190,7 @@ comm *comm_split(comm *self, int color, int key) {
 
 comm *comm_split_groups(comm *self, int group_size, int *group_index) {
     char why[128];
-    snprintf(why, sizeof why, "%d ranks do not divide into groups of %d", self->size, group_size);
+    snprintf(why, sizeof why, "size %d does not divide into groups of %d", self->size, group_size);
     bool ok = arguments_ok(self, "split into groups", group_size >= 1 && self->size % group_size == 0, why);
     /* The group size goes in the agreement, so ranks asking for different sizes all fail. */
     if (agree_on_call(self, CALL_SPLIT, ok ? (size_t)group_size : 0, DT_U8, 0, ok) != 0) return NULL;

@@ -84,7 +84,7 @@ static void test_single(void) {
     comm_destroy(&group);
     CHECK(group == NULL, "destroy clears the pointer");
     CHECK(comm_split(c, -1, 0) == NULL && contains(ts_last_error(), "color -1"), "%s", ts_last_error());
-    CHECK(comm_split_groups(c, 2, NULL) == NULL && contains(ts_last_error(), "1 ranks do not divide into groups of 2"),
+    CHECK(comm_split_groups(c, 2, NULL) == NULL && contains(ts_last_error(), "size 1 does not divide into groups of 2"),
           "%s", ts_last_error());
     comm_destroy(&c);
     free(x);
@@ -305,7 +305,7 @@ static void test_split(comm *world) {
               "groups of 2: %s", ts_last_error());
     } else {
         char want[96];
-        snprintf(want, sizeof want, "%d ranks do not divide into groups of 2", np);
+        snprintf(want, sizeof want, "size %d does not divide into groups of 2", np);
         CHECK(!pairs && contains(ts_last_error(), want), "refused on every rank: %s", ts_last_error());
     }
     comm_destroy(&pairs);
