@@ -117,9 +117,10 @@ def hf_folder(name, tj, post_processor, config):
 
 def nul_model():
     """A Llama GGUF (SentencePiece vocabulary) whose greedy continuation is <0x00> forever."""
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + ["\u2581a", "\u2581cat", "a", "c", "t"]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + ["\u2581a", "\u2581cat", "a", "c", "t"] + \
+        ["<|im_start|>", "<|im_end|>"]   # a ChatML model, for serve-llm
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + \
-        [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * 5
+        [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * 5 + [gguf.TokenType.CONTROL] * 2
     V, D, F = len(tokens), 32, 64
     nul = tokens.index("<0x00>")
     w = gguf.GGUFWriter(os.path.join(OUT, "nul.gguf"), "llama")
@@ -141,6 +142,7 @@ def nul_model():
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
+    w.add_chat_template(CHATML)
     emb = np.zeros((V, D), np.float32)
     emb[:, 0] = 1.0
     out = np.zeros((V, D), np.float32)
