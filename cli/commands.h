@@ -25,6 +25,7 @@
     X(tokenize, "CLIP token ids of a prompt, one 77-id chunk per line")     \
     X(encode_text, "a prompt through the text encoder(s) into a .npy context") \
     X(expand,  "rewrite short prompts into detailed descriptions with an LLM")  \
+    X(caption, "describe images with a LLaVA-style captioner: tessera caption -m M -i a.jpg") \
     X(serve_llm, "serve an LLM as an OpenAI-compatible /v1/chat/completions")
 
 #define DECLARE_COMMAND(name, summary) int cmd_##name(int argc, char **argv);

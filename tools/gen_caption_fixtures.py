@@ -218,6 +218,36 @@ def write_mmproj(path, model, pre):
     w.close()
 
 
+CORPUS = """A photo of a cat sitting on a wooden table next to a cup of coffee. The background is a
+kitchen with white walls and a window. A rocket launches into a blue sky, leaving a trail of white
+smoke. An astronaut in a white suit stands in front of an American flag. Describe this image in
+detail: the main subject, its surroundings and background, any text in the image, the style and
+the colours. Write a short caption for this image: one sentence that names its main subject.
+USER: ASSISTANT: The image shows a small orange and white cat with green eyes looking at the camera.
+"""
+
+
+def make_tokenizer():
+    """A byte-level BPE of exactly 300 pieces (<unk> <s> </s>, bytes, merges) + <image> = 300,
+    trained here on a few sentences: the tiny model's vocabulary is 320."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([CORPUS] * 4, trainer)
+    assert tok.get_vocab_size() == 300, tok.get_vocab_size()
+    tok.add_special_tokens(["<image>"])
+    assert tok.token_to_id("<image>") == IMAGE_TOKEN
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+CLI_PROMPT = "USER: <image>\nDescribe this image. ASSISTANT:"
+
+
 def captioner():
     model = make_llava()
     folder = os.path.join(OUT, "llava_tiny")
@@ -225,6 +255,18 @@ def captioner():
     pre = CLIPImageProcessorPil(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30},
                                 image_mean=MEAN, image_std=STD)
     pre.save_pretrained(folder)
+    tokenizer = make_tokenizer()
+    tokenizer.save_pretrained(folder)
+    # end to end as transformers' LlavaProcessor runs it: prompt text + image -> caption ids
+    from transformers import LlavaProcessor
+    processor = LlavaProcessor(image_processor=pre, tokenizer=tokenizer, patch_size=6,
+                               vision_feature_select_strategy="default", image_token="<image>",
+                               num_additional_image_tokens=1)
+    inputs = processor(images=Image.open(os.path.join(OUT, "png_down.png")), text=CLI_PROMPT, return_tensors="pt")
+    with torch.no_grad():
+        cli_gen = model.generate(**inputs, max_new_tokens=10, do_sample=False, eos_token_id=2, pad_token_id=0)
+    cli = {"prompt": CLI_PROMPT, "image": "png_down.png", "prompt_ids": [int(i) for i in inputs["input_ids"][0]],
+           "greedy": [int(i) for i in cli_gen[0, inputs["input_ids"].shape[1]:]]}
     n_img = (30 // 6) ** 2
     image = Image.open(os.path.join(OUT, "png_down.png"))
     pixel_values = torch.from_numpy(pre(image, return_tensors="np")["pixel_values"])
@@ -260,7 +302,7 @@ def captioner():
     save_npy("llava_gguf_features.npy", g_feats.reshape(-1, g_feats.shape[-1]).numpy().astype(np.float32))
     save_npy("llava_gguf_logits.npy", g_logits.numpy().astype(np.float32))
     return {"input_ids": [int(i) for i in ids], "image_tokens": n_img, "image_token_id": IMAGE_TOKEN,
-            "greedy": [int(i) for i in gen], "gguf_greedy": [int(i) for i in g_gen], "eos_id": 2}
+            "greedy": [int(i) for i in gen], "gguf_greedy": [int(i) for i in g_gen], "eos_id": 2, "cli": cli}
 
 
 def resample_cases():

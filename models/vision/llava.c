@@ -3,6 +3,7 @@
 #include "models/vision/llava.h"
 #include "kernels/ops.h"
 #include "models/gguf.h"
+#include "models/llm_codec.h"
 #include "models/model_files.h"
 #include "models/safetensors.h"
 
@@ -13,7 +14,8 @@
 
 struct llava {
     llm *lm;
-    llm_tokenizer *tok;
+    llm_codec *codec;           /* NULL when the model carries no usable tokenizer */
+    int end_ids[8], n_end;
     clip_vision_config vcfg;
     clip_vision_weights vw;
     int run_layers;             /* vision layers to run */
@@ -226,8 +228,6 @@ static int open_hf(llava *v, const char *folder) {
     }
     if (read_hf_preprocessor(v, folder)) goto done;
     if (!(v->lm = llm_open(folder))) goto done;
-    v->tok = llm_tokenizer_from_hf(folder);
-    if (!v->tok) log_warn("%s: no usable tokenizer (%s); prompts must be given as ids", folder, ts_last_error());
     rc = 0;
 done:
     cJSON_Delete(cfg);
@@ -273,8 +273,6 @@ static int open_gguf_pair(llava *v, const char *model, const char *mmproj) {
         }
     if (!(v->lm = llm_open(model))) return -1;
     if (!llm_gguf(v->lm)) return ts_fail("%s: the LLM of a GGUF pair must be a GGUF file", model);
-    if (!(v->tok = llm_tokenizer_from_gguf(llm_gguf(v->lm))))
-        log_warn("%s: no usable tokenizer (%s); prompts must be given as ids", model, ts_last_error());
     return 0;
 }
 
@@ -285,6 +283,10 @@ llava *llava_open(const char *model, const char *mmproj) {
     int rc = mmproj ? open_gguf_pair(v, model, mmproj) : model_is_folder(model) ? open_hf(v, model)
            : ts_fail("%s: a captioner is a LlavaForConditionalGeneration folder, or an LLM GGUF with --mmproj", model);
     if (rc == 0) {
+        if (!(v->codec = llm_codec_open(v->lm, model, NULL)))
+            log_warn("%s: no usable tokenizer (%s); prompts must be given as ids", model, ts_last_error());
+        v->n_end = v->codec ? llm_codec_end_ids(v->codec, v->end_ids, 8) : 0;
+        if (v->n_end <= 0 && llm_get_config(v->lm)->eos_id >= 0) v->end_ids[0] = llm_get_config(v->lm)->eos_id, v->n_end = 1;
         int D = llm_get_config(v->lm)->dim, in = v->vcfg.hidden;
         if (v->proj1_w.ndim != 2 || v->proj1_w.shape[1] != in || v->proj2_w.ndim != 2 || v->proj2_w.shape[1] != v->proj1_w.shape[0] ||
             v->proj2_w.shape[0] != D)
@@ -305,7 +307,7 @@ void llava_destroy(llava **self) {
     llava *v = *self;
     if (!v) return;
     llm_destroy(&v->lm);
-    llm_tokenizer_destroy(&v->tok);
+    llm_codec_destroy(&v->codec);
     clip_vision_weights_free(&v->vw);
     for (int i = 0; i < v->n_shards; i++) safetensors_close(&v->shards[i]);
     free(v->shards);
@@ -315,7 +317,7 @@ void llava_destroy(llava **self) {
 }
 
 const llm *llava_llm(const llava *self) { return self->lm; }
-const llm_tokenizer *llava_tokenizer(const llava *self) { return self->tok; }
+llm_codec *llava_codec(const llava *self) { return self->codec; }
 const clip_vision_config *llava_vision_config(const llava *self) { return &self->vcfg; }
 const image_preprocess_config *llava_preprocess_config(const llava *self) { return &self->pre; }
 int llava_image_token_id(const llava *self) { return self->image_token_id; }
@@ -349,13 +351,19 @@ int llava_encode_images(const llava *self, const float *pixels, int n, float *fe
 
 int llava_tokenize_prompt(const llava *self, const char *prompt, int **ids, int *n_ids) {
     *ids = NULL, *n_ids = 0;
-    if (!self->tok) return ts_fail("captioner: no tokenizer to read the prompt with");
+    if (!self->codec) return ts_fail("captioner: no tokenizer to read the prompt with");
     const char *at = strstr(prompt, "<image>");
     if (!at || strstr(at + 7, "<image>")) return ts_fail("captioner: the prompt must hold \"<image>\" exactly once: \"%s\"", prompt);
-    int32_t *a = NULL, *b = NULL;
-    int na = 0, nb = 0;
-    if (llm_tokenize(self->tok, prompt, (size_t)(at - prompt), true, true, &a, &na) ||
-        llm_tokenize(self->tok, at + 7, strlen(at + 7), false, true, &b, &nb)) {
+    int *a = NULL, *b = NULL, na = 0, nb = 0;
+    char *head = ts_malloc((size_t)(at - prompt) + 1);
+    memcpy(head, prompt, (size_t)(at - prompt));
+    head[at - prompt] = 0;
+    /* the text before the image gets the BOS the model asks for; special tokens are parsed
+     * in both parts, as transformers' processor tokenizes around its image tokens */
+    int rc = llm_codec_encode(self->codec, head, true, true, &a, &na);
+    free(head);
+    if (rc == 0) rc = llm_codec_encode(self->codec, at + 7, false, true, &b, &nb);
+    if (rc) {
         free(a);
         return -1;
     }
@@ -400,7 +408,9 @@ int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int
         int best = 0;
         for (int j = 1; j < c->vocab_size; j++)
             if (logits[j] > logits[best]) best = j;
-        if (best == c->eos_id) break;
+        bool end = false;
+        for (int e = 0; e < self->n_end; e++) end |= best == self->end_ids[e];
+        if (end) break;
         gen[n_gen++] = best;
         if (step + 1 == max_new) break;
         int p = n_ids + step;

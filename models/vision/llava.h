@@ -16,7 +16,7 @@
 #define TESSERA_LLAVA_H
 
 #include "models/llm.h"
-#include "models/llm_tokenizer.h"
+#include "models/llm_codec.h"
 #include "models/vision/clip_vision.h"
 #include "models/vision/image_preprocess.h"
 
@@ -28,7 +28,8 @@ llava *llava_open(const char *model, const char *mmproj);
 void llava_destroy(llava **self);
 
 const llm *llava_llm(const llava *self);
-const llm_tokenizer *llava_tokenizer(const llava *self);
+/* The model's tokenizer (GGUF metadata or the folder's tokenizer.json), or NULL. */
+llm_codec *llava_codec(const llava *self);
 const clip_vision_config *llava_vision_config(const llava *self);
 const image_preprocess_config *llava_preprocess_config(const llava *self);
 /* Feature rows one image becomes in the LLM's sequence (576 for ViT-L/14-336). */
@@ -47,7 +48,8 @@ int llava_tokenize_prompt(const llava *self, const char *prompt, int **ids, int 
 /*
  * Greedy caption of one image: prefill of ids (LLM_EMBEDDING_ROW rows take the next row
  * of features in turn), then up to max_new tokens, stopping at an end token (the model's
- * EOS). Uses sequence `seq` of s. *out malloc'd (the end token excluded).
+ * EOS, or its chat template's end of turn). Uses sequence `seq` of s. *out malloc'd (the
+ * end token excluded).
  */
 int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int n_ids, const float *features,
                    int max_new, int **out, int *n_out);

@@ -108,6 +108,15 @@ int main(void) {
         image_rgb8_clear(&img);
         CHECK(llava_image_token_id(hf) == cJSON_GetObjectItem(meta, "image_token_id")->valueint, "image token id");
         check_model("HF", hf, meta, "caption/llava_features.npy", "caption/llava_logits.npy", "greedy");
+        /* the prompt as LlavaProcessor tokenizes it (tokenizer.json, BOS, <image> expanded) */
+        const cJSON *cli = cJSON_GetObjectItem(meta, "cli");
+        int *ids, n_ids, n_want;
+        int *want_ids = json_ints(cJSON_GetObjectItem(cli, "prompt_ids"), &n_want);
+        CHECK_OK(llava_tokenize_prompt(hf, cJSON_GetObjectItem(cli, "prompt")->valuestring, &ids, &n_ids));
+        bool same = n_ids == n_want;
+        for (int i = 0; same && i < n_ids; i++) same = ids[i] == (want_ids[i] == llava_image_token_id(hf) ? LLM_EMBEDDING_ROW : want_ids[i]);
+        CHECK(same, "HF: prompt ids differ from LlavaProcessor's (%d vs %d)", n_ids, n_want);
+        free(ids), free(want_ids);
         llava_destroy(&hf);
     }
     char llm_path[4096];

@@ -1,0 +1,144 @@
+/*
+ * cmd_caption.c — `tessera caption`: images in, captions out, with a LLaVA-style captioner.
+ *
+ *   tessera caption -m MODEL [--mmproj MMPROJ] -i IMAGE [-i IMAGE ...] [--style dsc|ssc]
+ *                   [--alt-text TEXT] [--prompt TEMPLATE] [-n TOKENS] [--pad | --no-pad]
+ *                   [--print-ids]
+ *
+ * MODEL is a LlavaForConditionalGeneration folder, or an LLM GGUF with its --mmproj GGUF
+ * (llama.cpp's pair). One image prints its caption; several print "IMAGE<TAB>caption" per
+ * line. An image that cannot be read is reported on stderr and the others go on (exit 1).
+ * Prompts: models/vision/caption_prompt.h. Greedy decoding, as captions should be.
+ */
+#include "cli/commands.h"
+#include "models/vision/caption_prompt.h"
+#include "models/vision/llava.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(int status) {
+    fprintf(status ? stderr : stdout,
+            "usage: tessera caption -m MODEL [--mmproj MMPROJ] -i IMAGE [-i IMAGE ...] [options]\n"
+            "  -m MODEL            LlavaForConditionalGeneration folder, or the LLM .gguf of a pair\n"
+            "  --mmproj FILE       llama.cpp's mmproj .gguf (vision tower + projector)\n"
+            "  -i IMAGE            JPEG, PNG or WebP (repeatable)\n"
+            "  --style dsc|ssc     descriptive (default) or short caption, as DALL-E 3 names them\n"
+            "  --alt-text TEXT     the image's original alt-text, given as context\n"
+            "  --prompt TEMPLATE   prompt with <image> and optionally {instruction}\n"
+            "                      (default: \"USER: <image>\\n{instruction} ASSISTANT:\")\n"
+            "  -n TOKENS           new tokens at most (default 256)\n"
+            "  --pad / --no-pad    LLaVA-1.5's pad-to-square (default: as the model's files say)\n"
+            "  --print-ids         print the caption's token ids instead of its text\n");
+    return status;
+}
+
+/* The caption's text through the model's detokenizer. */
+static char *caption_text(llm_codec *codec, const int *ids, int n) {
+    llm_detokenizer d = llm_codec_detokenizer(codec);
+    size_t len = 0, cap = 256;
+    char *out = ts_malloc(cap);
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k = 0;
+        const char *piece = d.piece(d.ctx, i ? ids[i - 1] : -1, ids[i], &k);
+        if (!piece) k = 0;
+        if (len + k + 1 > cap) out = ts_realloc(out, cap = 2 * (len + k + 1));
+        for (size_t j = 0; j < k; j++)
+            if (piece[j]) out[len++] = piece[j];   /* a <0x00> byte token has no place in a caption line */
+        out[len] = 0;
+    }
+    /* one line per caption: fold newlines, trim the leading space of SentencePiece */
+    for (char *p = out; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+    char *start = out;
+    while (*start == ' ') start++;
+    memmove(out, start, strlen(start) + 1);
+    return out;
+}
+
+int cmd_caption(int argc, char **argv) {
+    const char *model = NULL, *mmproj = NULL, *alt = NULL, *tpl = NULL;
+    const char **images = ts_calloc((size_t)argc, sizeof *images);
+    int n_images = 0, pad = -1, status = 1;
+    long max_new = 256;
+    bool print_ids = false;
+    caption_style style = CAPTION_DSC;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { free(images); return usage(0); }
+        if (strcmp(a, "--pad") == 0) { pad = 1; continue; }
+        if (strcmp(a, "--no-pad") == 0) { pad = 0; continue; }
+        if (strcmp(a, "--print-ids") == 0) { print_ids = true; continue; }
+        const char *val = i + 1 < argc ? argv[++i] : NULL;
+        if (!val) { fprintf(stderr, "tessera caption: %s needs a value\n", a); free(images); return 2; }
+        if (strcmp(a, "-m") == 0) model = val;
+        else if (strcmp(a, "--mmproj") == 0) mmproj = val;
+        else if (strcmp(a, "-i") == 0) images[n_images++] = val;
+        else if (strcmp(a, "--alt-text") == 0) alt = val;
+        else if (strcmp(a, "--prompt") == 0) tpl = val;
+        else if (strcmp(a, "--style") == 0) {
+            if (caption_style_from_name(val, &style)) { fprintf(stderr, "tessera caption: %s\n", ts_last_error()); free(images); return 2; }
+        } else if (strcmp(a, "-n") == 0) {
+            char *e;
+            max_new = strtol(val, &e, 10);
+            if (*e || max_new < 1) { fprintf(stderr, "tessera caption: bad -n '%s'\n", val); free(images); return 2; }
+        } else { fprintf(stderr, "tessera caption: unknown option '%s'\n", a); free(images); return usage(2); }
+    }
+    if (!model || n_images == 0) { free(images); return usage(2); }
+
+    llava *v = llava_open(model, mmproj);
+    char *prompt = NULL;
+    int *ids = NULL, n_ids = 0;
+    llm_state *s = NULL;
+    float *features = NULL;
+    if (!v || !(prompt = caption_prompt(tpl, style, alt)) || llava_tokenize_prompt(v, prompt, &ids, &n_ids)) {
+        fprintf(stderr, "tessera caption: %s\n", ts_last_error());
+        goto done;
+    }
+    if (!print_ids && !llava_codec(v)) { fprintf(stderr, "tessera caption: the model has no tokenizer; use --print-ids\n"); goto done; }
+    image_preprocess_config pre = *llava_preprocess_config(v);
+    if (pad >= 0) pre.pad_to_square = pad;
+    const int K = llava_image_tokens(v), D = llm_get_config(llava_llm(v))->dim;
+    features = ts_malloc((size_t)K * D * sizeof(float));
+    if (!(s = llm_state_new(llava_llm(v), 1, n_ids + (int)max_new + 1, 512))) {
+        fprintf(stderr, "tessera caption: %s\n", ts_last_error());
+        goto done;
+    }
+    status = 0;
+    for (int i = 0; i < n_images; i++) {
+        image_rgb8 img;
+        float *px = NULL;
+        int H, W, *out = NULL, n_out = 0;
+        double t0 = ts_now();
+        if (image_read(images[i], &img) || image_preprocess(&img, &pre, &px, &H, &W) ||
+            llava_encode_images(v, px, 1, features) || llava_generate(v, s, 0, ids, n_ids, features, (int)max_new, &out, &n_out)) {
+            fprintf(stderr, "tessera caption: %s\n", ts_last_error());
+            status = 1;
+        } else {
+            if (n_images > 1) printf("%s\t", images[i]);
+            if (print_ids) {
+                for (int j = 0; j < n_out; j++) printf("%s%d", j ? " " : "", out[j]);
+                printf("\n");
+            } else {
+                char *text = caption_text(llava_codec(v), out, n_out);
+                printf("%s\n", text);
+                free(text);
+            }
+            fflush(stdout);
+            log_info("%s: %d prompt + %d new tokens in %.2f s", images[i], n_ids, n_out, ts_now() - t0);
+        }
+        free(out);
+        free(px);
+        image_rgb8_clear(&img);
+    }
+done:
+    free(features);
+    llm_state_destroy(&s);
+    free(ids);
+    free(prompt);
+    llava_destroy(&v);
+    free(images);
+    return status;
+}
