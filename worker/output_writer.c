@@ -9,6 +9,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #define KEY_BYTES 100
+#define HASH_HEX 32   /* 128 bits of SHA-256 */
 
 struct output_writer {
     char *dir;
@@ -39,26 +42,44 @@ static bool key_byte_ok(unsigned char c) {
            c >= 0x80;
 }
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+static bool is_hex_lower(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+/* Ends in "-" and HASH_HEX lowercase hex digits: the suffix of a hashed key. */
+static bool has_hash_suffix(const char *s, size_t len) {
+    if (len < HASH_HEX + 1 || s[len - HASH_HEX - 1] != '-') return false;
+    for (size_t i = len - HASH_HEX; i < len; i++)
+        if (!is_hex_lower(s[i])) return false;
+    return true;
 }
 
+static bool verbatim_byte(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; }
+
 void output_key(const char *id, char *key, size_t cap) {
-    size_t n = 0, len = strlen(id);
-    bool changed = len == 0 || len > KEY_BYTES;
-    size_t keep = len > KEY_BYTES ? KEY_BYTES : len;
-    while (keep > 0 && keep < len && ((unsigned char)id[keep] & 0xc0) == 0x80) keep--;   /* whole UTF-8 chars */
-    for (size_t i = 0; i < keep && n + 1 < cap; i++) {
+    size_t len = strlen(id);
+    bool verbatim = len > 0 && len <= KEY_BYTES && !has_hash_suffix(id, len);
+    for (size_t i = 0; verbatim && i < len; i++) verbatim = verbatim_byte((unsigned char)id[i]);
+    if (verbatim && len < cap) { memcpy(key, id, len + 1); return; }
+    /* the readable part: whole UTF-8 characters (the dataset reader checked the encoding) */
+    size_t keep = len > KEY_BYTES ? KEY_BYTES : len, n = 0;
+    while (keep > 0 && keep < len && ((unsigned char)id[keep] & 0xc0) == 0x80) keep--;
+    for (size_t i = 0; i < keep && n + HASH_HEX + 2 < cap; i++) {
         unsigned char c = (unsigned char)id[i];
-        bool ok = key_byte_ok(c);
-        key[n++] = ok ? (char)c : '_';
-        changed = changed || !ok;
+        key[n++] = key_byte_ok(c) ? (char)c : '_';
     }
-    if (n == 0 && cap > 1) key[n++] = '_';
+    while (n > 0 && ((unsigned char)key[n - 1] & 0x80)) { /* never end on half a character */
+        size_t start = n - 1;
+        while (start > 0 && ((unsigned char)key[start] & 0xc0) == 0x80) start--;
+        size_t want = (unsigned char)key[start] >= 0xf0 ? 4 : (unsigned char)key[start] >= 0xe0 ? 3 : 2;
+        if (n - start == want) break;
+        n = start;
+    }
+    if (n == 0) key[n++] = '_';
+    uint8_t h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)id, len);
+    static const char digits[] = "0123456789abcdef";
+    key[n++] = '-';
+    for (int i = 0; i < HASH_HEX / 2; i++) { key[n++] = digits[h[i] >> 4]; key[n++] = digits[h[i] & 15]; }
     key[n] = 0;
-    if (changed && n + 18 <= cap) snprintf(key + n, cap - n, "-%016" PRIx64, fnv1a(id));
 }
 
 bool output_key_is_safe(const char *key) {
@@ -67,6 +88,33 @@ bool output_key_is_safe(const char *key) {
     for (size_t i = 0; i < len; i++)
         if (!key_byte_ok((unsigned char)key[i])) return false;
     return true;
+}
+
+static locale_t utf8_locale;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static void make_utf8_locale(void) {
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (!utf8_locale) utf8_locale = newlocale(LC_CTYPE_MASK, "en_US.UTF-8", (locale_t)0);
+}
+
+locale_t output_utf8_locale_enter(void) {
+    pthread_once(&utf8_once, make_utf8_locale);
+    if (!utf8_locale) { ts_fail("no UTF-8 locale (C.UTF-8) for tar member names"); return (locale_t)0; }
+    return uselocale(utf8_locale);
+}
+
+void output_utf8_locale_leave(locale_t previous) { if (previous) uselocale(previous); }
+
+bool output_storage_errno(int err) {
+    return err == ENOSPC || err == EIO || err == EDQUOT || err == EROFS;
+}
+
+bool output_storage_error_text(const char *text) {
+    static const int errs[] = {ENOSPC, EIO, EDQUOT, EROFS};
+    if (!text) return false;
+    for (size_t i = 0; i < sizeof errs / sizeof *errs; i++)
+        if (strstr(text, strerror(errs[i]))) return true;
+    return false;
 }
 
 static bool ext_ok(const char *ext) {
@@ -147,6 +195,8 @@ static int open_shard(output_writer *w) {
 }
 
 static int tar_member(output_writer *w, const char *name, const void *data, size_t size) {
+    locale_t old = output_utf8_locale_enter();
+    if (!old) return -1;
     struct archive_entry *e = archive_entry_new();
     archive_entry_set_pathname(e, name);
     archive_entry_set_size(e, (la_int64_t)size);
@@ -157,6 +207,7 @@ static int tar_member(output_writer *w, const char *name, const void *data, size
                      (size == 0 || archive_write_data(w->tar, data, size) == (la_ssize_t)size)
                  ? 0 : ts_fail("%s: writing %s: %s", w->tar_tmp, name, archive_error_string(w->tar));
     archive_entry_free(e);
+    output_utf8_locale_leave(old);
     return rc;
 }
 

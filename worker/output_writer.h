@@ -32,11 +32,12 @@
 #ifndef TESSERA_OUTPUT_WRITER_H
 #define TESSERA_OUTPUT_WRITER_H
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define OUTPUT_KEY_MAX 128
+#define OUTPUT_KEY_MAX 160
 
 typedef enum { OUTPUT_FILES, OUTPUT_TAR } output_format;
 
@@ -68,12 +69,33 @@ void output_writer_destroy(output_writer **self);
 int64_t output_writer_shards_closed(const output_writer *self);
 const char *output_writer_last_shard(const output_writer *self);
 
-/* A safe key for a record id: bytes [A-Za-z0-9_-] and UTF-8 (>= 0x80) kept, anything else
- * (including '.', '/', '\', control characters) becomes '_'; at most 100 bytes; when anything
- * had to change, "-" and 16 hex digits of a hash of the id are appended so two ids never
- * share a key. An empty id gives "_-HASH". cap >= OUTPUT_KEY_MAX. */
+/* The file name stem ("key") of a record id. The mapping is injective, so two ids never
+ * share a key, even where the file system folds case or Unicode normalisation forms:
+ *   - an id of 1 to 100 bytes of [a-z0-9_-] that does not end in "-" + 32 hex digits is its
+ *     own key ("photo_001");
+ *   - any other id becomes a readable part (at most 100 bytes, whole UTF-8 characters;
+ *     '.', '/', '\', controls and other ASCII punctuation as '_') followed by "-" and 32 hex
+ *     digits of SHA-256(id) ("caf\xc3\xa9-5d1b...", "A_B-...", "_-..." for the empty id).
+ * Keys of the first kind never end in the suffix of the second, and distinct keys of the
+ * second kind differ in that lowercase ASCII suffix (distinct unless SHA-256 collides), so
+ * neither case folding nor normalisation can make two keys equal. At most 133 bytes: with
+ * an extension and ".tmp.PID" a name stays far below the 255-byte limit of file systems.
+ * cap >= OUTPUT_KEY_MAX. */
 void output_key(const char *id, char *key, size_t cap);
 /* True when key is already safe as output_key would make it (what _add checks). */
 bool output_key_is_safe(const char *key);
+
+/* libarchive converts member names through the calling thread's locale (LC_CTYPE) and fails
+ * on non-ASCII names in the C locale, while record ids are UTF-8: tar writers and readers
+ * switch the thread to C.UTF-8 around their libarchive calls. Returns the locale to restore
+ * with output_utf8_locale_leave, or (locale_t)0 with ts_fail set if no UTF-8 locale exists. */
+locale_t output_utf8_locale_enter(void);
+void output_utf8_locale_leave(locale_t previous);
+
+/* 1 when errno says the storage itself failed (full, quota, read-only, I/O error), not the
+ * record: such an error stops the job instead of counting against a task. */
+bool output_storage_errno(int err);
+/* The same test on an error text (a worker's error message carries strerror's words). */
+bool output_storage_error_text(const char *text);
 
 #endif

@@ -1,11 +1,14 @@
 /* test_output_writer.c — plain files and WebDataset tar shards: contents read back with
- * libarchive's reader, atomic names, no appends to closed shards, safe keys. */
+ * libarchive's reader, atomic names, no appends to closed shards, safe keys that never clash
+ * (expected keys: Python's hashlib.sha256; folding: utf8proc's NFKC_Casefold), UTF-8 member
+ * names. */
 #include "tests/test.h"
 #include "worker/output_writer.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
+#include <utf8proc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,6 +81,46 @@ int main(void) {
     CHECK(strlen(key) < OUTPUT_KEY_MAX && output_key_is_safe(key), "long id: %zu bytes", strlen(key));
     CHECK(!output_key_is_safe("../x") && !output_key_is_safe("a.b") && !output_key_is_safe(""), "is_safe rejects");
 
+    /* keys from hashlib: readable part + "-" + 32 hex digits of sha256(id) */
+    output_key("a/b", key, sizeof key);
+    CHECK(strcmp(key, "a_b-c14cddc033f64b9dea80ea675cf280a0") == 0, "a/b: %s", key);
+    output_key("caf\xc3\xa9", key, sizeof key);
+    CHECK(strcmp(key, "caf\xc3\xa9-850f7dc43910ff890f8879c0ed26fe69") == 0, "café: %s", key);
+    output_key("A", key, sizeof key);
+    CHECK(strcmp(key, "A-559aead08264d5795d3909718cdd05ab") == 0, "A: %s", key);
+    output_key("", key, sizeof key);
+    CHECK(strcmp(key, "_-e3b0c44298fc1c149afbf4c8996fb924") == 0, "empty id: %s", key);
+
+    /* adversarial ids: no two keys equal, even folded by case and Unicode normalisation
+     * (NFKC_Casefold covers case-insensitive and normalising file systems) */
+    static char ids[40][400];
+    int n_ids = 0;
+    const char *plain[] = {"a/b", "a_b-e09ffa510d0f158b", "a_b-c14cddc033f64b9dea80ea675cf280a0", "a_b", "A", "a",
+                           "Photo", "photo", "caf\xc3\xa9", "cafe\xcc\x81", "\xe2\x84\xa6", "\xce\xa9",
+                           "\xef\xac\x81", "fi", "\xc7\x85", "\xc7\x86", "x.png", "x_png", "..", "_", "-", ""};
+    for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) snprintf(ids[n_ids++], sizeof ids[0], "%s", plain[i]);
+    memset(ids[n_ids], 'e', 255); ids[n_ids++][255] = 0;             /* 255 bytes */
+    for (int i = 0; i < 127; i++) memcpy(ids[n_ids] + 2 * i, "\xc3\xa9", 2); /* 254 bytes of é */
+    ids[n_ids++][254] = 0;
+    for (int k = 0; k < 2; k++) { memset(ids[n_ids], 'z', 300); ids[n_ids][300] = (char)('1' + k); ids[n_ids++][301] = 0; }
+    snprintf(ids[n_ids], sizeof ids[0], "%.100s", ids[n_ids - 1]);  /* the first 100 bytes of those */
+    n_ids++;
+    char keys[40][OUTPUT_KEY_MAX];
+    char *folded[40];
+    for (int i = 0; i < n_ids; i++) {
+        output_key(ids[i], keys[i], sizeof keys[i]);
+        CHECK(output_key_is_safe(keys[i]) && strlen(keys[i]) + strlen(".json.tmp.4194304") <= 255,
+              "id #%d: key '%s' (%zu bytes)", i, keys[i], strlen(keys[i]));
+        folded[i] = (char *)utf8proc_NFKC_Casefold((const utf8proc_uint8_t *)keys[i]);
+    }
+    for (int i = 0; i < n_ids; i++)
+        for (int j = i + 1; j < n_ids; j++)
+            CHECK(folded[i] && folded[j] && strcmp(folded[i], folded[j]) != 0, "ids #%d and #%d share key %s / %s", i, j,
+                  keys[i], keys[j]);
+    for (int i = 0; i < n_ids; i++) free(folded[i]);
+    output_key("photo_001-x", key, sizeof key);
+    CHECK(strcmp(key, "photo_001-x") == 0, "a plain lowercase id is its own key: %s", key);
+
     /* plain files */
     char dir[512];
     snprintf(dir, sizeof dir, "%s/files/sub", root);
@@ -125,6 +168,23 @@ int main(void) {
         l = tar_listing(p);
         CHECK(l && strcmp(l, "rec4.png=PNG;rec4.txt=caption 4;rec4.json={};") == 0, "shard 2: %s", l ? l : "(unreadable)");
     }
+    /* non-ASCII ids in tars: UTF-8 member names, in the C locale this test runs in */
+    {
+        char d2[512], p[600];
+        snprintf(d2, sizeof d2, "%s/utf8", root);
+        output_writer *u = output_writer_new(&(output_writer_options){.dir = d2, .format = OUTPUT_TAR});
+        CHECK(u != NULL, "%s", ts_last_error());
+        if (u) {
+            CHECK_OK(add(u, "caf\xc3\xa9", "x"));
+            CHECK_OK(output_writer_finish(&u));
+            snprintf(p, sizeof p, "%s/shard-000000.tar", d2);
+            locale_t old = output_utf8_locale_enter();
+            char *l = tar_listing(p);
+            output_utf8_locale_leave(old);
+            CHECK(l && strncmp(l, "caf\xc3\xa9-850f7dc43910ff890f8879c0ed26fe69.png=", 43) == 0, "utf8 tar: %s", l ? l : "(unreadable)");
+        }
+    }
+
     /* a second writer never appends to or overwrites closed shards */
     w = output_writer_new(&(output_writer_options){.dir = dir, .format = OUTPUT_TAR, .records_per_shard = 2});
     if (w) {
