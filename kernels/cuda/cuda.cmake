@@ -27,11 +27,13 @@ endif()
 set(_tessera_cuda_hints ${TESSERA_CUDA_HINTS} ${CUDAToolkit_LIBRARY_ROOT} ${CUDAToolkit_TARGET_DIR})
 find_path(TESSERA_CUDNN_INCLUDE cudnn.h
   HINTS ${_tessera_cuda_hints} ${CUDAToolkit_INCLUDE_DIRS} PATH_SUFFIXES include)
-find_library(TESSERA_CUDNN_LIB NAMES cudnn libcudnn.so.9
+# NAMES_PER_DIR: the first folder that has either name wins, so a hinted wheel's library
+# goes with that wheel's header
+find_library(TESSERA_CUDNN_LIB NAMES cudnn libcudnn.so.9 NAMES_PER_DIR
   HINTS ${_tessera_cuda_hints} ${CUDAToolkit_LIBRARY_DIR} PATH_SUFFIXES lib lib64)
 find_path(TESSERA_CUBLASLT_INCLUDE cublasLt.h
   HINTS ${CUDAToolkit_INCLUDE_DIRS} ${_tessera_cuda_hints} PATH_SUFFIXES include)
-find_library(TESSERA_CUBLASLT_LIB NAMES cublasLt libcublasLt.so.13
+find_library(TESSERA_CUBLASLT_LIB NAMES cublasLt libcublasLt.so.13 NAMES_PER_DIR
   HINTS ${CUDAToolkit_LIBRARY_DIR} ${_tessera_cuda_hints} PATH_SUFFIXES lib lib64)
 foreach(v TESSERA_CUDNN_INCLUDE TESSERA_CUDNN_LIB TESSERA_CUBLASLT_INCLUDE TESSERA_CUBLASLT_LIB)
   if(NOT ${v})
