@@ -21,13 +21,16 @@ static void print_progress(const coordinator_progress *p, void *ctx) {
 
 int cmd_coordinator(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: tessera coordinator JOB.yaml|JOB.json [--KEY=VALUE ...]\n"
+        printf("usage: tessera coordinator JOB.yaml|JOB.json [--KEY=VALUE ...] [--force-unlock]\n"
                "Runs the coordinator of a job; workers connect to --endpoint (default tcp://*:5555).\n"
+               "One coordinator per output folder: a second one refuses, naming the first.\n"
+               "--force-unlock takes the folder's lock from a coordinator that is gone.\n"
                "With --keys=DIR, CURVE is on: DIR/server.cert_secret and DIR/allow/*.cert.\n"
                "Exit status: 0 complete, 1 stopped (SIGINT/SIGTERM; run again to resume), 2 error.\n\nkeys:\n");
         job_keys_help(stdout);
         return argc < 2 ? 2 : 0;
     }
+    int force_unlock = coordinator_take_force_unlock(&argc, argv);
     job_spec job;
     if (job_from_command_line(&job, argc, argv) < 0) {
         fprintf(stderr, "tessera coordinator: %s\n", ts_last_error());
@@ -38,7 +41,8 @@ int cmd_coordinator(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    coordinator_options o = {.job = &job, .stop = &stop_requested, .progress = print_progress, .curve = job.keys[0] != 0};
+    coordinator_options o = {.job = &job, .stop = &stop_requested, .progress = print_progress, .curve = job.keys[0] != 0,
+                             .force_unlock = force_unlock};
     int rc = coordinator_run(&o, NULL);
     if (rc < 0) { fprintf(stderr, "tessera coordinator: %s\n", ts_last_error()); return 2; }
     return rc;

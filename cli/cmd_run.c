@@ -62,6 +62,7 @@ int cmd_run(int argc, char **argv) {
         job_keys_help(stdout);
         return argc < 2 ? 2 : 0;
     }
+    int force_unlock = coordinator_take_force_unlock(&argc, argv); /* see tessera coordinator --help */
     job_spec job;
     if (job_from_command_line(&job, argc, argv) < 0 || job_check(&job) < 0) {
         fprintf(stderr, "tessera run: %s\n", ts_last_error());
@@ -101,7 +102,7 @@ int cmd_run(int argc, char **argv) {
     }
     int terminal = isatty(2);
     coordinator_options o = {.job = &job, .stop = &stop_requested, .progress = print_progress,
-                             .progress_ctx = &terminal, .curve = 1};
+                             .progress_ctx = &terminal, .curve = 1, .force_unlock = force_unlock};
     /* the coordinator binds first in coordinator_run; workers reconnect until it is up */
     for (int w = 0; w < total; w++) pthread_create(&threads[w], NULL, worker_thread, &wo[w]);
     int rc = coordinator_run(&o, NULL);

@@ -15,14 +15,18 @@
  */
 #include "coordinator/coordinator.h"
 #include "coordinator/dataset.h"
+#include "coordinator/id_set.h"
 #include "coordinator/journal.h"
+#include "coordinator/output_lock.h"
 #include "coordinator/shard_pack.h"
 #include "kernels/base.h"
 #include "proto/wire.h"
+#include "worker/output_writer.h" /* output_storage_error_text */
 
 #include <cjson/cJSON.h>
 #include <czmq.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -103,6 +107,12 @@ typedef struct {
     char read_error_text[1024];
 
     shard_packer *packer;     /* tar layout only */
+    output_lock *lock;        /* one coordinator per output folder */
+    id_set *ids;              /* ids seen, to reject duplicates */
+    FILE *rejects;            /* duplicate ids go here (the dataset reader writes the rest) */
+    uint64_t duplicates;
+    int storage_failed;       /* a write to the output failed: stop, write nothing more */
+    char storage_error[1024];
 
     coordinator_progress p;
     reason_count reasons[MAX_REASONS];
@@ -234,14 +244,28 @@ static int replay_entry(const journal_entry *e, void *ctx) {
     return 0;
 }
 
+/* A write to the output failed (a full disk, a quota, EIO, a read-only remount): hand out
+ * no more work and write nothing more, so what is durable stays consistent (a J_DONE on disk
+ * always has its manifest lines on disk); the run ends with this error and a rerun resumes. */
+static void storage_fail(coordinator *c, const char *what) {
+    if (c->storage_failed) return;
+    c->storage_failed = 1;
+    snprintf(c->storage_error, sizeof c->storage_error, "%s", what);
+}
+
 /* Manifest, then journal: a J_DONE on disk always has its manifest lines on disk. */
 static int group_commit(coordinator *c) {
+    if (c->storage_failed) return -1;
     if (!journal_pending(c->journal)) return 0;
+    int rc;
     if (fflush(c->manifest) != 0 || fdatasync(fileno(c->manifest)) < 0)
-        return ts_fail("%s: %s", c->path_manifest, strerror(errno));
-    if (fflush(c->dead) != 0 || fdatasync(fileno(c->dead)) < 0)
-        return ts_fail("%s: %s", c->path_dead, strerror(errno));
-    return journal_commit(c->journal);
+        rc = ts_fail("%s: %s", c->path_manifest, strerror(errno));
+    else if (fflush(c->dead) != 0 || fdatasync(fileno(c->dead)) < 0)
+        rc = ts_fail("%s: %s", c->path_dead, strerror(errno));
+    else
+        rc = journal_commit(c->journal);
+    if (rc < 0) storage_fail(c, ts_last_error());
+    return rc;
 }
 
 static int commit_cb(void *ctx) { return group_commit(ctx); }
@@ -249,7 +273,8 @@ static int commit_cb(void *ctx) { return group_commit(ctx); }
 static int journal_simple(coordinator *c, journal_type type, uint64_t task_id, uint64_t a, uint64_t b,
                           const char *s) {
     journal_entry e = {.type = type, .task = task_id, .a = a, .b = b, .nstr = s ? 1 : 0, .str = &s};
-    if (journal_append(c->journal, &e) < 0) return -1;
+    if (c->storage_failed) return -1;
+    if (journal_append(c->journal, &e) < 0) { storage_fail(c, ts_last_error()); return -1; }
     return journal_pending(c->journal) >= 4096 ? group_commit(c) : 0;
 }
 
@@ -271,6 +296,7 @@ static void count_in(reason_count *table, const char *reason) {
 }
 
 static void write_stats(coordinator *c) {
+    if (c->storage_failed) return;
     cJSON *o = cJSON_CreateObject();
     coordinator_progress *p = &c->p;
     cJSON_AddStringToObject(o, "kind", c->job->kind);
@@ -303,10 +329,12 @@ static void write_stats(coordinator *c) {
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", c->path_stats);
     FILE *out = fopen(tmp, "w");
-    if (out) {
-        fprintf(out, "%s\n", s);
-        fclose(out);
-        rename(tmp, c->path_stats);
+    int ok = out && fprintf(out, "%s\n", s) >= 0;
+    ok = out && fclose(out) == 0 && ok;
+    if (!ok || rename(tmp, c->path_stats) < 0) {
+        ts_fail("%s: %s", c->path_stats, strerror(errno));
+        unlink(tmp);
+        storage_fail(c, ts_last_error());
     }
     free(s);
     cJSON_Delete(o);
@@ -318,6 +346,25 @@ static void take_record(crecord *r, dataset_record *d, uint64_t index) {
     r->id = d->id; r->prompt = d->prompt; r->negative = d->negative; r->params = d->params_json;
     r->seed = d->seed; r->index = index; r->expanded = NULL; r->fallback = NULL;
     memset(d, 0, sizeof *d);
+}
+
+/* The rule for duplicate ids (id_set.h): the later line is rejected, naming the first. */
+static void reject_duplicate(coordinator *c, uint64_t first_line) {
+    c->duplicates++;
+    char why[160];
+    snprintf(why, sizeof why, "duplicate id (first on line %llu)", (unsigned long long)first_line);
+    log_debug("%s:%llu: rejected: %s", c->job->dataset, (unsigned long long)c->rec.line, why);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "line", (double)c->rec.line);
+    cJSON_AddStringToObject(o, "reason", why);
+    cJSON_AddStringToObject(o, "id", c->rec.id);
+    char *s = cJSON_PrintUnformatted(o);
+    if (!c->storage_failed && (fprintf(c->rejects, "%s\n", s) < 0 || fflush(c->rejects) != 0)) {
+        ts_fail("%s: %s", c->path_rejects, strerror(errno));
+        storage_fail(c, ts_last_error());
+    }
+    free(s);
+    cJSON_Delete(o);
 }
 
 /* Reads one task's records; returns 0 when the dataset ended before any record. */
@@ -337,6 +384,8 @@ static int read_task(coordinator *c) {
             return 0;
         }
         if (rc == 0) { c->dataset_done = 1; break; }
+        uint64_t first = id_set_add(c->ids, c->rec.id, c->rec.line);
+        if (first) { reject_duplicate(c, first); continue; }
         if (!finished && !skip) {
             if (!recs) recs = ts_calloc((size_t)cap, sizeof *recs);
             take_record(&recs[n], &c->rec, c->records_read);
@@ -346,10 +395,10 @@ static int read_task(coordinator *c) {
     }
     if (c->dataset_done) {
         c->p.records_total = c->records_read;
-        c->p.rejected = dataset_rejected(c->ds);
+        c->p.rejected = dataset_rejected(c->ds) + c->duplicates;
         c->p.dataset_done = 1;
         journal_entry e = {.type = J_TOTAL, .task = c->next_task + (n > 0), .a = c->records_read, .b = c->p.rejected};
-        journal_append(c->journal, &e);
+        if (!c->storage_failed && journal_append(c->journal, &e) < 0) storage_fail(c, ts_last_error());
         if (c->packer) shard_packer_set_total(c->packer, c->records_read);
     }
     if (n == 0) { free(recs); return 0; }
@@ -557,6 +606,13 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
         c->p.stale_results++; /* an expired lease's late result, or a duplicate */
         return;
     }
+    /* the storage failed under the worker, not the task: stop rather than dead-letter it */
+    if (res->error && output_storage_error_text(res->error)) { storage_fail(c, res->error); return; }
+    for (size_t i = 0; i < res->n_records; i++)
+        if (res->records[i]->error && output_storage_error_text(res->records[i]->error)) {
+            storage_fail(c, res->records[i]->error);
+            return;
+        }
     if (res->error && res->error[0]) { fail_task(c, t, res->error); return; }
     if (res->n_records != (size_t)t->n) { fail_task(c, t, "protocol: result has the wrong number of records"); return; }
     for (int i = 0; i < t->n; i++) {
@@ -583,7 +639,7 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
         }
         if (!recaption) {
             journal_entry e = {.type = J_EXPANDED, .task = t->id, .a = (uint64_t)t->n, .nstr = (uint32_t)t->n, .str = texts};
-            journal_append(c->journal, &e);
+            if (!c->storage_failed && journal_append(c->journal, &e) < 0) storage_fail(c, ts_last_error());
             t->state = T_WAIT_RENDER;
             t->lease_id = 0;
             push(&c->render_q, t);
@@ -739,7 +795,8 @@ static void receive(coordinator *c, int timeout_ms) {
 static void tick(coordinator *c, double now) {
     if (now - c->last_tick < 0.05) return;
     c->last_tick = now;
-    if (group_commit(c) < 0) log_error("%s", ts_last_error());
+    group_commit(c);
+    if (c->storage_failed) return;
     expire_leases(c, now);
     if (now - c->last_heartbeat >= c->job->heartbeat_seconds) {
         c->last_heartbeat = now;
@@ -757,12 +814,13 @@ static void tick(coordinator *c, double now) {
             w = zhashx_next(c->peers);
         }
     }
-    if (c->packer && shard_packer_pack_ready(c->packer, c->journal, commit_cb, c) < 0) log_error("%s", ts_last_error());
+    if (c->packer && !c->storage_failed && shard_packer_pack_ready(c->packer, c->journal, commit_cb, c) < 0)
+        storage_fail(c, ts_last_error());
     c->p.workers = zhashx_size(c->peers);
     c->p.elapsed = now - c->started;
     uint64_t fresh = c->p.records_done - c->done_at_start;
     c->p.records_per_s = c->p.elapsed > 0 ? fresh / c->p.elapsed : 0;
-    if (!c->dataset_done) c->p.rejected = c->ds ? dataset_rejected(c->ds) : 0;
+    if (!c->dataset_done) c->p.rejected = (c->ds ? dataset_rejected(c->ds) : 0) + c->duplicates;
     if (now - c->last_stats >= 5) { c->last_stats = now; write_stats(c); }
     if (c->opt->progress && now - c->last_progress >= 0.5) {
         c->last_progress = now;
@@ -824,6 +882,16 @@ static int cut_to(const char *path, uint64_t size) {
     return 0;
 }
 
+int coordinator_take_force_unlock(int *argc, char **argv) {
+    int found = 0, n = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--force-unlock")) { found = 1; continue; }
+        argv[n++] = argv[i];
+    }
+    *argc = n;
+    return found;
+}
+
 int coordinator_make_dirs(const char *path) {
     char p[4096];
     snprintf(p, sizeof p, "%s", path);
@@ -837,9 +905,47 @@ int coordinator_make_dirs(const char *path) {
     return 0;
 }
 
+/* A writer's temporary file (NAME.tmp.PID from workers, NAME.tmp from the packer and the
+ * stats) whose writer died is never renamed into place; at start, with the folder locked,
+ * they are removed from the output folder, the staging folders and the shard folders. */
+static int is_temp_name(const char *name) {
+    size_t n = strlen(name);
+    return strstr(name, ".tmp.") != NULL || (n > 4 && !strcmp(name + n - 4, ".tmp"));
+}
+
+static int is_shard_folder(const char *name) {
+    size_t n = strlen(name);
+    if (n < 5) return 0;
+    for (size_t i = 0; i < n; i++) if (name[i] < '0' || name[i] > '9') return 0;
+    return 1;
+}
+
+static uint64_t remove_temps(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    uint64_t removed = 0;
+    struct dirent *e;
+    char path[4400];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (is_temp_name(e->d_name)) { if (unlink(path) == 0) removed++; continue; }
+        if (depth == 0 && (is_shard_folder(e->d_name) || !strcmp(e->d_name, ".staging")))
+            removed += remove_temps(path, strcmp(e->d_name, ".staging") ? 2 : 1);
+        else if (depth == 1 && is_shard_folder(e->d_name))
+            removed += remove_temps(path, 2);
+    }
+    closedir(d);
+    return removed;
+}
+
 static int open_outputs(coordinator *c) {
     const job_spec *j = c->job;
     if (coordinator_make_dirs(j->output) < 0) return -1;
+    c->lock = output_lock_take(j->output, j->endpoint, c->opt->force_unlock);
+    if (!c->lock) return -1;
+    uint64_t stale = remove_temps(j->output, 0);
+    if (stale) log_info("%s: removed %llu temporary files left by writers that died", j->output, (unsigned long long)stale);
     snprintf(c->path_journal, sizeof c->path_journal, "%s/journal.tsj", j->output);
     snprintf(c->path_manifest, sizeof c->path_manifest, "%s/manifest.jsonl", j->output);
     snprintf(c->path_stats, sizeof c->path_stats, "%s/stats.json", j->output);
@@ -869,18 +975,26 @@ static int open_outputs(coordinator *c) {
     };
     /* the dataset is read again from the top, so its rejects are written again */
     FILE *r = fopen(c->path_rejects, "w");
-    if (r) fclose(r);
+    if (!r || fclose(r) != 0) return ts_fail("%s: %s", c->path_rejects, strerror(errno));
     c->ds = dataset_open(j->dataset, &o);
     if (!c->ds) return -1;
+    c->ids = id_set_new();
+    c->rejects = fopen(c->path_rejects, "a");
+    if (!c->ids || !c->rejects) return ts_fail("%s: cannot open: %s", c->path_rejects, strerror(errno));
     const char *kind = j->kind;
     journal_entry e = {.type = J_START, .a = TS_WIRE_VERSION, .nstr = 1, .str = &kind};
     return journal_append(c->journal, &e);
 }
 
 static void teardown(coordinator *c) {
-    if (c->journal) { group_commit(c); journal_destroy(&c->journal); }
+    if (c->journal) {
+        if (group_commit(c) == 0) journal_destroy(&c->journal);
+        else journal_abandon(&c->journal); /* what is pending may lack its manifest lines */
+    }
     if (c->manifest) fclose(c->manifest);
     if (c->dead) fclose(c->dead);
+    if (c->rejects) fclose(c->rejects);
+    id_set_destroy(&c->ids);
     dataset_destroy(&c->ds);
     dataset_record_clear(&c->rec);
     if (c->ring) for (uint64_t i = 0; i < c->cap; i++) if (c->ring[i].used) free_task(&c->ring[i]);
@@ -889,6 +1003,7 @@ static void teardown(coordinator *c) {
     zsock_destroy(&c->router);
     zactor_destroy(&c->auth);
     shard_packer_destroy(&c->packer);
+    output_lock_release(&c->lock); /* last: nothing of this run writes after it */
 }
 
 int coordinator_run(const coordinator_options *opt, coordinator_progress *final) {
@@ -913,12 +1028,16 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
     for (;;) {
         if (opt->stop && *opt->stop) { rc = 1; break; }
         fill_queues(&c);
-        if (c.read_error) { rc = -1; break; }
+        if (c.read_error || c.storage_failed) { rc = -1; break; }
         dispatch_all(&c);
         receive(&c, 20);
         tick(&c, ts_now());
+        if (c.storage_failed) { rc = -1; break; }
         int all_done = c.dataset_done && c.watermark >= c.next_task;
-        if (all_done && c.packer) all_done = shard_packer_pack_ready(c.packer, c.journal, commit_cb, &c) == 0 && shard_packer_idle(c.packer);
+        if (all_done && c.packer) {
+            if (shard_packer_pack_ready(c.packer, c.journal, commit_cb, &c) < 0) { storage_fail(&c, ts_last_error()); rc = -1; break; }
+            all_done = shard_packer_idle(c.packer);
+        }
         if (all_done) {
             c.p.complete = 1;
             char staging[1300];
@@ -930,7 +1049,7 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
     }
     /* tell the workers; on SIGINT they exit too (a later run resumes) */
     for (worker_peer *w = zhashx_first(c.peers); w; w = zhashx_next(c.peers)) send_simple(&c, w, 1);
-    group_commit(&c);
+    if (group_commit(&c) < 0) { rc = -1; c.p.complete = 0; }
     c.p.elapsed = ts_now() - c.started;
     c.p.workers = zhashx_size(c.peers);
     c.p.records_per_s = c.p.elapsed > 0 ? (c.p.records_done - c.done_at_start) / c.p.elapsed : 0;
@@ -943,5 +1062,8 @@ out:
     if (final) *final = c.p;
     teardown(&c);
     if (c.read_error) ts_fail("reading the dataset: %s", c.read_error_text);
+    else if (c.storage_failed)
+        ts_fail("stopped on a storage failure: %s (everything journalled before it is kept; run the same "
+                "command again once the storage is fixed to resume)", c.storage_error);
     return rc;
 }

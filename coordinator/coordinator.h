@@ -8,6 +8,13 @@
  *   stats.json         counts, failures, rates         rejects.jsonl   bad dataset lines
  *   dead_letter.jsonl  tasks given up, with reasons    keys/           CURVE keys of `tessera run`
  *   NNNNN/ or NNNNN.tar  the records of shard NNNNN (index / shard_size)
+ *   NNNNN-rK.tar       records of closed shard NNNNN that a damaged journal made be redone
+ *                      and that the closed tar lacked (shard_pack.h)
+ *   coordinator.lock   held while a coordinator runs on the folder (output_lock.h)
+ *
+ * Storage faults: a failed write to the output folder (ENOSPC, EDQUOT, EIO, EROFS, by the
+ * coordinator or a worker) stops the run with -1 and one line saying what failed; nothing is
+ * written after it, so a rerun resumes from what was durable. Duplicate ids: id_set.h.
  */
 #ifndef TESSERA_COORDINATOR_H
 #define TESSERA_COORDINATOR_H
@@ -36,12 +43,17 @@ typedef struct {
     const char *extra_endpoint;        /* also bind here (bench: inproc://...) */
     uint64_t stop_after_tasks;         /* bench: stop once this many tasks are done (0: all) */
     int curve;                         /* 1: CURVE with job->keys (server cert + allow/) */
+    int force_unlock;                  /* take the output folder's lock from a gone holder */
 } coordinator_options;
+
+/* Removes "--force-unlock" from argv (for tessera coordinator / run); 1 if it was there. */
+int coordinator_take_force_unlock(int *argc, char **argv);
 
 /* mkdir -p. */
 int coordinator_make_dirs(const char *path);
 
-/* Runs until the job is complete (returns 0), stopped (1) or broken (-1, ts_fail set). */
+/* Runs until the job is complete (returns 0), stopped (1) or broken (-1, ts_fail set: a
+ * storage failure, an unreadable dataset, a locked output folder). */
 int coordinator_run(const coordinator_options *options, coordinator_progress *final);
 
 #endif

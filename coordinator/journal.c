@@ -21,15 +21,31 @@ struct journal {
     size_t cap;
     uint8_t *out;            /* entries not yet written to the file */
     size_t out_len, out_cap;
+    uint64_t durable;        /* file size after the last good commit */
+    int broken;              /* a write or fsync failed: nothing more is written */
+    char why[512];
 };
 
 #define JOURNAL_BUFFER (1u << 20)
+
+/* After a failed write (a full disk, EIO) part of an entry may be in the file. Nothing is
+ * written after it, ever: the journal refuses every later append and commit, the torn bytes
+ * are cut back to the last commit if the file system lets us, and otherwise the next open
+ * cuts them as a torn tail. So the journal never holds good entries after a torn one. */
+static int break_journal(journal *j, const char *what, int err) {
+    snprintf(j->why, sizeof j->why, "%s: journal %s: %s", j->path, what, strerror(err));
+    j->broken = 1;
+    j->out_len = 0;
+    if (ftruncate(j->fd, (off_t)j->durable) == 0) fdatasync(j->fd);
+    return ts_fail("%s", j->why);
+}
 
 static int write_all(journal *j, const uint8_t *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(j->fd, p, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return ts_fail("%s: journal write: %s", j->path, strerror(errno));
+        if (w < 0) return break_journal(j, "write", errno);
+        if (w == 0) return break_journal(j, "write", EIO);
         p += w; n -= (size_t)w;
     }
     return 0;
@@ -134,7 +150,7 @@ journal *journal_open(const char *path, journal_visit visit, void *ctx) {
     journal *j = ts_calloc(1, sizeof *j);
     j->path = ts_strdup(path);
     j->fd = fd;
-    j->size = (uint64_t)good;
+    j->size = j->durable = (uint64_t)good;
     return j;
 }
 
@@ -151,6 +167,7 @@ int journal_replay(const char *path, journal_visit visit, void *ctx, uint64_t *t
 }
 
 int journal_append(journal *j, const journal_entry *e) {
+    if (j->broken) return ts_fail("%s", j->why);
     size_t n = FIXED_BODY;
     for (uint32_t i = 0; i < e->nstr; i++) n += 4 + (e->len ? e->len[i] : strlen(e->str[i])) + 1;
     if (n > JOURNAL_MAX_ENTRY) return ts_fail("%s: journal entry of %zu bytes is too large", j->path, n);
@@ -193,20 +210,30 @@ int journal_append(journal *j, const journal_entry *e) {
 }
 
 int journal_commit(journal *j) {
+    if (j->broken) return ts_fail("%s", j->why);
     if (!j->pending) return 0;
     if (flush_out(j) < 0) return -1;
-    if (fdatasync(j->fd) < 0) return ts_fail("%s: fsync: %s", j->path, strerror(errno));
+    /* after a failed fsync the kernel may have dropped the pages: what is on disk is unknown */
+    if (fdatasync(j->fd) < 0) return break_journal(j, "fsync", errno);
     j->pending = 0;
+    j->durable = j->size;
     return 0;
 }
+
+int journal_broken(const journal *j) { return j->broken; }
 
 uint64_t journal_pending(const journal *j) { return j->pending; }
 uint64_t journal_size(const journal *j) { return j->size; }
 
+void journal_abandon(journal **self) {
+    if (*self) (*self)->broken = 1;
+    journal_destroy(self);
+}
+
 void journal_destroy(journal **self) {
     journal *j = *self;
     if (!j) return;
-    journal_commit(j);
+    if (!j->broken) journal_commit(j);
     close(j->fd);
     free(j->buf); free(j->out); free(j->path);
     free(j);

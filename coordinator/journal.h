@@ -9,6 +9,9 @@
  * then simply done again (the coordinator cuts the manifest back to match). At open
  * the journal is replayed; the first entry that is short or fails its checksum marks a
  * torn tail, which is cut off so new entries follow the last good one.
+ * A write or fsync that fails (ENOSPC, EIO, EDQUOT, EROFS) breaks the journal for the rest of
+ * the process: the bytes after the last good commit are cut back where possible, and every
+ * later append or commit fails with the first error, so no entry ever follows a torn one.
  */
 #ifndef TESSERA_JOURNAL_H
 #define TESSERA_JOURNAL_H
@@ -48,8 +51,14 @@ int journal_replay(const char *path, journal_visit visit, void *ctx, uint64_t *t
 int journal_append(journal *self, const journal_entry *e);
 /* Writes and fsyncs what was appended since the last commit (no-op when nothing was). */
 int journal_commit(journal *self);
+/* 1 once a write or fsync has failed (see above). */
+int journal_broken(const journal *self);
 uint64_t journal_pending(const journal *self);
 uint64_t journal_size(const journal *self);
+/* Commits what is pending, then closes. */
 void journal_destroy(journal **self);
+/* Closes without writing what is pending (after a storage failure elsewhere: entries whose
+ * manifest lines may not be on disk must not become durable). */
+void journal_abandon(journal **self);
 
 #endif

@@ -1,12 +1,14 @@
 /* shard_pack.c — counts finished records per shard and packs full shards into tars (see shard_pack.h). */
 #include "coordinator/shard_pack.h"
 #include "kernels/base.h"
+#include "worker/output_writer.h" /* output_utf8_locale_enter */
 
 #include <archive.h>
 #include <archive_entry.h>
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,19 +128,28 @@ static uint64_t expected(const shard_packer *p, uint64_t shard) {
     return p->total - start < p->size ? p->total - start : p->size;
 }
 
+/* Reads a whole staged file; its size in *n. NULL (ts_fail set) on error. */
+static char *read_whole(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { ts_fail("%s: %s", path, strerror(errno)); return NULL; }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0) { ts_fail("%s: %s", path, strerror(errno)); fclose(f); return NULL; }
+    char *buf = ts_malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+    *n = fread(buf, 1, (size_t)st.st_size, f);
+    int bad = ferror(f) || *n != (size_t)st.st_size;
+    fclose(f);
+    if (bad) { ts_fail("%s: short read", path); free(buf); return NULL; }
+    return buf;
+}
+
 static int pack_entry(struct archive *a, const char *dir, const char *name) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ts_fail("%s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = ts_malloc(n > 0 ? (size_t)n : 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
+    size_t got;
+    char *buf = read_whole(path, &got);
+    if (!buf) return -1;
     struct archive_entry *e = archive_entry_new();
-    archive_entry_set_pathname(e, name);
+    archive_entry_set_pathname(e, name); /* UTF-8: the thread runs in C.UTF-8 (output_utf8_locale_enter) */
     archive_entry_set_size(e, (la_int64_t)got);
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0644);
@@ -154,31 +165,113 @@ static int pack_entry(struct archive *a, const char *dir, const char *name) {
 /* Skips hidden names and the temporary files of a writer that died mid-write (KEY.png.tmp.PID). */
 static int is_member(const struct dirent *d) { return d->d_name[0] != '.' && !strstr(d->d_name, ".tmp."); }
 
-int shard_pack_folder(const char *dir, const char *tar_path) {
-    struct stat st;
-    if (stat(dir, &st) < 0 && errno == ENOENT && stat(tar_path, &st) == 0)
-        return 0; /* packed and cleaned up before; never rewrite a closed shard */
+static int fsync_dir_of(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ts_fail("%s: %s", dir, strerror(errno));
+    int rc = fsync(fd) < 0 && errno != EINVAL ? ts_fail("%s: fsync: %s", dir, strerror(errno)) : 0;
+    close(fd);
+    return rc;
+}
+
+/* Writes names[] (members of dir) into a new tar at tar_path: written to a temporary file,
+ * fsynced, then linked into place, which fails rather than replace a tar already there. */
+static int write_tar(const char *dir, struct dirent **names, int n, const char *tar_path) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", tar_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return ts_fail("%s: %s", tmp, strerror(errno));
     struct archive *a = archive_write_new();
     archive_write_set_format_pax_restricted(a);
-    if (archive_write_open_filename(a, tmp) != ARCHIVE_OK) {
-        int rc = ts_fail("%s: %s", tmp, archive_error_string(a));
-        archive_write_free(a);
-        return rc;
-    }
-    struct dirent **names = NULL;
-    int n = scandir(dir, &names, is_member, alphasort); /* name order keeps key.* together */
     int rc = 0;
-    for (int i = 0; i < n; i++) {
-        if (rc == 0) rc = pack_entry(a, dir, names[i]->d_name);
-        free(names[i]);
-    }
-    free(names);
+    if (archive_write_open_fd(a, fd) != ARCHIVE_OK) rc = ts_fail("%s: %s", tmp, archive_error_string(a));
+    for (int i = 0; i < n && rc == 0; i++)
+        if (names[i]) rc = pack_entry(a, dir, names[i]->d_name);
     if (archive_write_close(a) != ARCHIVE_OK && rc == 0) rc = ts_fail("%s: %s", tmp, archive_error_string(a));
     archive_write_free(a);
-    if (rc == 0 && rename(tmp, tar_path) < 0) rc = ts_fail("%s: rename: %s", tar_path, strerror(errno));
-    if (rc < 0) unlink(tmp);
+    if (rc == 0 && fsync(fd) < 0) rc = ts_fail("%s: fsync: %s", tmp, strerror(errno));
+    if (close(fd) < 0 && rc == 0) rc = ts_fail("%s: close: %s", tmp, strerror(errno));
+    if (rc == 0 && link(tmp, tar_path) < 0)
+        rc = errno == EEXIST ? ts_fail("%s: exists already; a closed shard is never rewritten", tar_path)
+                             : ts_fail("%s: link: %s", tar_path, strerror(errno));
+    unlink(tmp);
+    if (rc == 0) rc = fsync_dir_of(tar_path);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Member names of a closed tar, sorted (for bsearch); -1 if it cannot be read. */
+static int tar_names(const char *tar_path, char ***out, size_t *count) {
+    struct archive *a = archive_read_new();
+    archive_read_support_format_tar(a);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    if (archive_read_open_filename(a, tar_path, 1 << 16) != ARCHIVE_OK) {
+        rc = ts_fail("%s: %s", tar_path, archive_error_string(a));
+    } else {
+        struct archive_entry *e;
+        int r;
+        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+            if (n == cap) { cap = cap ? 2 * cap : 64; names = ts_realloc(names, cap * sizeof *names); }
+            names[n++] = ts_strdup(archive_entry_pathname(e));
+        }
+        if (r != ARCHIVE_EOF) rc = ts_fail("%s: damaged tar: %s", tar_path, archive_error_string(a));
+    }
+    archive_read_free(a);
+    qsort(names, n, sizeof *names, cmp_str);
+    *out = names;
+    *count = n;
+    return rc;
+}
+
+/* A shard whose tar exists already (its J_SHARD was lost with a damaged journal, or the
+ * coordinator died between the rename and the journal): the redone records staged for it
+ * are checked against the tar. Those in it are dropped; any missing are said loudly and
+ * written to a new tar NNNNN-rK.tar beside it, so nothing is lost and nothing rewritten. */
+static int repack_closed(const char *dir, const char *tar_path, struct dirent **names, int n) {
+    char **have = NULL;
+    size_t n_have = 0;
+    int rc = tar_names(tar_path, &have, &n_have);
+    int missing = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *name = names[i]->d_name;
+        if (bsearch(&name, have, n_have, sizeof *have, cmp_str)) { free(names[i]); names[i] = NULL; }
+        else missing++;
+    }
+    for (size_t i = 0; i < n_have; i++) free(have[i]);
+    free(have);
+    if (rc < 0 || missing == 0) return rc;
+    char repair[4200], base[4200];
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(tar_path) - 4), tar_path); /* without ".tar" */
+    struct stat st;
+    for (int k = 1;; k++) {
+        snprintf(repair, sizeof repair, "%s-r%d.tar", base, k);
+        if (stat(repair, &st) < 0) break;
+    }
+    log_warn("%s is closed but lacks %d of the files staged for it (journal damaged?): they go to %s",
+             tar_path, missing, repair);
+    return write_tar(dir, names, n, repair);
+}
+
+int shard_pack_folder(const char *dir, const char *tar_path) {
+    struct stat st;
+    int closed = stat(tar_path, &st) == 0;
+    if (stat(dir, &st) < 0 && errno == ENOENT && closed)
+        return 0; /* packed and cleaned up before; never rewrite a closed shard */
+    locale_t old = output_utf8_locale_enter();
+    if (!old) return -1;
+    struct dirent **names = NULL;
+    int n = scandir(dir, &names, is_member, alphasort); /* name order keeps key.* together */
+    int rc = n < 0 ? ts_fail("%s: %s", dir, strerror(errno)) : 0;
+    if (rc == 0) rc = closed ? repack_closed(dir, tar_path, names, n) : write_tar(dir, names, n, tar_path);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    output_utf8_locale_leave(old);
     return rc;
 }
 
@@ -220,7 +313,7 @@ int shard_packer_pack_ready(shard_packer *p, journal *j, int (*commit)(void *ctx
         if (!s) continue;
         if (!done[k].ok) {
             rc = ts_fail("closing shard %llu: %s", (unsigned long long)done[k].shard, done[k].error);
-            s->packing = 0; /* tried again at the next tick */
+            s->packing = 0; /* the coordinator stops on this error; the next run packs again */
             continue;
         }
         char dir[4096], tar[4096], name[32];
