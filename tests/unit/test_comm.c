@@ -5,12 +5,17 @@
  * Run by ctest, it tests the single-rank comm, then starts itself under
  *   mpirun -np N --allow-run-as-root --oversubscribe   for N = 2, 3, 4
  * where every rank runs the MPI tests: odd and empty sizes, split groups used side by side,
- * and ranks that disagree on a call (all must fail with the same message, none may hang).
+ * ranks that disagree on a call (all must fail with the same message, none may hang), and a
+ * comm used from a thread other than the one that made it (MPI_THREAD_SERIALIZED).
  */
 #include "kernels/comm.h"
 #include "tests/test.h"
 
 #include <limits.h>
+#include <pthread.h>
+#ifdef TESSERA_HAVE_MPI
+#include <mpi.h>
+#endif
 #include <stdarg.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -335,6 +340,37 @@ static void test_unchecked_and_second_world(comm *world) {
     free(x); free(want);
 }
 
+typedef struct {
+    comm *c;
+    float *x;
+    size_t n;
+    int rc;
+} thread_job;
+
+static void *reduce_on_thread(void *arg) {
+    thread_job *job = arg;
+    job->rc = comm_all_reduce_sum(job->c, job->x, job->x, job->n, DT_F32);
+    return NULL;
+}
+
+/* MPI_THREAD_SERIALIZED: a comm made on the main thread is used from another one. */
+static void test_other_thread(comm *world) {
+    int rank = comm_rank(world), np = comm_size(world);
+    float x[13];
+    for (int i = 0; i < 13; i++) x[i] = (float)(rank + i);
+#ifdef TESSERA_HAVE_MPI
+    int level = -1;
+    MPI_Query_thread(&level);
+    CHECK(level >= MPI_THREAD_SERIALIZED, "MPI thread level %d", level);
+#endif
+    thread_job job = {world, x, 13, -1};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, reduce_on_thread, &job) == 0, "pthread_create");
+    pthread_join(thread, NULL);
+    CHECK(job.rc == 0 && x[0] == np * (np - 1) / 2.0f && x[12] == np * (np - 1) / 2.0f + 12.0f * np,
+          "all-reduce from another thread: %s", ts_last_error());
+}
+
 int main(void) {
     TEST_BEGIN();
     if (!comm_under_launcher()) {
@@ -354,6 +390,7 @@ int main(void) {
     test_mismatches(world);
     test_split(world);
     test_unchecked_and_second_world(world);
+    test_other_thread(world);
     comm_destroy(&world);
     return TEST_END();
 }
