@@ -34,7 +34,8 @@ for i in (1, 2):
             texts[k.decode("latin-1")] = v.decode("latin-1")
         pos += 12 + n
     assert ihdr == (64, 48, 8, 2), ihdr          # 64x48, 8-bit, truecolour
-    assert texts.get("parameters") == want, repr(texts.get("parameters"))
+    # each image of the batch says where it is in it (A1111's keys), so it can be made again
+    assert texts.get("parameters") == want + f", Batch size: 2, Batch pos: {i - 1}", repr(texts.get("parameters"))
 hdr = open(f"{tmp}/lat.npy", "rb").read(128).decode("latin-1")
 import ast
 meta = ast.literal_eval(hdr[hdr.index('{'):hdr.index('}') + 1])
