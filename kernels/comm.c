@@ -160,6 +160,20 @@ int comm_broadcast(comm *self, void *data, size_t bytes, int root) {
     return 0;
 }
 
+int comm_broadcast_message(comm *self, void **data, size_t *bytes, int root) {
+    uint64_t length = self->rank == root ? (uint64_t)*bytes : 0;
+    if (comm_broadcast(self, &length, sizeof length, root) != 0) return -1;
+    if (self->rank == root) return comm_broadcast(self, *data, (size_t)length, root);
+    void *message = length ? ts_malloc((size_t)length) : NULL;
+    if (comm_broadcast(self, message, (size_t)length, root) != 0) {
+        free(message);
+        return -1;
+    }
+    *data = message;
+    *bytes = (size_t)length;
+    return 0;
+}
+
 int comm_barrier(comm *self) {
     /* The checked agreement is an all-gather: it already waits for every rank. */
     if (self->checked) return agree_on_call(self, CALL_BARRIER, 0, DT_U8, 0, true);

@@ -62,6 +62,10 @@ int comm_all_reduce_sum(comm *self, const void *send, void *recv, size_t count, 
 int comm_all_gather(comm *self, const void *send, void *recv, size_t bytes);
 /* data (bytes long on every rank) is replaced by root's on every other rank. */
 int comm_broadcast(comm *self, void *data, size_t bytes, int root);
+/* A message whose length only root knows (a task, say): root passes *data and *bytes; every
+ * other rank gets a new buffer in *data (free it; NULL when the message is empty) and its
+ * length in *bytes. Two broadcasts: the length, then the bytes. */
+int comm_broadcast_message(comm *self, void **data, size_t *bytes, int root);
 int comm_barrier(comm *self);
 
 void comm_set_checked(comm *self, bool checked);

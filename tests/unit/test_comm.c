@@ -73,6 +73,10 @@ static void test_single(void) {
     CHECK_OK(comm_all_gather(c, x, gathered, sizeof gathered));
     CHECK(memcmp(gathered, x, sizeof gathered) == 0, "gather over one rank");
     CHECK_OK(comm_broadcast(c, got, sizeof got, 0));
+    void *message = got;
+    size_t message_bytes = sizeof got;
+    CHECK(comm_broadcast_message(c, &message, &message_bytes, 0) == 0 && message == got &&
+          message_bytes == sizeof got, "message to oneself: %s", ts_last_error());
     CHECK_OK(comm_barrier(c));
     CHECK_OK(comm_all_reduce_sum(c, NULL, NULL, 0, DT_F32));
 
@@ -215,6 +219,19 @@ static void test_gather_broadcast(comm *world) {
     for (size_t i = 0; same && i < n; i++) same = data[i] == (uint8_t)payload[i];
     CHECK(same, "broadcast of %zu bytes from rank %d", n, np - 1);
     CHECK_OK(comm_broadcast(world, NULL, 0, 0));
+
+    /* A message whose length only the root knows (a task handed to a group). */
+    void *message = rank == np - 1 ? data : NULL;
+    size_t message_bytes = rank == np - 1 ? n : 0;
+    CHECK_OK(comm_broadcast_message(world, &message, &message_bytes, np - 1));
+    same = message_bytes == 100003;
+    for (size_t i = 0; same && i < message_bytes; i++) same = ((uint8_t *)message)[i] == (uint8_t)payload[i];
+    CHECK(same, "message of %zu bytes from rank %d", message_bytes, np - 1);
+    if (rank != np - 1) free(message);
+    message = NULL;
+    message_bytes = rank == 0 ? 0 : 5;
+    CHECK_OK(comm_broadcast_message(world, &message, &message_bytes, 0));
+    CHECK(message == NULL && message_bytes == 0, "empty message: %zu bytes", message_bytes);
     CHECK_OK(comm_barrier(world));
     free(payload); free(data);
 }
