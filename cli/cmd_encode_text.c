@@ -6,6 +6,7 @@
  * With -n the batch is [negative, positive], padded to the same number of chunks (the
  * classifier-free guidance pair, in diffusers' order).
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "models/npy.h"
 #include "models/text_conditioning.h"
@@ -37,12 +38,15 @@ static int save(const char *path, float *data, int d0, int d1, int d2) {
 int cmd_encode_text(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *negative = NULL, *out = NULL, *pooled_out = NULL, *tokenizer = NULL;
     text_encoder_options o = text_encoder_defaults();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    bool option;
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (!option) { fprintf(stderr, "tessera encode-text: '%s': the prompt goes after -p\n", a); return usage(2); }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
         if (strcmp(a, "--truncate") == 0) { o.truncate = true; continue; }
+        const char *val = cli_args_value(&args);
         if (!val) { fprintf(stderr, "tessera encode-text: %s needs a value\n", a); return 2; }
-        i++;
         if (strcmp(a, "-m") == 0) model = val;
         else if (strcmp(a, "-p") == 0) prompt = val;
         else if (strcmp(a, "-n") == 0) negative = val;

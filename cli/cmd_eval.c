@@ -9,6 +9,7 @@
  * The PNGs of DIR, sorted by name, pair with the non-empty lines of FILE in order. Without
  * --prompts each image's prompt is read from its A1111 "parameters" text, as tessera writes it.
  */
+#include "cli/args.h"
 #include "models/image_png.h"
 #include "eval/shapes_eval.h"
 
@@ -144,15 +145,18 @@ static int eval_shapes(int argc, char **argv) {
     char manifest_dir[4096];
     double min_accuracy = -1;
     bool list = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    bool option;
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        bool has_value = option && args.next < args.argc;
+        if (!option) { fprintf(stderr, "tessera eval shapes: unexpected argument '%s'\n", a); return usage(2); }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
-        else if (strcmp(a, "--images") == 0 && has_value) images = argv[++i];
-        else if (strcmp(a, "--prompts") == 0 && has_value) prompts = argv[++i];
-        else if (strcmp(a, "--manifest") == 0 && has_value) manifest = argv[++i];
-        else if (strcmp(a, "--json") == 0 && has_value) json = argv[++i];
-        else if (strcmp(a, "--min-accuracy") == 0 && has_value) min_accuracy = atof(argv[++i]);
+        else if (strcmp(a, "--images") == 0 && has_value) images = cli_args_value(&args);
+        else if (strcmp(a, "--prompts") == 0 && has_value) prompts = cli_args_value(&args);
+        else if (strcmp(a, "--manifest") == 0 && has_value) manifest = cli_args_value(&args);
+        else if (strcmp(a, "--json") == 0 && has_value) json = cli_args_value(&args);
+        else if (strcmp(a, "--min-accuracy") == 0 && has_value) min_accuracy = atof(cli_args_value(&args));
         else if (strcmp(a, "--list") == 0) list = true;
         else { fprintf(stderr, "tessera eval shapes: unknown or incomplete option '%s'\n", a); return usage(2); }
     }

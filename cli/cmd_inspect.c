@@ -1,16 +1,26 @@
 /* cmd_inspect.c — `tessera inspect FILE`: list a weight file's tensors and metadata. */
+#include "cli/args.h"
 #include "models/safetensors.h"
 
 #include <stdio.h>
 #include <string.h>
 
 int cmd_inspect(int argc, char **argv) {
-    if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-        fprintf(stderr, "usage: tessera inspect FILE.safetensors\n"
-                        "Lists every tensor (name, dtype, shape, bytes) and the metadata.\n");
-        return argc == 2 ? 0 : 2;
+    const char *file = NULL;
+    bool option, help = false, bad = false;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (option && (!strcmp(a, "--help") || !strcmp(a, "-h"))) help = true;
+        else if (option || file) bad = true;
+        else file = a;
     }
-    safetensors *st = safetensors_open(argv[1]);
+    if (help || bad || !file) {
+        fprintf(stderr, "usage: tessera inspect [--] FILE.safetensors\n"
+                        "Lists every tensor (name, dtype, shape, bytes) and the metadata.\n");
+        return help && !bad ? 0 : 2;
+    }
+    safetensors *st = safetensors_open(file);
     if (!st) { fprintf(stderr, "tessera: error: %s\n", ts_last_error()); return 1; }
     size_t total = 0;
     for (int i = 0; i < safetensors_count(st); i++) {

@@ -1,4 +1,5 @@
 /* cmd_keygen.c — `tessera keygen NAME [--dir DIR]`: a CURVE key pair (czmq zcert). */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "kernels/base.h"
 
@@ -15,17 +16,22 @@ int cmd_keygen(int argc, char **argv) {
                "The coordinator's pair is named 'server'.\n");
         return argc < 2 ? 2 : 0;
     }
-    const char *dir = ".";
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
-        else { fprintf(stderr, "tessera keygen: unknown option '%s'\n", argv[i]); return 2; }
+    const char *dir = ".", *name = NULL;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    bool option;
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (!option && !name) name = a;
+        else if (option && !strcmp(a, "--dir") && (dir = cli_args_value(&args))) continue;
+        else { fprintf(stderr, "tessera keygen: unexpected '%s'\n", a); return 2; }
     }
-    if (strchr(argv[1], '/')) { fprintf(stderr, "tessera keygen: NAME '%s' must not contain '/'\n", argv[1]); return 2; }
+    if (!name) { fprintf(stderr, "tessera keygen: NAME is required\n"); return 2; }
+    if (strchr(name, '/')) { fprintf(stderr, "tessera keygen: NAME '%s' must not contain '/'\n", name); return 2; }
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) { fprintf(stderr, "tessera keygen: %s: %s\n", dir, strerror(errno)); return 2; }
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s.cert", dir, argv[1]);
+    snprintf(path, sizeof path, "%s/%s.cert", dir, name);
     zcert_t *cert = zcert_new();
-    zcert_set_meta(cert, "name", "%s", argv[1]);
+    zcert_set_meta(cert, "name", "%s", name);
     int rc = zcert_save(cert, path);
     if (rc == 0) printf("%s\n", zcert_public_txt(cert));
     else fprintf(stderr, "tessera keygen: cannot write %s\n", path);

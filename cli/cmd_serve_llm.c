@@ -3,6 +3,7 @@
  * OpenAI-compatible /v1/chat/completions server on this machine (see worker/llm_server.h).
  * Runs until SIGINT/SIGTERM. --fault-503 N and --fault-stall-ms MS inject failures for tests.
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "worker/llm_server.h"
 
@@ -30,9 +31,13 @@ static int usage(int status) {
 
 int cmd_serve_llm(int argc, char **argv) {
     llm_server_options o = {.port = 8080, .host = "127.0.0.1"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    bool option;
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (!option) { fprintf(stderr, "tessera serve-llm: unexpected argument '%s'\n", a); return usage(2); }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
+        const char *v = cli_args_value(&args);
         if (!v) { fprintf(stderr, "tessera serve-llm: %s needs a value\n", a); return 2; }
         if (strcmp(a, "-m") == 0) o.model = v;
         else if (strcmp(a, "--port") == 0) o.port = atoi(v);
@@ -42,7 +47,6 @@ int cmd_serve_llm(int argc, char **argv) {
         else if (strcmp(a, "--fault-503") == 0) o.fault_503 = atoi(v);
         else if (strcmp(a, "--fault-stall-ms") == 0) o.fault_stall_ms = atoi(v);
         else { fprintf(stderr, "tessera serve-llm: unknown option '%s'\n", a); return usage(2); }
-        i++;
     }
     if (!o.model) return usage(2);
     llm_server *s = llm_server_start(&o);
