@@ -2,7 +2,7 @@
 # `tessera mpi-info --tp T`: the world splits into consecutive groups of T ranks, each group's
 # rank 0 leads it; under mpirun -np 4 --tp 2 that is 2 groups of 2 led by world ranks 0 and 2.
 # A size that does not divide is refused on every rank by name, and plain `tessera` (no
-# launcher) is a world of one rank that never starts MPI.
+# launcher) is a world of one rank that never starts MPI. Also: `tessera bench comm` runs.
 set -u
 T=${TESSERA_BIN:?}
 fail=0; pass=0
@@ -43,6 +43,11 @@ out=$(mpirun_n 3 "$T" mpi-info --tp 2 2>&1); rc=$?
 [ $rc -ne 0 ] && [ $rc -lt 124 ] && ok || bad "np 3 tp 2: exit $rc"
 [ "$(echo "$out" | grep -c 'split into groups: size 3 does not divide into groups of 2')" -eq 3 ] && ok \
   || bad "np 3 tp 2: every rank names the problem: $out"
+
+# tessera bench comm runs (a smoke test: its figures are timings, checked by no one here).
+out=$(mpirun_n 2 "$T" bench comm --reps 1 --max-mib 0.01 2>&1) && ok || bad "bench comm: exit $?: $out"
+echo "$out" | grep -q "^all-reduce (sum, F32) over 2 ranks (mpi)" && ok || bad "bench comm: $out"
+[ "$(echo "$out" | grep -cE '^ +(4|64|1024) ')" -eq 3 ] && ok || bad "bench comm sizes: $out"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
