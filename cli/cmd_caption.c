@@ -34,30 +34,6 @@ static int usage(int status) {
     return status;
 }
 
-/* The caption's text through the model's detokenizer. */
-static char *caption_text(llm_codec *codec, const int *ids, int n) {
-    llm_detokenizer d = llm_codec_detokenizer(codec);
-    size_t len = 0, cap = 256;
-    char *out = ts_malloc(cap);
-    out[0] = 0;
-    for (int i = 0; i < n; i++) {
-        size_t k = 0;
-        const char *piece = d.piece(d.ctx, i ? ids[i - 1] : -1, ids[i], &k);
-        if (!piece) k = 0;
-        if (len + k + 1 > cap) out = ts_realloc(out, cap = 2 * (len + k + 1));
-        for (size_t j = 0; j < k; j++)
-            if (piece[j]) out[len++] = piece[j];   /* a <0x00> byte token has no place in a caption line */
-        out[len] = 0;
-    }
-    /* one line per caption: fold newlines, trim the leading space of SentencePiece */
-    for (char *p = out; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
-    char *start = out;
-    while (*start == ' ') start++;
-    memmove(out, start, strlen(start) + 1);
-    return out;
-}
-
 int cmd_caption(int argc, char **argv) {
     const char *model = NULL, *mmproj = NULL, *alt = NULL, *tpl = NULL;
     const char **images = ts_calloc((size_t)argc, sizeof *images);
@@ -122,7 +98,7 @@ int cmd_caption(int argc, char **argv) {
                 for (int j = 0; j < n_out; j++) printf("%s%d", j ? " " : "", out[j]);
                 printf("\n");
             } else {
-                char *text = caption_text(llava_codec(v), out, n_out);
+                char *text = llava_decode_text(v, out, n_out);
                 printf("%s\n", text);
                 free(text);
             }

@@ -972,6 +972,7 @@ static int open_outputs(coordinator *c) {
         .seed_field = j->seed_field, .params_field = j->params_field,
         .max_line = (size_t)j->max_line, .job_seed = (uint64_t)j->seed,
         .rejects_path = c->path_rejects,
+        .caption_style = j->caption_style, .caption_alt_text = j->caption_alt_text != 0,
     };
     /* the dataset is read again from the top, so its rejects are written again */
     FILE *r = fopen(c->path_rejects, "w");

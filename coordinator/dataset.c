@@ -1,5 +1,6 @@
 /* dataset.c — streaming record readers for txt / jsonl / csv, plain, gzip or zstd (see dataset.h). */
 #include "coordinator/dataset.h"
+#include "coordinator/dataset_images.h"
 #include "kernels/base.h"
 
 #include <cjson/cJSON.h>
@@ -35,6 +36,7 @@ struct dataset {
     FILE *rejects;
     /* csv header: the column of each field, -1 if absent */
     int col_id, col_prompt, col_negative, col_seed, col_params;
+    image_source *images;     /* DS_IMAGES: records come from there */
 };
 
 uint64_t dataset_seed_for(uint64_t job_seed, const char *id) {
@@ -53,6 +55,7 @@ dataset_format dataset_format_from_name(const char *name) {
     if (!strcmp(name, "txt")) return DS_TXT;
     if (!strcmp(name, "jsonl") || !strcmp(name, "json")) return DS_JSONL;
     if (!strcmp(name, "csv")) return DS_CSV;
+    if (!strcmp(name, "images")) return DS_IMAGES;
     return (dataset_format)-1;
 }
 
@@ -309,6 +312,15 @@ dataset *dataset_open(const char *path, const dataset_options *options) {
     if (d->opt.format == DS_AUTO) d->opt.format = format_from_path(path);
     d->buf = ts_malloc(READ_CHUNK);
     d->line = ts_malloc(d->opt.max_line + 1);
+    if (d->opt.format == DS_IMAGES) {
+        if (options->rejects_path && !(d->rejects = fopen(options->rejects_path, "a"))) {
+            ts_fail("%s: cannot open rejects file: %s", options->rejects_path, strerror(errno));
+            dataset_destroy(&d);
+            return NULL;
+        }
+        if (!(d->images = image_source_open(path, &d->opt, d->rejects))) dataset_destroy(&d);
+        return d;
+    }
 
     FILE *f = fopen(path, "rb");
     if (!f) { ts_fail("%s: cannot open dataset: %s", path, strerror(errno)); dataset_destroy(&d); return NULL; }
@@ -341,6 +353,7 @@ dataset *dataset_open(const char *path, const dataset_options *options) {
 }
 
 int dataset_next(dataset *d, dataset_record *out) {
+    if (d->images) return image_source_next(d->images, out);
     dataset_record_clear(out);
     for (;;) {
         int rc = read_line(d);
@@ -366,12 +379,13 @@ int dataset_next(dataset *d, dataset_record *out) {
     }
 }
 
-uint64_t dataset_rejected(const dataset *d) { return d->rejected; }
-uint64_t dataset_lines(const dataset *d) { return d->line_no; }
+uint64_t dataset_rejected(const dataset *d) { return d->images ? image_source_rejected(d->images) : d->rejected; }
+uint64_t dataset_lines(const dataset *d) { return d->images ? image_source_count(d->images) : d->line_no; }
 
 void dataset_destroy(dataset **self) {
     dataset *d = *self;
     if (!d) return;
+    image_source_destroy(&d->images);
     if (d->gz) gzclose(d->gz);
     if (d->zst_file) fclose(d->zst_file);
     if (d->zst) ZSTD_freeDCtx(d->zst);

@@ -18,10 +18,11 @@
 #ifndef TESSERA_DATASET_H
 #define TESSERA_DATASET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { DS_AUTO = 0, DS_TXT, DS_JSONL, DS_CSV } dataset_format;
+typedef enum { DS_AUTO = 0, DS_TXT, DS_JSONL, DS_CSV, DS_IMAGES } dataset_format;   /* images: dataset_images.h */
 
 typedef struct {
     dataset_format format;       /* DS_AUTO: from the name (.txt/.jsonl/.json/.csv before .gz/.zst) */
@@ -33,6 +34,8 @@ typedef struct {
     size_t max_line;             /* default 1 MiB */
     uint64_t job_seed;
     const char *rejects_path;    /* NULL: rejects are only counted */
+    const char *caption_style;   /* DS_IMAGES: "dsc" (default) or "ssc", into each record's params */
+    bool caption_alt_text;       /* DS_IMAGES: give the captioner the alt-text as context */
 } dataset_options;
 
 typedef struct {
@@ -52,6 +55,6 @@ void dataset_destroy(dataset **self);
 void dataset_record_clear(dataset_record *r);
 
 uint64_t dataset_seed_for(uint64_t job_seed, const char *id);
-dataset_format dataset_format_from_name(const char *name); /* "txt", "jsonl", "csv", "auto" */
+dataset_format dataset_format_from_name(const char *name); /* "txt", "jsonl", "csv", "images", "auto" */
 
 #endif

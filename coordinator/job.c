@@ -24,7 +24,7 @@ typedef struct {
 static const job_key keys[] = {
     S("kind", kind, "generate | render | recaption"),
     S("dataset.path", dataset, "txt / jsonl / csv file, optionally .gz or .zst"),
-    S("dataset.format", format, "auto | txt | jsonl | csv"),
+    S("dataset.format", format, "auto | txt | jsonl | csv | images (tar shards, image folder or list)"),
     S("dataset.id_field", id_field, "record id field (missing: line number)"),
     S("dataset.prompt_field", prompt_field, "prompt or caption field"),
     S("dataset.negative_field", negative_field, "negative prompt field"),
@@ -49,6 +49,8 @@ static const job_key keys[] = {
     I("workers.expand", expand_workers, "local expander workers (tessera run)"),
     I("workers.render", render_workers, "local render workers (tessera run)"),
     I("workers.credit", credit, "tasks a worker asks for at once"),
+    S("caption.style", caption_style, "images: dsc (descriptive) | ssc (short) captions"),
+    I("caption.alt_text", caption_alt_text, "images: 1 gives the captioner the alt-text as context"),
     S("workers.backend", backend, "null | model"),
     S("endpoint", endpoint, "coordinator address (tcp://host:port)"),
     S("keys", keys, "CURVE key folder (server.cert, server.cert_secret, allow/); empty: off"),
@@ -63,6 +65,8 @@ void job_defaults(job_spec *j) {
     memset(j, 0, sizeof *j);
     strcpy(j->kind, "generate");
     strcpy(j->format, "auto");
+    strcpy(j->caption_style, "dsc");
+    j->caption_alt_text = 1;
     strcpy(j->id_field, "id");
     strcpy(j->prompt_field, "prompt");
     strcpy(j->negative_field, "negative");
@@ -226,8 +230,13 @@ int job_check(const job_spec *j) {
     if (!j->output[0]) return ts_fail("job key 'output.dir' is required");
     if (strcmp(j->layout, "tar") && strcmp(j->layout, "files"))
         return ts_fail("job key 'output.layout': '%s' is not tar or files", j->layout);
-    if (strcmp(j->format, "auto") && strcmp(j->format, "txt") && strcmp(j->format, "jsonl") && strcmp(j->format, "csv"))
-        return ts_fail("job key 'dataset.format': '%s' is not auto, txt, jsonl or csv", j->format);
+    if (strcmp(j->format, "auto") && strcmp(j->format, "txt") && strcmp(j->format, "jsonl") && strcmp(j->format, "csv") &&
+        strcmp(j->format, "images"))
+        return ts_fail("job key 'dataset.format': '%s' is not auto, txt, jsonl, csv or images", j->format);
+    if (strcmp(j->caption_style, "dsc") && strcmp(j->caption_style, "ssc"))
+        return ts_fail("job key 'caption.style': '%s' is not dsc or ssc", j->caption_style);
+    if (!strcmp(j->format, "images") && strcmp(j->kind, "recaption"))
+        return ts_fail("job key 'dataset.format': images are read by recaption jobs only (kind is '%s')", j->kind);
     if (j->task_size < 1 || j->task_size > 100000) return ts_fail("job key 'task_size': %lld out of [1, 100000]", (long long)j->task_size);
     if (j->shard_size < 1) return ts_fail("job key 'output.shard_size' must be >= 1");
     if (j->retries < 1) return ts_fail("job key 'retries' must be >= 1");

@@ -4,6 +4,7 @@
 #include "models/image_png.h"
 #include "models/llm_expander.h"
 #include "models/txt2img.h"
+#include "worker/captioner.h"
 #include "worker/llm_http.h"
 
 #include <stdio.h>
@@ -208,6 +209,7 @@ static const backend_entry backend_table[] = {
     {"null", echo_expander_new, null_renderer_new},
     {"echo", echo_expander_new, null_renderer_new},
     {"model", model_expander_new, model_renderer_new},
+    {"caption", captioner_expander_new, NULL},   /* recaption from the images (worker/captioner.h) */
 };
 
 static const backend_entry *find(const char *kind) {

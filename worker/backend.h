@@ -32,6 +32,11 @@ struct ts_expander {
     int (*expand)(ts_expander *self, const char *const *prompts, const uint64_t *seeds, int n,
                   char **out, char **errors, char **fallbacks);
     void (*destroy)(ts_expander *self);
+    /* Optional, for expanders that read more than the prompt (the captioner reads the image
+     * each record's params_json names: worker/captioner.h). When set, workers call it
+     * instead of expand(), with the same contract. */
+    int (*expand_records)(ts_expander *self, const char *const *prompts, const char *const *params_json,
+                          const uint64_t *seeds, int n, char **out, char **errors, char **fallbacks);
 };
 
 typedef struct {

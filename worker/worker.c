@@ -117,10 +117,18 @@ static uint8_t *do_task(compute *w, const uint8_t *data, size_t size, size_t *ou
     if (task->stage == TESSERA__STAGE__STAGE_EXPAND && w->expander) {
         const char **prompts = ts_calloc(n ? n : 1, sizeof *prompts);
         uint64_t *seeds = ts_calloc(n ? n : 1, sizeof *seeds);
-        for (size_t i = 0; i < n; i++) { prompts[i] = task->records[i]->prompt; seeds[i] = task->records[i]->seed; }
+        const char **params = ts_calloc(n ? n : 1, sizeof *params);
+        for (size_t i = 0; i < n; i++) {
+            prompts[i] = task->records[i]->prompt;
+            seeds[i] = task->records[i]->seed;
+            params[i] = task->records[i]->params_json;
+        }
         double t0 = ts_now();
-        if (w->expander->expand(w->expander, prompts, seeds, (int)n, expanded, errors, fallbacks) < 0)
-            res.error = task_error = ts_strdup(ts_last_error());
+        int rc = w->expander->expand_records
+                 ? w->expander->expand_records(w->expander, prompts, params, seeds, (int)n, expanded, errors, fallbacks)
+                 : w->expander->expand(w->expander, prompts, seeds, (int)n, expanded, errors, fallbacks);
+        free(params);
+        if (rc < 0) res.error = task_error = ts_strdup(ts_last_error());
         uint32_t ms = (uint32_t)((ts_now() - t0) * 1000 / (n ? n : 1));
         for (size_t i = 0; i < n && !task_error; i++) {
             rr[i].expanded = expanded[i] ? expanded[i] : (char *)"";

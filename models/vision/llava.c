@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <utf8proc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -420,4 +421,41 @@ int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int
     if (rc) { free(gen); return -1; }
     *out = gen, *n_out = n_gen;
     return 0;
+}
+
+char *llava_decode_text(const llava *self, const int *ids, int n) {
+    if (!self->codec) { ts_fail("captioner: no tokenizer to write the caption with"); return NULL; }
+    llm_detokenizer d = llm_codec_detokenizer(self->codec);
+    size_t len = 0, cap = 256;
+    char *out = ts_malloc(cap);
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        size_t k = 0;
+        const char *piece = d.piece(d.ctx, i ? ids[i - 1] : -1, ids[i], &k);
+        if (!piece) k = 0;
+        if (len + k + 1 > cap) out = ts_realloc(out, cap = 2 * (len + k + 1));
+        for (size_t j = 0; j < k; j++)
+            if (piece[j]) out[len++] = piece[j];   /* a <0x00> byte token has no place in a caption */
+        out[len] = 0;
+    }
+    /* byte tokens can leave a character half-written: U+FFFD for each bad byte, as
+     * transformers' decode (errors="replace") writes it */
+    char *fixed = ts_malloc(3 * len + 1), *w = fixed;
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)out + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (k <= 0) { memcpy(w, "\xEF\xBF\xBD", 3); w += 3; i++; }
+        else { memcpy(w, out + i, (size_t)k); w += k; i += (size_t)k; }
+    }
+    *w = 0;
+    free(out);
+    out = fixed;
+    /* one line: newlines folded, the leading and trailing spaces trimmed */
+    for (char *p = out; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+    char *start = out;
+    while (*start == ' ') start++;
+    memmove(out, start, strlen(start) + 1);
+    for (size_t k = strlen(out); k > 0 && out[k - 1] == ' '; k--) out[k - 1] = 0;
+    return out;
 }

@@ -54,4 +54,8 @@ int llava_tokenize_prompt(const llava *self, const char *prompt, int **ids, int 
 int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int n_ids, const float *features,
                    int max_new, int **out, int *n_out);
 
+/* The text of caption ids, as one line (newlines folded, spaces trimmed); malloc'd, NULL
+ * without a tokenizer. */
+char *llava_decode_text(const llava *self, const int *ids, int n);
+
 #endif
