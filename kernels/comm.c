@@ -5,7 +5,7 @@
  */
 #include "kernels/comm_impl.h"
 
-#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +108,7 @@ static int agree_on_call(comm *self, call_kind kind, size_t count, dtype type, i
             const int64_t *theirs = all + (size_t)r * CALL_FIELDS;
             if (!theirs[CALL_OK]) {
                 rc = ts_fail("comm %s(%d): %s: rank %d refused its arguments (its error says why)",
-                                  self->impl->name, self->size, call_name(theirs[CALL_KIND]), r);
+                             self->impl->name, self->size, call_name(theirs[CALL_KIND]), r);
             }
         }
         for (int r = 1; r < self->size && rc == 0; r++)
@@ -118,17 +118,23 @@ static int agree_on_call(comm *self, call_kind kind, size_t count, dtype type, i
     return rc;
 }
 
-/* A local argument problem: recorded here, then shared through agree_on_call. */
-static bool arguments_ok(const comm *self, const char *call, bool cond, const char *why) {
-    if (!cond) ts_fail("comm %s(%d): %s: %s", self->impl->name, self->size, call, why);
-    return cond;
+/* A local argument problem (why, printf-style): recorded here, shared through agree_on_call. */
+static bool arguments_ok(const comm *self, const char *call, bool cond, const char *why, ...) TS_PRINTF(4, 5);
+static bool arguments_ok(const comm *self, const char *call, bool cond, const char *why, ...) {
+    if (cond) return true;
+    char text[256];
+    va_list ap;
+    va_start(ap, why);
+    vsnprintf(text, sizeof text, why, ap);
+    va_end(ap);
+    ts_fail("comm %s(%d): %s: %s", self->impl->name, self->size, call, text);
+    return false;
 }
 
 int comm_all_reduce_sum(comm *self, const void *send, void *recv, size_t count, dtype type) {
-    char why[96];
-    snprintf(why, sizeof why, "%s does not sum %s values",  self->impl->name,
-             type >= 0 && type < DT_COUNT ? dtype_name(type) : "unknown");
-    bool ok = arguments_ok(self, "all-reduce", type >= 0 && type < DT_COUNT && self->impl->supports_sum(type), why) &&
+    bool known = type >= 0 && type < DT_COUNT;
+    bool ok = arguments_ok(self, "all-reduce", known && self->impl->supports_sum(type), "%s does not sum %s values",
+                           self->impl->name, known ? dtype_name(type) : "unknown") &&
               arguments_ok(self, "all-reduce", count == 0 || (send && recv), "NULL buffer") &&
               arguments_ok(self, "all-reduce", count <= (size_t)INT64_MAX / 8, "count too large");
     if (!ok && type >= DT_COUNT) type = DT_F32; /* keep dtype_name in messages in range */
@@ -150,9 +156,8 @@ int comm_all_gather(comm *self, const void *send, void *recv, size_t bytes) {
 }
 
 int comm_broadcast(comm *self, void *data, size_t bytes, int root) {
-    char why[64];
-    snprintf(why, sizeof why, "root %d is not a rank of a group of %d", root, self->size);
-    bool ok = arguments_ok(self, "broadcast", root >= 0 && root < self->size, why) &&
+    bool ok = arguments_ok(self, "broadcast", root >= 0 && root < self->size,
+                           "root %d is not a rank of a group of %d", root, self->size) &&
               arguments_ok(self, "broadcast", bytes == 0 || data, "NULL buffer");
     if (agree_on_call(self, CALL_BROADCAST, bytes, DT_U8, root, ok) != 0) return -1;
     if (bytes == 0) return 0;
@@ -195,17 +200,14 @@ static comm *split_agreed(comm *self, int color, int key) {
 }
 
 comm *comm_split(comm *self, int color, int key) {
-    char why[64];
-    snprintf(why, sizeof why, "color %d is negative", color);
-    bool ok = arguments_ok(self, "split", color >= 0, why);
+    bool ok = arguments_ok(self, "split", color >= 0, "color %d is negative", color);
     if (agree_on_call(self, CALL_SPLIT, 0, DT_U8, 0, ok) != 0) return NULL;
     return split_agreed(self, color, key);
 }
 
 comm *comm_split_groups(comm *self, int group_size, int *group_index) {
-    char why[128];
-    snprintf(why, sizeof why, "size %d does not divide into groups of %d", self->size, group_size);
-    bool ok = arguments_ok(self, "split into groups", group_size >= 1 && self->size % group_size == 0, why);
+    bool ok = arguments_ok(self, "split into groups", group_size >= 1 && self->size % group_size == 0,
+                           "size %d does not divide into groups of %d", self->size, group_size);
     /* The group size goes in the agreement, so ranks asking for different sizes all fail. */
     if (agree_on_call(self, CALL_SPLIT, ok ? (size_t)group_size : 0, DT_U8, 0, ok) != 0) return NULL;
     int color = self->rank / group_size;
