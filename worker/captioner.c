@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define MAX_IMAGE_BYTES (64u << 20)
+#define CAPTION_SEQUENCES 4       /* captions decoded together (continuous batching) */
 
 typedef struct {
     llava *model;
@@ -116,30 +117,37 @@ static int caption_records(ts_expander *self, const char *const *prompts, const 
         image_rgb8_clear(&img);
         free(bytes);
     }
-    /* one vision-tower call for the task's images, then each caption */
+    /* one vision-tower call for the task's images, then their captions decoded together */
     float *features = ts_malloc((size_t)(batch ? batch : 1) * K * D * sizeof(float));
     int rc = batch ? llava_encode_images(c->model, pixels, batch, features) : 0;
+    int **ids = ts_calloc((size_t)n, sizeof *ids), *n_ids = ts_calloc((size_t)n, sizeof *n_ids), *which = ts_calloc((size_t)n, sizeof *which);
+    const float **feats = ts_calloc((size_t)n, sizeof *feats);
+    int m = 0, max_new = 64;
     for (int i = 0; rc == 0 && i < n; i++) {
         if (slot[i] < 0) continue;
         char *prompt = caption_prompt(NULL, refs[i].style, refs[i].alt_text ? prompts[i] : NULL);
-        int *ids = NULL, n_ids = 0, *gen = NULL, n_gen = 0;
-        int max_new = refs[i].style == CAPTION_SSC ? 64 : 320;
-        if (!prompt || llava_tokenize_prompt(c->model, prompt, &ids, &n_ids)) rc = -1;
-        else if (n_ids + max_new > c->ctx) {
-            errors[i] = ts_strdup("captioner: the prompt does not fit the context");
-        } else if (llava_generate(c->model, c->state, 0, ids, n_ids, features + (size_t)slot[i] * K * D, max_new, &gen, &n_gen)) {
-            rc = -1;
-        } else {
-            char *text = llava_decode_text(c->model, gen, n_gen);
-            if (text && text[0]) out[i] = text;
-            else {
-                free(text);
-                out[i] = ts_strdup(prompts[i]);
-                fallbacks[i] = ts_strdup("captioner: empty caption");
-            }
-        }
-        free(gen), free(ids), free(prompt);
+        if (!prompt || llava_tokenize_prompt(c->model, prompt, &ids[m], &n_ids[m])) rc = -1;
+        free(prompt);
+        if (refs[i].style == CAPTION_DSC) max_new = 320;
+        feats[m] = features + (size_t)slot[i] * K * D;
+        which[m++] = i;
     }
+    int **gen = ts_calloc((size_t)(m ? m : 1), sizeof *gen), *n_gen = ts_calloc((size_t)(m ? m : 1), sizeof *n_gen);
+    for (int j = 0; rc == 0 && j < m; j++)
+        if (n_ids[j] + max_new > c->ctx) rc = ts_fail("captioner: a prompt of %d tokens + %d new does not fit the context (%d)", n_ids[j], max_new, c->ctx);
+    if (rc == 0 && m > 0) rc = llava_generate_batch(c->model, c->state, m, (const int *const *)ids, n_ids, feats, max_new, gen, n_gen);
+    for (int j = 0; rc == 0 && j < m; j++) {
+        int i = which[j];
+        char *text = llava_decode_text(c->model, gen[j], n_gen[j]);
+        if (text && text[0]) out[i] = text;
+        else {
+            free(text);
+            out[i] = ts_strdup(prompts[i]);
+            fallbacks[i] = ts_strdup("captioner: empty caption");
+        }
+    }
+    for (int j = 0; j < m; j++) free(ids[j]), free(gen[j]);
+    free(ids), free(n_ids), free(which), free(feats), free(gen), free(n_gen);
     free(features), free(pixels), free(slot), free(refs);
     if (rc) {
         for (int i = 0; i < n; i++) { free(out[i]); free(errors[i]); free(fallbacks[i]); out[i] = errors[i] = fallbacks[i] = NULL; }
@@ -173,9 +181,12 @@ ts_expander *captioner_expander_new(const char *name, const char *model) {
     captioner *c = ts_calloc(1, sizeof *c);
     c->model = llava_open(llm_path, mmproj);
     if (c->model && !llava_codec(c->model)) ts_fail("backend 'caption': %s has no tokenizer", model);
+    /* the KV cache of CAPTION_SEQUENCES sequences of image + prompt + caption: 1024
+     * positions hold LLaVA-1.5's 576 image rows, the prompt and 320 new tokens */
     int max_ctx = c->model ? llm_get_config(llava_llm(c->model))->max_seq_len : 0;
-    c->ctx = max_ctx > 0 && max_ctx < 4096 ? max_ctx : 4096;
-    if (!c->model || !llava_codec(c->model) || !(c->state = llm_state_new(llava_llm(c->model), 1, c->ctx, 512))) {
+    c->ctx = max_ctx > 0 && max_ctx < 1024 ? max_ctx : 1024;
+    if (!c->model || !llava_codec(c->model) ||
+        !(c->state = llm_state_new(llava_llm(c->model), CAPTION_SEQUENCES, c->ctx, 512))) {
         llava_destroy(&c->model);
         free(c);
         return NULL;

@@ -7,7 +7,8 @@
  * "LLM.gguf,MMPROJ.gguf" (llama.cpp's pair). Each record's params name its image (a file,
  * or a member of a tar shard at an offset), the caption style (dsc | ssc) and whether the
  * record's prompt, its alt-text, is given as context (models/vision/caption_prompt.h).
- * The images of one task go through the vision tower in one batch.
+ * The images of one task go through the vision tower in one batch, and their captions are
+ * decoded together, 4 sequences at a time (llava_generate_batch).
  *
  * An image that cannot be decoded (damaged inside its data) is not a task failure: its
  * record gets the alt-text back and the reason as a fallback ("image: ..."), which the

@@ -459,3 +459,88 @@ char *llava_decode_text(const llava *self, const int *ids, int n) {
     for (size_t k = strlen(out); k > 0 && out[k - 1] == ' '; k--) out[k - 1] = 0;
     return out;
 }
+
+/* One sequence of llava_generate_batch. */
+typedef struct {
+    int image;          /* the image it captions, -1: free */
+    int fed;            /* prompt rows in the cache */
+    int used;           /* feature rows spliced so far */
+    int n_gen, next;    /* tokens generated; the one to feed next */
+    bool decoding;
+} gen_slot;
+
+int llava_generate_batch(const llava *self, llm_state *s, int n, const int *const *ids, const int *n_ids,
+                         const float *const *features, int max_new, int **out, int *n_out) {
+    const llm_config *c = llm_get_config(self->lm);
+    const int D = c->dim, V = c->vocab_size, B = llm_state_max_batch(s), S = llm_state_max_seqs(s), ctx = llm_state_max_ctx(s);
+    for (int i = 0; i < n; i++) {
+        out[i] = NULL, n_out[i] = 0;
+        if (n_ids[i] < 1 || n_ids[i] + max_new > ctx)
+            return ts_fail("captioner: prompt %d of %d tokens + %d new does not fit the context (%d)", i, n_ids[i], max_new, ctx);
+    }
+    if (B < S) return ts_fail("captioner: a batch of %d rows cannot hold one decode row per sequence (%d)", B, S);
+    gen_slot *slot = ts_malloc((size_t)S * sizeof *slot);
+    for (int k = 0; k < S; k++) slot[k].image = -1;
+    int *tok = ts_malloc((size_t)B * sizeof(int)), *seqs = ts_malloc((size_t)B * sizeof(int));
+    int *pos = ts_malloc((size_t)B * sizeof(int)), *rows = ts_malloc((size_t)B * sizeof(int)), *row_slot = ts_malloc((size_t)B * sizeof(int));
+    float *emb = ts_aligned_alloc((size_t)B * D * sizeof(float));
+    float *logits = ts_malloc((size_t)S * V * sizeof(float));
+    for (int i = 0; i < n; i++) out[i] = ts_malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof(int));
+    int next_image = 0, done = 0, rc = 0;
+    while (done < n && rc == 0) {
+        for (int k = 0; k < S && next_image < n; k++)   /* a free slot takes the next image */
+            if (slot[k].image < 0) slot[k] = (gen_slot){.image = next_image++};
+        /* the batch: one decode row per decoding sequence, then prompt rows while they fit */
+        int m = 0, n_rows = 0;
+        for (int k = 0; k < S; k++) {
+            gen_slot *g = &slot[k];
+            if (g->image < 0 || !g->decoding) continue;
+            tok[m] = g->next, seqs[m] = k, pos[m] = n_ids[g->image] + g->n_gen - 1;
+            rows[n_rows] = m, row_slot[n_rows++] = k;
+            m++;
+        }
+        for (int k = 0; k < S && m < B; k++) {
+            gen_slot *g = &slot[k];
+            if (g->image < 0 || g->decoding) continue;
+            const int *p = ids[g->image];
+            while (g->fed < n_ids[g->image] && m < B) {
+                int id = p[g->fed];
+                bool image = id == LLM_EMBEDDING_ROW || (self->image_token_id >= 0 && id == self->image_token_id);
+                tok[m] = image ? LLM_EMBEDDING_ROW : id, seqs[m] = k, pos[m] = g->fed;
+                if (image) {
+                    if (!features || !features[g->image]) { rc = ts_fail("captioner: prompt %d has image rows but no features", g->image); break; }
+                    memcpy(emb + (size_t)m * D, features[g->image] + (size_t)g->used++ * D, (size_t)D * sizeof(float));
+                }
+                g->fed++, m++;
+            }
+            if (rc) break;
+            if (g->fed == n_ids[g->image]) rows[n_rows] = m - 1, row_slot[n_rows++] = k;   /* its first new token */
+        }
+        if (rc) break;
+        rc = llm_forward_embeddings(self->lm, s, m, tok, emb, seqs, pos, n_rows, rows, logits);
+        for (int r = 0; rc == 0 && r < n_rows; r++) {
+            gen_slot *g = &slot[row_slot[r]];
+            const float *l = logits + (size_t)r * V;
+            int best = 0;
+            for (int j = 1; j < V; j++)
+                if (l[j] > l[best]) best = j;
+            bool end = max_new == 0;
+            for (int e = 0; e < self->n_end; e++) end |= best == self->end_ids[e];
+            if (!end) out[g->image][g->n_gen++] = best;
+            if (end || g->n_gen == max_new) {
+                n_out[g->image] = g->n_gen;
+                g->image = -1;
+                done++;
+            } else {
+                g->decoding = true;
+                g->next = best;
+            }
+        }
+    }
+    free(slot), free(tok), free(seqs), free(pos), free(rows), free(row_slot), free(emb), free(logits);
+    if (rc) {
+        for (int i = 0; i < n; i++) { free(out[i]); out[i] = NULL; n_out[i] = 0; }
+        return -1;
+    }
+    return 0;
+}

@@ -54,6 +54,16 @@ int llava_tokenize_prompt(const llava *self, const char *prompt, int **ids, int 
 int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int n_ids, const float *features,
                    int max_new, int **out, int *n_out);
 
+/*
+ * Greedy captions of n images together: prompt i (ids[i], n_ids[i] long, its image rows
+ * taking features[i] in turn). Up to llm_state_max_seqs(s) sequences run at once; each
+ * llm_forward carries one decode row per running sequence plus prompt rows of the others
+ * (continuous batching, as the expander does), and a finished sequence's slot takes the
+ * next image. Needs llm_state_max_batch(s) >= max_seqs. out[i] malloc'd, n_out[i] its length.
+ */
+int llava_generate_batch(const llava *self, llm_state *s, int n, const int *const *ids, const int *n_ids,
+                         const float *const *features, int max_new, int **out, int *n_out);
+
 /* The text of caption ids, as one line (newlines folded, spaces trimmed); malloc'd, NULL
  * without a tokenizer. */
 char *llava_decode_text(const llava *self, const int *ids, int n);

@@ -77,6 +77,21 @@ static void check_model(const char *what, llava *v, const cJSON *meta, const cha
     for (int i = 0; same && i < n_gen; i++) same = gen[i] == greedy[i];
     CHECK(same, "%s: greedy ids differ from generate()'s (%d vs %d tokens)", what, n_gen, expect);
     printf("  %-5s greedy: %d tokens %s\n", what, n_gen, same ? "identical" : "DIFFER");
+    /* batched: five captions of the prompt through 2 sequences and batches of 16 rows
+     * (prefill chunks, slot reuse, decode rows next to prompt rows): each one the same ids */
+    llm_state *s3 = llm_state_new(llava_llm(v), 2, 128, 16);
+    const int *prompts[5];
+    int lens[5], *outs[5], n_outs[5];
+    const float *feats[5];
+    for (int k = 0; k < 5; k++) prompts[k] = prompt, lens[k] = n, feats[k] = features;
+    CHECK_OK(llava_generate_batch(v, s3, 5, prompts, lens, feats, n_want, outs, n_outs));
+    for (int k = 0; k < 5; k++) {
+        bool ok = n_outs[k] == expect;
+        for (int i = 0; ok && i < expect; i++) ok = outs[k][i] == greedy[i];
+        CHECK(ok, "%s: batched caption %d differs from generate()'s", what, k);
+        free(outs[k]);
+    }
+    llm_state_destroy(&s3);
     free(gen), free(greedy);
     llm_state_destroy(&s2);
     llm_state_destroy(&s);
