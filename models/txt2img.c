@@ -29,13 +29,13 @@ struct txt2img {
 /* What the U-Net callback needs for one request. */
 typedef struct {
     unet *unet;
-    const text_conditioning *cond;   /* rows: [negative, positive] */
+    const text_conditioning *cond;   /* per image: rows [negative, positive] */
     int n;                           /* images */
     int H, W;                        /* latent size */
     int pixel_h, pixel_w;            /* image size (SDXL time ids) */
     float *context, *text_embeds, *time_ids, *timesteps;   /* for one image's (up to) 2 rows */
     float *x, *out;                                         /* its U-Net input and output */
-    int tokens, dim, pooled_dim;
+    int dim, pooled_dim;
 } denoise_context;
 
 txt2img *txt2img_load(const txt2img_options *o) {
@@ -119,13 +119,12 @@ const char *txt2img_sampler_from_a1111(const char *a1111) {
     return NULL;
 }
 
-/* Fills the inputs of image i's rows: [negative_i, positive_i] with CFG, [positive_i] without.
- * The conditioning holds 2n rows [negatives; positives]. */
+/* Fills the inputs of image i's rows: [negative_i, positive_i] with CFG, [positive_i] without. */
 static void fill_rows(denoise_context *d, int image, int rows) {
-    const text_conditioning *c = d->cond;
-    size_t per = (size_t)d->tokens * d->dim;
+    const text_conditioning *c = &d->cond[image];
+    size_t per = (size_t)c->tokens * d->dim;
     for (int r = 0; r < rows; r++) {
-        int src = (rows == 2 && r == 0) ? image : d->n + image;
+        int src = rows == 2 ? r : 1;
         memcpy(d->context + r * per, c->context + src * per, per * sizeof(float));
         if (d->pooled_dim) {
             memcpy(d->text_embeds + (size_t)r * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
@@ -151,7 +150,7 @@ static int denoise(void *user, float *out, const float *x, int batch, float time
         fill_rows(d, i, rows);
         for (int r = 0; r < rows; r++)   /* batch row of (image i, row r): i, or n + i for the positive */
             memcpy(d->x + r * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
-        if (unet_forward(d->unet, d->x, rows, d->H, d->W, d->timesteps, d->context, d->tokens,
+        if (unet_forward(d->unet, d->x, rows, d->H, d->W, d->timesteps, d->context, d->cond[i].tokens,
                          d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, d->out) != 0)
             return -1;
         for (int r = 0; r < rows; r++)
@@ -201,7 +200,7 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
     int h = r->height / f, w = r->width / f;
     int rc = -1;
     scheduler *s = NULL;
-    text_conditioning cond = {0};
+    text_conditioning *cond = ts_calloc((size_t)r->batch, sizeof *cond);   /* per image */
     denoise_context d = {0};
 
     /* text */
@@ -209,22 +208,22 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
     text_encoder_options to = text_encoder_defaults();
     to.clip_skip = r->clip_skip > 1 ? r->clip_skip - 1 : 0;    /* A1111's 2 is diffusers' 1 */
     to.truncate = r->truncate;
-    /* rows [negatives; positives]; no negative prompt is NULL, which SDXL turns into zeros as
-     * diffusers does (SD 1/2: ""). */
-    const char **prompts = ts_calloc((size_t)2 * n, sizeof(char *));
-    bool *skip_rows = ts_calloc((size_t)2 * n, sizeof(bool));
+    /* Each image's pair [negative, positive] on its own, so its long-prompt chunks do not
+     * depend on the other images' prompts; no negative prompt is NULL, which SDXL turns into
+     * zeros as diffusers does (SD 1/2: ""). Clip skip for both rows (A1111, sd.cpp) or the
+     * positive only (diffusers). */
+    const bool skip_rows[2] = {!r->clip_skip_positive_only, true};
+    to.skip_rows = skip_rows;
+    int max_tokens = 0;
     for (int i = 0; i < n; i++) {
         const char *neg = r->negatives ? r->negatives[first + i] : r->negative;
-        prompts[i] = neg && neg[0] ? neg : NULL;
-        prompts[n + i] = r->prompts ? r->prompts[first + i] : r->prompt;
-        skip_rows[i] = !r->clip_skip_positive_only;
-        skip_rows[n + i] = true;
+        const char *pair[2] = {neg && neg[0] ? neg : NULL, r->prompts ? r->prompts[first + i] : r->prompt};
+        if (text_encoder_encode(p->text, pair, 2, &to, &cond[i]) < 0) {
+            ts_fail_wrap("image %d", first + i);
+            goto done;
+        }
+        if (cond[i].tokens > max_tokens) max_tokens = cond[i].tokens;
     }
-    to.skip_rows = skip_rows;
-    int enc = text_encoder_encode(p->text, prompts, 2 * n, &to, &cond);
-    free(prompts);
-    free(skip_rows);
-    if (enc < 0) goto done;
     out->seconds_text = ts_now() - t0;
 
     /* sampler */
@@ -239,15 +238,15 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
     s = scheduler_new(&sc);
     if (!s) goto done;
 
-    d = (denoise_context){.unet = p->unet, .cond = &cond, .n = n, .H = h, .W = w, .pixel_h = r->height,
-                          .pixel_w = r->width, .tokens = cond.tokens,
-                          .dim = cond.dim, .pooled_dim = unet_text_embeds_dim(p->unet) ? cond.pooled_dim : 0};
-    if (unet_text_embeds_dim(p->unet) && cond.pooled_dim != unet_text_embeds_dim(p->unet)) {
+    d = (denoise_context){.unet = p->unet, .cond = cond, .n = n, .H = h, .W = w, .pixel_h = r->height,
+                          .pixel_w = r->width, .dim = cond[0].dim,
+                          .pooled_dim = unet_text_embeds_dim(p->unet) ? cond[0].pooled_dim : 0};
+    if (unet_text_embeds_dim(p->unet) && cond[0].pooled_dim != unet_text_embeds_dim(p->unet)) {
         ts_fail("txt2img: the U-Net wants %d-wide pooled text, the text encoder gives %d", unet_text_embeds_dim(p->unet),
-                cond.pooled_dim);
+                cond[0].pooled_dim);
         goto done;
     }
-    d.context = ts_malloc((size_t)2 * cond.tokens * cond.dim * sizeof(float));
+    d.context = ts_malloc((size_t)2 * max_tokens * d.dim * sizeof(float));
     d.timesteps = ts_malloc(2 * sizeof(float));
     d.x = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
     d.out = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
@@ -298,7 +297,8 @@ done:
         txt2img_result_free(out);
     }
     free(d.context), free(d.timesteps), free(d.text_embeds), free(d.time_ids), free(d.x), free(d.out);
-    text_conditioning_free(&cond);
+    for (int i = 0; i < r->batch; i++) text_conditioning_free(&cond[i]);
+    free(cond);
     scheduler_destroy(&s);
     return rc;
 }

@@ -16,7 +16,9 @@
  * A pipeline serves many requests (the diffusion worker keeps one per model); it is not
  * re-entrant (one generate at a time). Seeds follow diffusers: one seed is one CPU
  * torch.Generator drawing the whole batch, so image i of a batch equals diffusers' image i;
- * per-image seeds (request.seeds) are diffusers' list of generators.
+ * per-image seeds (request.seeds) are diffusers' list of generators. An image never depends
+ * on what it is batched with: each image's prompts are encoded and its U-Net rows run on
+ * their own, so image k of a batch made alone (batch_pos) is the same bytes.
  */
 #ifndef TESSERA_TXT2IMG_H
 #define TESSERA_TXT2IMG_H
