@@ -232,6 +232,10 @@ int cmd_txt2img(int argc, char **argv) {
     }
     r.seed = (uint64_t)seed;
     ts_set_threads(threads);
+    char label[256];
+    model_label(o.model, label, sizeof label);
+    if (from_png.model[0] && strcmp(from_png.model, label) != 0)
+        log_warn("txt2img: the PNG was made with model '%s', this is '%s': expect another image", from_png.model, label);
 
     txt2img *p = txt2img_load(&o);
     if (!p) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); return 1; }
@@ -257,8 +261,6 @@ int cmd_txt2img(int argc, char **argv) {
     txt2img_result out;
     if (txt2img_generate(p, &r, &out) < 0) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); goto done; }
 
-    char label[256];
-    model_label(o.model, label, sizeof label);
     /* what reproduces each image: with -b N, its place in the batch (A1111's keys), which
      * --batch-pos or --from-png gives back */
     gen_parameters gp = {.prompt = (char *)r.prompt, .negative = (char *)(r.negative ? r.negative : ""),
