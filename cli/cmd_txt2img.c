@@ -35,7 +35,7 @@ static int usage(int status) {
             "  -b, --batch N          images from one seed, as diffusers' num_images_per_prompt;\n"
             "                         each PNG records its Batch size and Batch pos\n"
             "  --batch-pos K          with -b N: make only image K (0..N-1) of that batch, the same\n"
-            "                         pixels as in the batch\n"
+            "                         pixels as in the batch, written to -o\n"
             "  --from-png FILE        every setting FILE's parameters record (prompt, seed, size,\n"
             "                         sampler, batch position, ...); options after it override\n"
             "  --clip-skip N          A1111 numbering: 2 = penultimate CLIP layer\n"
