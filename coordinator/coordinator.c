@@ -505,7 +505,7 @@ static void send_simple(coordinator *c, worker_peer *w, int shutdown) {
     Tessera__Heartbeat hb = TESSERA__HEARTBEAT__INIT;
     Tessera__Shutdown sd = TESSERA__SHUTDOWN__INIT;
     if (shutdown) {
-        sd.reason = (char *)"job complete";
+        sd.reason = (char *)(c->p.complete ? "job complete" : "coordinator stopping");
         env.body_case = TESSERA__ENVELOPE__BODY_SHUTDOWN;
         env.shutdown = &sd;
     } else {
@@ -932,8 +932,10 @@ static uint64_t remove_temps(const char *dir, int depth) {
         if (is_temp_name(e->d_name)) { if (unlink(path) == 0) removed++; continue; }
         if (depth == 0 && (is_shard_folder(e->d_name) || !strcmp(e->d_name, ".staging")))
             removed += remove_temps(path, strcmp(e->d_name, ".staging") ? 2 : 1);
-        else if (depth == 1 && is_shard_folder(e->d_name))
+        else if (depth == 1 && is_shard_folder(e->d_name)) {
             removed += remove_temps(path, 2);
+            rmdir(path); /* a staging folder left empty: workers make it again when they write */
+        }
     }
     closedir(d);
     return removed;
@@ -987,14 +989,24 @@ static int open_outputs(coordinator *c) {
     return journal_append(c->journal, &e);
 }
 
+/* Closes an output file; a failure (the last buffered bytes did not reach the disk) is a
+ * storage failure like any other. */
+static void close_output(coordinator *c, FILE **f, const char *path) {
+    if (*f && fclose(*f) != 0 && !c->storage_failed) {
+        ts_fail("%s: %s", path, strerror(errno));
+        storage_fail(c, ts_last_error());
+    }
+    *f = NULL;
+}
+
 static void teardown(coordinator *c) {
     if (c->journal) {
         if (group_commit(c) == 0) journal_destroy(&c->journal);
         else journal_abandon(&c->journal); /* what is pending may lack its manifest lines */
     }
-    if (c->manifest) fclose(c->manifest);
-    if (c->dead) fclose(c->dead);
-    if (c->rejects) fclose(c->rejects);
+    close_output(c, &c->manifest, c->path_manifest);
+    close_output(c, &c->dead, c->path_dead);
+    close_output(c, &c->rejects, c->path_rejects);
     id_set_destroy(&c->ids);
     dataset_destroy(&c->ds);
     dataset_record_clear(&c->rec);
@@ -1055,13 +1067,15 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
     c.p.workers = zhashx_size(c.peers);
     c.p.records_per_s = c.p.elapsed > 0 ? (c.p.records_done - c.done_at_start) / c.p.elapsed : 0;
     write_stats(&c);
+    if (c.storage_failed) { rc = -1; c.p.complete = 0; }
     if (opt->progress) opt->progress(&c.p, opt->progress_ctx);
     if (c.p.complete)
         log_info("job complete: %llu records, %llu dead-lettered, %llu lines rejected",
                  (unsigned long long)c.p.records_done, (unsigned long long)c.p.records_dead, (unsigned long long)c.p.rejected);
 out:
-    if (final) *final = c.p;
     teardown(&c);
+    if (c.storage_failed) { rc = -1; c.p.complete = 0; }
+    if (final) *final = c.p;
     if (c.read_error) ts_fail("reading the dataset: %s", c.read_error_text);
     else if (c.storage_failed)
         ts_fail("stopped on a storage failure: %s (everything journalled before it is kept; run the same "

@@ -128,6 +128,17 @@ static uint64_t expected(const shard_packer *p, uint64_t shard) {
     return p->total - start < p->size ? p->total - start : p->size;
 }
 
+/* libarchive's message, with the system's reason when the message lacks it ("Write error"),
+ * so a full disk reads as one (output_storage_error_text). */
+static const char *tar_error(struct archive *a, char *buf, size_t cap) {
+    const char *msg = archive_error_string(a);
+    int err = archive_errno(a);
+    if (!msg) msg = "error";
+    if (err > 0 && !strstr(msg, strerror(err))) snprintf(buf, cap, "%s: %s", msg, strerror(err));
+    else snprintf(buf, cap, "%s", msg);
+    return buf;
+}
+
 /* Reads a whole staged file; its size in *n. NULL (ts_fail set) on error. */
 static char *read_whole(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -156,7 +167,7 @@ static int pack_entry(struct archive *a, const char *dir, const char *name) {
     archive_entry_set_mtime(e, 0, 0); /* reproducible shards */
     int rc = 0;
     if (archive_write_header(a, e) != ARCHIVE_OK || archive_write_data(a, buf, got) != (la_ssize_t)got)
-        rc = ts_fail("%s: tar: %s", path, archive_error_string(a));
+        rc = ts_fail("%s: tar: %s", path, tar_error(a, (char[512]){0}, 512));
     archive_entry_free(e);
     free(buf);
     return rc;
@@ -187,10 +198,11 @@ static int write_tar(const char *dir, struct dirent **names, int n, const char *
     struct archive *a = archive_write_new();
     archive_write_set_format_pax_restricted(a);
     int rc = 0;
-    if (archive_write_open_fd(a, fd) != ARCHIVE_OK) rc = ts_fail("%s: %s", tmp, archive_error_string(a));
+    char why[512];
+    if (archive_write_open_fd(a, fd) != ARCHIVE_OK) rc = ts_fail("%s: %s", tmp, tar_error(a, why, sizeof why));
     for (int i = 0; i < n && rc == 0; i++)
         if (names[i]) rc = pack_entry(a, dir, names[i]->d_name);
-    if (archive_write_close(a) != ARCHIVE_OK && rc == 0) rc = ts_fail("%s: %s", tmp, archive_error_string(a));
+    if (archive_write_close(a) != ARCHIVE_OK && rc == 0) rc = ts_fail("%s: %s", tmp, tar_error(a, why, sizeof why));
     archive_write_free(a);
     if (rc == 0 && fsync(fd) < 0) rc = ts_fail("%s: fsync: %s", tmp, strerror(errno));
     if (close(fd) < 0 && rc == 0) rc = ts_fail("%s: close: %s", tmp, strerror(errno));
@@ -267,6 +279,7 @@ int shard_pack_folder(const char *dir, const char *tar_path) {
     if (!old) return -1;
     struct dirent **names = NULL;
     int n = scandir(dir, &names, is_member, alphasort); /* name order keeps key.* together */
+    if (n < 0 && errno == ENOENT) n = 0; /* every record of the shard was dead-lettered: an empty tar */
     int rc = n < 0 ? ts_fail("%s: %s", dir, strerror(errno)) : 0;
     if (rc == 0) rc = closed ? repack_closed(dir, tar_path, names, n) : write_tar(dir, names, n, tar_path);
     for (int i = 0; i < n; i++) free(names[i]);
