@@ -9,6 +9,9 @@
 #include "kernels/base.h"
 #include "kernels/comm.h"
 #include "kernels/tensor.h"
+#ifdef TESSERA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 #include <stdio.h>
 #include <string.h>
@@ -79,6 +82,14 @@ int cmd_version(int argc, char **argv) {
     printf("tessera %s\n", TESSERA_VERSION);
     printf("features: openblas=%s onednn=%s cuda=%s nccl=%s mpi=%s openmp=yes threads=%d\n",
            yes_no(blas), yes_no(dnnl), yes_no(cuda), yes_no(nccl), yes_no(mpi), ts_get_threads());
+#ifdef TESSERA_HAVE_CUDA
+    int devices = cuda_device_count();   /* the CUDA library is built: say what it sees */
+    printf("cuda devices: %d\n", devices);
+    for (int d = 0; d < devices; d++) {
+        char desc[256];
+        if (cuda_device_describe(d, desc, sizeof desc) == 0) printf("  cuda:%d %s\n", d, desc);
+    }
+#endif
     return 0;
 }
 
