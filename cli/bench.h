@@ -12,6 +12,7 @@
     X(gemm, "sgemm and conv2d GFLOP/s; oneDNN against im2col+sgemm")     \
     X(unet, "one CFG step of a full-size U-Net: --arch sd15|sd21|sdxl --res 512") \
     X(llm, "LLM prefill and decode tok/s at batch 1 and 16: -m MODEL.gguf") \
+    X(caption, "captioner images/s and tok/s, batched against one at a time: -m LLAVA") \
     X(vae, "full-size SD VAE decode, tiled and untiled: --res 512") \
     X(pipeline, "coordinator tasks/s with 1, 8, 64 null workers; RSS at 1e4 vs 1e7 records") \
     X(comm, "under mpirun: all-reduce time by size, checked and not, against memcpy")
