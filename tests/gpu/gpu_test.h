@@ -45,11 +45,12 @@ static inline const char *gpu_test_suffix(dtype t) {
     return t == DT_F32 ? "f32" : t == DT_F16 ? "f16" : "bf16";
 }
 
-/* Loads cuda/<name>_<suffix of t>.npy into fresh arena memory of type t (or F32 when
- * as_f32). *n gets the element count. Exits on a missing fixture (a broken checkout). */
+/* Loads the F32 input cuda/<name>.npy into fresh arena memory, rounded on the GPU to type
+ * t (or left F32 when as_f32), as tools/gen_cuda_op_fixtures.py rounded it for the expected
+ * values. *n gets the element count. Exits on a missing fixture (a broken checkout). */
 static inline void *gpu_fixture(cuda_context *ctx, const char *name, dtype t, bool as_f32, int64_t *n) {
     char rel[256];
-    snprintf(rel, sizeof rel, "cuda/%s_%s.npy", name, gpu_test_suffix(t));
+    snprintf(rel, sizeof rel, "cuda/%s.npy", name);
     tensor shape;
     float *host = fixture_npy(rel, &shape);
     if (!host) exit(1);

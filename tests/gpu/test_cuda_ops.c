@@ -2,8 +2,8 @@
  * test_cuda_ops.c — every op of kernels/cuda against torch, in F32, F16 and BF16.
  *
  * Expected values: tests/fixtures/cuda, written by tools/gen_cuda_op_fixtures.py (torch,
- * float64, from inputs already rounded to the precision under test). Tolerances: see
- * gpu_test_tolerance. Exits 77 (ctest: skipped) where no GPU is present.
+ * float64, from the F32 inputs rounded to the precision under test, as the GPU rounds
+ * them here). Tolerances: see gpu_test_tolerance. Exits 77 (ctest: skipped) where no GPU is present.
  * TESSERA_CUDA_TEST_OPS=attention,norm,... runs only those groups (tools/gpu-check.sh runs
  * the hand-written kernels under compute-sanitizer that way).
  */
@@ -162,7 +162,7 @@ static void test_elementwise(dtype t) {
     CHECK_OK(cuda_nchw_to_nhwc(ctx, py, px, t, 2, 5, 21));
     gpu_check_fixture(ctx, "NCHW -> NHWC", py, t, 2 * 5 * 21, "perm");
     CHECK_OK(cuda_nhwc_to_nchw(ctx, pz, py, t, 2, 5, 21));
-    gpu_check_fixture(ctx, "NHWC -> NCHW (back)", pz, t, 2 * 5 * 21, "perm_x");
+    gpu_check_fixture(ctx, "NHWC -> NCHW (back)", pz, t, 2 * 5 * 21, "perm_back");
     cuda_arena_reset(ctx, mark);
 }
 
