@@ -3,6 +3,7 @@
 #include "models/npy.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +11,27 @@ int test_passed, test_failed;
 
 int test_report(void) {
     printf("%d passed, %d failed\n", test_passed, test_failed);
+    if (test_passed + test_failed == 0) {
+        fprintf(stderr, "FAIL: no check ran (a test must check something, or call TEST_SKIP)\n");
+        return 1;
+    }
     return test_failed ? 1 : 0;
+}
+
+void test_skip(const char *why, ...) {
+    printf("%d passed, %d failed\n", test_passed, test_failed);
+    if (test_failed) {
+        fprintf(stderr, "FAIL: %d checks failed before the test skipped\n", test_failed);
+        exit(1);
+    }
+    va_list ap;
+    va_start(ap, why);
+    printf("SKIP: ");
+    vprintf(why, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+    exit(TEST_SKIP_CODE);
 }
 
 float test_max_abs_diff(const float *got, const float *want, size_t n, float *max_want) {
@@ -28,6 +49,8 @@ bool test_arrays_close(const float *got, const float *want, size_t n, float tol,
     float scale;
     float worst = test_max_abs_diff(got, want, n, &scale);
     float limit = tol * (scale > 1 ? scale : 1);
+    /* the achieved error, always: tolerances are kept within 10x of it (see README, Testing) */
+    printf("  %s: max abs diff %.3g (limit %.3g, scale %.3g)\n", what, worst, limit, scale);
     if (worst <= limit) return true;
     size_t at = 0;
     for (size_t i = 0; i < n; i++)

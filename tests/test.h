@@ -8,6 +8,11 @@
  *       return TEST_END();        // prints "N passed, N failed", exit status 0/1
  *   }
  *
+ * A program that ran no check fails: a test that cannot fail is not a test. A test that
+ * cannot run on this machine (no GPU, say) calls TEST_SKIP("why"): it exits with status 77,
+ * which ctest reports as skipped (SKIP_RETURN_CODE in tests/CMakeLists.txt), and `make test`
+ * fails on any skip not listed in tests/expected_skips.txt. Shell tests skip with `exit 77`.
+ *
  * Fixture paths come from the environment that ctest sets (tests/CMakeLists.txt).
  */
 #ifndef TESSERA_TEST_H
@@ -21,6 +26,9 @@ extern int test_passed, test_failed;
 
 #define TEST_BEGIN() (test_passed = 0, test_failed = 0)
 #define TEST_END() test_report()
+/* Stops the test as skipped (exit status 77), saying why; a failure counted before wins. */
+#define TEST_SKIP(...) test_skip(__VA_ARGS__)
+#define TEST_SKIP_CODE 77
 
 #define CHECK(cond, ...)                                                     \
     do {                                                                     \
@@ -41,6 +49,7 @@ extern int test_passed, test_failed;
     CHECK(test_arrays_close(got, want, n, tol, what), "%s", what)
 
 int test_report(void);
+_Noreturn void test_skip(const char *why, ...) __attribute__((format(printf, 1, 2)));
 bool test_arrays_close(const float *got, const float *want, size_t n, float tol, const char *what);
 /* Largest absolute difference, and the largest |want|. */
 float test_max_abs_diff(const float *got, const float *want, size_t n, float *max_want);
