@@ -71,7 +71,7 @@ static char *json_string(const char *text, size_t n) {
 }
 
 /* Builds the chat.completion answer for a parsed request; NULL + message on bad input. */
-static char *complete_chat(llm_server *s, const cJSON *req, unsigned *status) {
+static char *complete_chat(llm_server *s, const cJSON *req, long number, unsigned *status) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(req, "messages");
     int n = cJSON_GetArraySize(msgs);
     if (!cJSON_IsArray(msgs) || n == 0 || n > 256) { *status = 400; ts_fail("'messages' must be a non-empty array"); return NULL; }
@@ -121,7 +121,7 @@ static char *complete_chat(llm_server *s, const cJSON *req, unsigned *status) {
 
     cJSON *root = cJSON_CreateObject();
     char id[64];
-    snprintf(id, sizeof id, "chatcmpl-%ld", s->requests);
+    snprintf(id, sizeof id, "chatcmpl-%ld", number);   /* this request's own number: s->requests moves under other threads */
     cJSON_AddStringToObject(root, "id", id);
     cJSON_AddStringToObject(root, "object", "chat.completion");
     cJSON_AddNumberToObject(root, "created", (double)time(NULL));
@@ -181,7 +181,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     cJSON *req = cJSON_Parse(u->data ? u->data : "");
     if (!cJSON_IsObject(req)) { cJSON_Delete(req); return reply_error(c, 400, "the body is not a JSON object"); }
     unsigned status = 500;
-    char *json = complete_chat(s, req, &status);
+    char *json = complete_chat(s, req, number, &status);
     cJSON_Delete(req);
     enum MHD_Result rc = json ? reply(c, status, json) : reply_error(c, status, ts_last_error());
     free(json);
