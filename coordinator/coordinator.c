@@ -377,6 +377,11 @@ static int read_task(coordinator *c) {
     int finished = t && terminal(t);
     while (n < cap) {
         int rc = dataset_next(c->ds, &c->rec);
+        if (rc < 0 && output_storage_error_text(ts_last_error())) { /* the rejects file: the disk is full */
+            storage_fail(c, ts_last_error());
+            free(recs);
+            return 0;
+        }
         if (rc < 0) { /* a truncated .gz, an I/O error: stop rather than finish short */
             c->read_error = 1;
             snprintf(c->read_error_text, sizeof c->read_error_text, "%s", ts_last_error());
@@ -944,7 +949,7 @@ static uint64_t remove_temps(const char *dir, int depth) {
 static int open_outputs(coordinator *c) {
     const job_spec *j = c->job;
     if (coordinator_make_dirs(j->output) < 0) return -1;
-    c->lock = output_lock_take(j->output, j->endpoint, c->opt->force_unlock);
+    c->lock = output_lock_take(j->output, j->endpoint[0] ? j->endpoint : "tcp://*:5555", c->opt->force_unlock);
     if (!c->lock) return -1;
     uint64_t stale = remove_temps(j->output, 0);
     if (stale) log_info("%s: removed %llu temporary files left by writers that died", j->output, (unsigned long long)stale);

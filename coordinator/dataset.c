@@ -34,6 +34,7 @@ struct dataset {
     size_t line_len;
     uint64_t line_no, rejected;
     FILE *rejects;
+    int rejects_errno;        /* a reject line could not be written (a full disk): reading stops */
     /* csv header: the column of each field, -1 if absent */
     int col_id, col_prompt, col_negative, col_seed, col_params;
     image_source *images;     /* DS_IMAGES: records come from there */
@@ -169,8 +170,8 @@ static void reject(dataset *d, const char *reason) {
     cJSON_AddStringToObject(o, "text", d->line);
     d->line[n] = saved;
     char *s = cJSON_PrintUnformatted(o);
-    fprintf(d->rejects, "%s\n", s);
-    fflush(d->rejects);
+    if ((fprintf(d->rejects, "%s\n", s) < 0 || fflush(d->rejects) != 0) && !d->rejects_errno)
+        d->rejects_errno = errno ? errno : EIO;
     free(s);
     cJSON_Delete(o);
 }
@@ -356,6 +357,7 @@ int dataset_next(dataset *d, dataset_record *out) {
     if (d->images) return image_source_next(d->images, out);
     dataset_record_clear(out);
     for (;;) {
+        if (d->rejects_errno) return ts_fail("%s: %s", d->opt.rejects_path, strerror(d->rejects_errno));
         int rc = read_line(d);
         if (rc <= 0) return rc;
         if (rc == 2) {

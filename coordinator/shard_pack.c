@@ -265,7 +265,7 @@ static int repack_closed(const char *dir, const char *tar_path, struct dirent **
         snprintf(repair, sizeof repair, "%s-r%d.tar", base, k);
         if (stat(repair, &st) < 0) break;
     }
-    log_warn("%s is closed but lacks %d of the files staged for it (journal damaged?): they go to %s",
+    log_error("%s is closed but lacks %d of the files staged for it (journal damaged?): they go to %s",
              tar_path, missing, repair);
     return write_tar(dir, names, n, repair);
 }
