@@ -256,6 +256,10 @@ static int open_gguf_pair(llava *v, const char *model, const char *mmproj) {
     v->vcfg.act = use_gelu ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
     if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_GGUF, NULL, lookup_gguf, g, mmproj)) return -1;
     v->run_layers = v->vcfg.n_layers;   /* the file holds only the layers LLaVA uses */
+    /* LLaVA-1.5's converter drops post_layernorm (the features come before it); a file that
+     * has one was made for another feature selection, which is not written here */
+    if (gguf_find_tensor(g, "v.post_ln.weight"))
+        return ts_fail("%s: has a vision post-layernorm (v.post_ln): not a LLaVA-1.5 mmproj, not supported", mmproj);
     v->drop_cls = true;
     v->image_token_id = -1;
     const char *names[4] = {"mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"};
