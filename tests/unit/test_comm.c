@@ -120,7 +120,8 @@ static void allow_openmpi_leaks(void) {
 #ifdef SANITIZED
     const char *source = getenv("TESSERA_SOURCE"), *old = getenv("LSAN_OPTIONS");
     char options[PATH_MAX + 256];
-    snprintf(options, sizeof options, "%s%ssuppressions=%s/tests/unit/test_comm_lsan.supp:fast_unwind_on_malloc=0",
+    snprintf(options, sizeof options,
+             "%s%ssuppressions=%s/tests/unit/test_comm_lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0",
              old ? old : "", old && *old ? ":" : "", source ? source : ".");
     setenv("LSAN_OPTIONS", options, 1);
     setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
