@@ -9,10 +9,16 @@
  * (llama.cpp's pair). One image prints its caption; several print "IMAGE<TAB>caption" per
  * line. An image that cannot be read is reported on stderr and the others go on (exit 1).
  * Prompts: models/vision/caption_prompt.h. Greedy decoding, as captions should be.
+ *
+ *   tessera caption --write-shards MANIFEST -o DIR
+ *
+ * puts an image recaption job's captions back into copies of its WebDataset shards
+ * (key.descriptive.txt / key.short.txt beside each record: worker/recaption_shards.h).
  */
 #include "cli/commands.h"
 #include "models/vision/caption_prompt.h"
 #include "models/vision/llava.h"
+#include "worker/recaption_shards.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +36,14 @@ static int usage(int status) {
             "                      (default: \"USER: <image>\\n{instruction} ASSISTANT:\")\n"
             "  -n TOKENS           new tokens at most (default 256)\n"
             "  --pad / --no-pad    LLaVA-1.5's pad-to-square (default: as the model's files say)\n"
-            "  --print-ids         print the caption's token ids instead of its text\n");
+            "  --print-ids         print the caption's token ids instead of its text\n"
+            "   or: tessera caption --write-shards MANIFEST -o DIR\n"
+            "  the captions of an image recaption job's manifest added to copies of its shards\n");
     return status;
 }
 
 int cmd_caption(int argc, char **argv) {
-    const char *model = NULL, *mmproj = NULL, *alt = NULL, *tpl = NULL;
+    const char *model = NULL, *mmproj = NULL, *alt = NULL, *tpl = NULL, *shards_manifest = NULL, *out_dir = NULL;
     const char **images = ts_calloc((size_t)argc, sizeof *images);
     int n_images = 0, pad = -1, status = 1;
     long max_new = 256;
@@ -54,6 +62,8 @@ int cmd_caption(int argc, char **argv) {
         else if (strcmp(a, "-i") == 0) images[n_images++] = val;
         else if (strcmp(a, "--alt-text") == 0) alt = val;
         else if (strcmp(a, "--prompt") == 0) tpl = val;
+        else if (strcmp(a, "--write-shards") == 0) shards_manifest = val;
+        else if (strcmp(a, "-o") == 0) out_dir = val;
         else if (strcmp(a, "--style") == 0) {
             if (caption_style_from_name(val, &style)) { fprintf(stderr, "tessera caption: %s\n", ts_last_error()); free(images); return 2; }
         } else if (strcmp(a, "-n") == 0) {
@@ -61,6 +71,15 @@ int cmd_caption(int argc, char **argv) {
             max_new = strtol(val, &e, 10);
             if (*e || max_new < 1) { fprintf(stderr, "tessera caption: bad -n '%s'\n", val); free(images); return 2; }
         } else { fprintf(stderr, "tessera caption: unknown option '%s'\n", a); free(images); return usage(2); }
+    }
+    if (shards_manifest) {
+        free(images);
+        if (!out_dir) { fprintf(stderr, "tessera caption: --write-shards needs -o DIR\n"); return 2; }
+        recaption_shards_stats st;
+        if (recaption_write_shards(shards_manifest, out_dir, &st)) { fprintf(stderr, "tessera caption: %s\n", ts_last_error()); return 1; }
+        printf("%d shards written to %s, %d captions added%s\n", st.shards, out_dir, st.captions,
+               st.truncated ? " (some input shards were cut short: see the warnings)" : "");
+        return 0;
     }
     if (!model || n_images == 0) { free(images); return usage(2); }
 

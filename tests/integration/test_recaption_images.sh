@@ -4,7 +4,8 @@
 # "caption" backend (the tiny LlavaForConditionalGeneration fixture). A member that is not
 # an image and a tar member cut short go to the rejects with their reasons; an image damaged
 # inside its data is captioned as a fallback with the decoder's reason; every good record is
-# captioned exactly once, also after the job is run again (resume).
+# captioned exactly once, also after the job is run again (resume). Then `tessera caption
+# --write-shards` adds key.short.txt beside each captioned record in copies of the shards.
 source "$(dirname "$0")/test_pipeline_common.inc"
 FIX=${TESSERA_FIXTURES:?}/caption
 mkdir -p "$W/shards"
@@ -70,4 +71,42 @@ PY
 check || fail "first run"
 run_job   # again: resumes from the journal, nothing doubles
 check > /dev/null || fail "after a second run"
+
+# the captions back into copies of the shards, beside each record's members
+"$T" -q caption --write-shards "$W/out/manifest.jsonl" -o "$W/recaptioned" > "$W/ws.txt" 2>"$W/ws_err.txt" \
+  || fail "--write-shards: $(cat "$W/ws_err.txt")"
+grep -q "^3 shards written to .*, 6 captions added (some input shards were cut short" "$W/ws.txt" || fail "--write-shards: $(cat "$W/ws.txt")"
+python3 - "$W/shards" "$W/recaptioned" "$W/out/manifest.jsonl" <<'PY'
+import json, sys, tarfile
+src, dst, manifest = sys.argv[1:]
+rows = {r["id"]: r for r in map(json.loads, open(manifest))}
+for s in ("00000.tar", "00001.tar", "00002.tar"):
+    out = tarfile.open(f"{dst}/{s}")
+    names = out.getnames()
+    with tarfile.open(f"{src}/{s}") as t:
+        try:
+            members = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+        except tarfile.ReadError:
+            members = []
+    if s == "00002.tar":   # cut inside 000000008.jpg: copied up to its last whole member
+        members = [m for m in members if not m[0].startswith("000000008")]
+        with tarfile.open(f"{src}/{s}", ignore_zeros=True) as t:
+            members = []
+            for m in t:
+                if m.name.startswith("000000008"): break
+                members.append((m.name, t.extractfile(m).read()))
+    for name, data in members:
+        assert out.extractfile(name).read() == data, (s, name)
+    added = [n for n in names if n.endswith(".short.txt")]
+    for n in added:
+        key = n.split(".")[0]
+        assert out.extractfile(n).read().decode() == rows[key]["expanded"], n
+        # right after the record's own members
+        i = names.index(n)
+        assert names[i - 1].startswith(key) and (i + 1 == len(names) or not names[i + 1].startswith(key)), names
+    want = sorted(k for k, r in rows.items() if r["params"]["image"].endswith("/" + s) and "expand_fallback" not in r)
+    assert sorted(n.split(".")[0] for n in added) == want, (s, added, want)
+    assert len(names) == len(members) + len(added), (s, names)
+print("shards re-written with the captions beside their records")
+PY
 echo "PASS"
