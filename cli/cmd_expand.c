@@ -10,6 +10,7 @@
  * fallback is reported on stderr with its reason, and counted at the end.
  */
 #include "cli/commands.h"
+#include "models/expand_check.h"
 #include "models/llm_expander.h"
 #include "models/model_files.h"
 #include "worker/llm_http.h"
@@ -39,7 +40,10 @@ static int usage(int status) {
             "  --temp T --top-p P --top-k K --min-p P --repeat-penalty R --seed S\n"
             "  --max-tokens N       per reply (default 160)\n"
             "  --batch N            prompts generated together (default 8)\n"
-            "  --show-raw           print the model's raw reply under each line\n");
+            "  --show-raw           print the model's raw reply under each line\n"
+            "  --check C            none | keep-words: a reply must keep the prompt's content words,\n"
+            "                       else it is sampled again, then the prompt is kept (unfaithful)\n"
+            "  --check-retries N    further samples when the check fails (default 4)\n");
     return status;
 }
 
@@ -67,6 +71,7 @@ int cmd_expand(int argc, char **argv) {
     llm_http_options ho = llm_http_default_options();
     const char *server = NULL;
     bool show_raw = false;
+    expand_check_options check = expand_check_default_options();
     char **prompts = NULL;
     int n = 0, rc = 1;
     for (int i = 1; i < argc; i++) {
@@ -96,6 +101,8 @@ int cmd_expand(int argc, char **argv) {
         else if (strcmp(a, "--max-tokens") == 0) { if (!TAKE()) return 2; eo.max_tokens = ho.max_tokens = atoi(v); }
         else if (strcmp(a, "--batch") == 0) { if (!TAKE()) return 2; eo.max_batch = atoi(v); }
         else if (strcmp(a, "--show-raw") == 0) show_raw = true;
+        else if (strcmp(a, "--check") == 0) { if (!TAKE() || expand_check_parse(v, &check.kind) != 0) { fprintf(stderr, "tessera: error: %s\n", ts_last_error()); return 2; } }
+        else if (strcmp(a, "--check-retries") == 0) { if (!TAKE()) return 2; check.retries = atoi(v); }
         else { fprintf(stderr, "tessera expand: unknown option '%s'\n", a); return usage(2); }
 #undef TAKE
     }
@@ -111,7 +118,7 @@ int cmd_expand(int argc, char **argv) {
     } else {
         llm_expander *e = llm_expander_open(&eo);
         if (!e) goto fail;
-        int r = llm_expander_run(e, n, (const char *const *)prompts, out);
+        int r = expand_checked_llm(e, &check, n, (const char *const *)prompts, out);
         llm_expander_destroy(&e);
         if (r != 0) goto fail;
     }

@@ -16,6 +16,8 @@ static int usage(int rc) {
     printf("usage: tessera worker expand|render --connect ENDPOINT [options]\n"
            "  --backend NAME      null | echo | a model backend (default null)\n"
            "  --model PATH        model for the backend\n"
+           "  --expand-check C    none | keep-words: expansions must keep the prompt's content words\n"
+           "  --expand-retries N  further samples when the check fails (default 4)\n"
            "  --credit N          tasks held at once (default 2)\n"
            "  --heartbeat S       heartbeat interval in seconds (default 1)\n"
            "  --reconnect-max S   longest reconnect backoff (default 8 beats)\n"
@@ -28,7 +30,7 @@ static int usage(int rc) {
 
 int cmd_worker(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return usage(argc < 2 ? 2 : 0);
-    worker_options o = {.backend = "null", .credit = 2, .heartbeat_s = 1, .stop = &stop_requested};
+    worker_options o = {.backend = "null", .credit = 2, .heartbeat_s = 1, .stop = &stop_requested, .expand_retries = -1};
     if (!strcmp(argv[1], "expand")) o.stage = 1;
     else if (!strcmp(argv[1], "render")) o.stage = 2;
     else { fprintf(stderr, "tessera worker: '%s' is not expand or render\n", argv[1]); return 2; }
@@ -42,6 +44,8 @@ int cmd_worker(int argc, char **argv) {
         if (!strcmp(a, "--connect")) o.endpoint = v;
         else if (!strcmp(a, "--backend")) o.backend = v;
         else if (!strcmp(a, "--model")) o.model = v;
+        else if (!strcmp(a, "--expand-check")) o.expand_check = v;
+        else if (!strcmp(a, "--expand-retries")) o.expand_retries = atoi(v);
         else if (!strcmp(a, "--credit")) o.credit = atoi(v);
         else if (!strcmp(a, "--heartbeat")) o.heartbeat_s = atof(v);
         else if (!strcmp(a, "--reconnect-max")) o.reconnect_max_s = atof(v);

@@ -46,6 +46,8 @@ static const job_key keys[] = {
     D("lease_seconds", lease_seconds, "lease length; renewed by heartbeats"),
     D("heartbeat_seconds", heartbeat_seconds, "heartbeat interval"),
     I("seed", seed, "job seed (record seeds derive from it and the record id)"),
+    S("expand.check", expand_check, "none | keep-words: an expansion must keep the prompt's content words"),
+    I("expand.retries", expand_retries, "further samples when expand.check fails, then the short prompt"),
     I("workers.expand", expand_workers, "local expander workers (tessera run)"),
     I("workers.render", render_workers, "local render workers (tessera run)"),
     I("workers.credit", credit, "tasks a worker asks for at once"),
@@ -80,6 +82,7 @@ void job_defaults(job_spec *j) {
     j->lease_seconds = 60; j->heartbeat_seconds = 1;
     j->seed = 0;
     j->expand_workers = 1; j->render_workers = 2; j->credit = 2;
+    strcpy(j->expand_check, "none"); j->expand_retries = 4;
     strcpy(j->backend, "null");
     j->endpoint[0] = 0; /* coordinator: tcp on port 5555; run: an ipc socket of its own */
     j->window = 4096;
@@ -244,6 +247,9 @@ int job_check(const job_spec *j) {
     if (j->window < 1) return ts_fail("job key 'window' must be >= 1");
     if (j->credit < 1) return ts_fail("job key 'workers.credit' must be >= 1");
     if (j->max_line < 16) return ts_fail("job key 'dataset.max_line' must be >= 16");
+    if (strcmp(j->expand_check, "none") && strcmp(j->expand_check, "keep-words"))
+        return ts_fail("job key 'expand.check': '%s' is not none or keep-words", j->expand_check);
+    if (j->expand_retries < 0 || j->expand_retries > 100) return ts_fail("job key 'expand.retries' must be in [0, 100]");
     return 0;
 }
 

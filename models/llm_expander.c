@@ -96,6 +96,13 @@ static char *format_prompt(const char *format, const char *prompt) {
 }
 
 int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansion *out) {
+    return llm_expander_run_with(e, n, prompts, NULL, out);
+}
+
+const llm_sampling *llm_expander_sampling(const llm_expander *e) { return &e->options.sampling; }
+
+int llm_expander_run_with(llm_expander *e, int n, const char *const *prompts, const llm_sampling *sampling,
+                          expansion *out) {
     int **ids = ts_calloc((size_t)n, sizeof(int *));
     int *lens = ts_calloc((size_t)n, sizeof(int));
     int rc = -1;
@@ -120,7 +127,8 @@ int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansi
     gen.end_ids = gen.n_end ? end_ids : NULL;
     llm_detokenizer detok = llm_codec_detokenizer(e->codec);
     llm_output *outputs = ts_calloc((size_t)n, sizeof(llm_output));
-    if (llm_generate(e->model, e->state, n, (const int *const *)ids, lens, &e->options.sampling, &gen, &detok, outputs) != 0) {
+    if (llm_generate(e->model, e->state, n, (const int *const *)ids, lens, sampling ? sampling : &e->options.sampling,
+                     &gen, &detok, outputs) != 0) {
         free(outputs);
         goto done;
     }

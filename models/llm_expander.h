@@ -47,6 +47,11 @@ void llm_expander_destroy(llm_expander **self);
 /* Expands n prompts; out[n] filled (free with expansion_free). -1 only when the model
  * itself fails; bad replies are fallbacks, not errors. */
 int llm_expander_run(llm_expander *self, int n, const char *const *prompts, expansion *out);
+/* The same with other sampling settings (a retry of expand_check.h); NULL: as configured. */
+int llm_expander_run_with(llm_expander *self, int n, const char *const *prompts, const llm_sampling *sampling,
+                          expansion *out);
+/* The sampling settings in force (after the model's own, see model_sampling). */
+const llm_sampling *llm_expander_sampling(const llm_expander *self);
 void expansion_free(expansion *e, int n);
 
 #endif

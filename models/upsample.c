@@ -133,8 +133,8 @@ int upsample_messages(const upsample_instruction *u, const char *prompt, chat_me
 }
 
 const char *upsample_verdict_name(upsample_verdict v) {
-    static const char *names[] = {"ok", "empty", "runaway", "not_text", "failed"};
-    return (unsigned)v <= UPSAMPLE_FAILED ? names[v] : "?";
+    static const char *names[] = {"ok", "empty", "runaway", "not_text", "failed", "unfaithful"};
+    return (unsigned)v <= UPSAMPLE_UNFAITHFUL ? names[v] : "?";
 }
 
 int upsample_count_words(const char *s) {

@@ -38,7 +38,8 @@ typedef enum {
     UPSAMPLE_EMPTY,        /* nothing left after cleaning */
     UPSAMPLE_RUNAWAY,      /* over UPSAMPLE_MAX_WORDS, or cut off by the token limit */
     UPSAMPLE_NOT_TEXT,     /* control characters, invalid UTF-8, or mostly non-letters */
-    UPSAMPLE_FAILED        /* the backend failed (HTTP error, timeout); set by callers */
+    UPSAMPLE_FAILED,       /* the backend failed (HTTP error, timeout); set by callers */
+    UPSAMPLE_UNFAITHFUL    /* lost words of the prompt on every try (expand_check.h) */
 } upsample_verdict;
 
 const char *upsample_verdict_name(upsample_verdict v);   /* "ok", "empty", "runaway", ... */

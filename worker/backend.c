@@ -2,6 +2,7 @@
 #include "worker/backend.h"
 #include "kernels/base.h"
 #include "models/image_png.h"
+#include "models/expand_check.h"
 #include "models/llm_expander.h"
 #include "models/txt2img.h"
 #include "worker/captioner.h"
@@ -84,14 +85,23 @@ static ts_renderer *null_renderer_new(const char *name, const char *model) {
 typedef struct {
     llm_expander *embedded;
     llm_http *http;
+    expand_check_options check;   /* expand.check, expand.retries */
 } model_expander;
+
+/* One try (expand_check.h): retries of the embedded LLM sample with other seeds; a server
+ * samples as it is configured to, so a retry just asks again. */
+static int model_expand_attempt(void *ctx, int n, const char *const *prompts, int attempt, expansion *out) {
+    model_expander *m = ctx;
+    if (m->http) return llm_http_expand(m->http, n, prompts, out);
+    return expand_llm_try(m->embedded, n, prompts, attempt, m->check.retry_temperature, out);
+}
 
 static int model_expand(ts_expander *self, const char *const *prompts, const uint64_t *seeds, int n,
                         char **out, char **errors, char **fallbacks) {
     (void)seeds;
     model_expander *m = self->state;
     expansion *x = ts_calloc((size_t)n, sizeof *x);
-    int rc = m->embedded ? llm_expander_run(m->embedded, n, prompts, x) : llm_http_expand(m->http, n, prompts, x);
+    int rc = expand_checked(model_expand_attempt, m, &m->check, n, prompts, x);
     for (int i = 0; i < n && rc == 0; i++) {
         out[i] = x[i].text;
         x[i].text = NULL;
@@ -114,6 +124,7 @@ static void model_expander_destroy(ts_expander *self) {
 static ts_expander *model_expander_new(const char *name, const char *model) {
     if (!model || !*model) { ts_fail("backend 'model': no expander model (set models.expander)"); return NULL; }
     model_expander *m = ts_calloc(1, sizeof *m);
+    m->check = expand_check_default_options();
     if (!strncmp(model, "http://", 7) || !strncmp(model, "https://", 8)) {
         llm_http_options o = llm_http_default_options();
         o.url = model;
@@ -222,6 +233,15 @@ ts_expander *backend_expander_new(const char *kind, const char *model) {
     const backend_entry *b = find(kind);
     if (!b || !b->new_expander) { ts_fail("no expander backend '%s' in this build", kind); return NULL; }
     return b->new_expander(b->name, model);
+}
+
+int backend_expander_set_check(ts_expander *self, const char *check, int retries) {
+    expand_check_options o = expand_check_default_options();
+    if (expand_check_parse(check, &o.kind) != 0) return -1;
+    if (retries >= 0) o.retries = retries;
+    /* echo and null keep every word of the prompt by construction: only models are checked */
+    if (self->expand == model_expand) ((model_expander *)self->state)->check = o;
+    return 0;
 }
 
 ts_renderer *backend_renderer_new(const char *kind, const char *model) {

@@ -17,6 +17,8 @@ typedef struct {
     int stage;                      /* 1 expand, 2 render (tessera.proto Stage) */
     const char *backend;            /* "null", "echo", or a real backend */
     const char *model;
+    const char *expand_check;       /* expander faithfulness check: none | keep-words (NULL: none) */
+    int expand_retries;             /* further samples when the check fails; < 0: the default */
     int credit;                     /* tasks held at once (queued + running) */
     double heartbeat_s;             /* coordinator presumed lost after 5 silent beats */
     double reconnect_max_s;         /* backoff doubles from heartbeat_s up to this */
