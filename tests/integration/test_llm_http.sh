@@ -47,21 +47,24 @@ grep -q "fell back" "$dir/http.err" && ok || bad "random-model replies should be
 # 503 twice, then 200: retried and answered.
 start_server flaky --fault-503 2 || exit 1
 "$T" -v expand --server "http://127.0.0.1:$PORT" --retries 3 --concurrency 1 "${EXPAND[@]:0:13}" \
-  > "$dir/flaky.txt" 2> "$dir/flaky.err"
+  > "$dir/flaky.txt" 2> "$dir/flaky.err" && ok || bad "expand with retries exited $?: $(cat "$dir/flaky.err")"
 grep -q "(failed)" "$dir/flaky.err" && bad "503s were not retried: $(cat "$dir/flaky.err")" || ok
 grep -q "retrying" "$dir/flaky.err" && ok || bad "no retry was logged"
 # Without retries the 503 is a failure, recorded as a fallback with its reason.
 start_server flaky2 --fault-503 5 || exit 1
-"$T" expand --server "http://127.0.0.1:$PORT" --retries 0 -p "a red circle" > "$dir/f2.txt" 2> "$dir/f2.err"
+"$T" expand --server "http://127.0.0.1:$PORT" --retries 0 -p "a red circle" > "$dir/f2.txt" 2> "$dir/f2.err" \
+  && ok || bad "a fallback is no error, but expand exited $?"
 grep -q "(failed)" "$dir/f2.err" && grep -q "HTTP 503" "$dir/f2.err" && ok || bad "503 without retries: $(cat "$dir/f2.err")"
 [ "$(cat "$dir/f2.txt")" = "a red circle" ] && ok || bad "fallback text: $(cat "$dir/f2.txt")"
 
 # A stalled server: the request times out, the prompt falls back, and we do not wait for it.
 start_server stall --fault-stall-ms 8000 || exit 1
 start=$(date +%s)
-"$T" expand --server "http://127.0.0.1:$PORT" --timeout 1 --retries 0 -p "a red circle" > "$dir/s.txt" 2> "$dir/s.err"
+"$T" expand --server "http://127.0.0.1:$PORT" --timeout 1 --retries 0 -p "a red circle" > "$dir/s.txt" 2> "$dir/s.err" \
+  && ok || bad "a timed-out prompt falls back, but expand exited $?"
 took=$(( $(date +%s) - start ))
 grep -q "(failed)" "$dir/s.err" && grep -qi "timeout\|timed out" "$dir/s.err" && ok || bad "stall: $(cat "$dir/s.err")"
 [ "$took" -le 5 ] && ok || bad "timeout took ${took}s"
+[ "$(cat "$dir/s.txt")" = "a red circle" ] && ok || bad "stall fallback text: $(cat "$dir/s.txt")"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

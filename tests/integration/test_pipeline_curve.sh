@@ -14,9 +14,12 @@ EP="ipc://$W/c.ipc"
 "$T" -q worker render --connect "$EP" --cert "$W/other/intruder.cert_secret" --server-cert "$W/keys/server.cert" --heartbeat 0.2 & B=$!; PIDS+=($B)
 sleep 2
 [ ! -s "$W/out/manifest.jsonl" ] || fail "the intruder got work done"
-ls "$W/out" | grep -q '^00000$' && fail "the intruder wrote files"
-"$T" status "$W/out" | grep -q "0 done" || fail "journal shows work before an allowed worker came"
+[ ! -e "$W/out/00000" ] || fail "the intruder wrote files"
+"$T" status "$W/out" > "$W/status.txt"
+grep -Eq '^records: +0 done, 0 dead-lettered, ' "$W/status.txt" && grep -Eq '^tasks: +0 done, 0 dead, ' "$W/status.txt" \
+  || fail "journal shows work before an allowed worker came: $(cat "$W/status.txt")"
 "$T" -q worker render --connect "$EP" --cert "$W/keys/good.cert_secret" --server-cert "$W/keys/server.cert" --heartbeat 0.2 & PIDS+=($!)
 wait_exit $C 30 || fail "coordinator exit status $?"
 check_exactly_once "$W/out" 50
+python3 -c "import json,sys; s=json.load(open('$W/out/stats.json')); assert s['complete'] and s['records_done']==50 and s['records_dead']==0, s"
 echo "PASS"

@@ -13,5 +13,6 @@ check_exactly_once "$W/out" 2000
 ls "$W/out"/*.tar | wc -l | grep -qx 7 || fail "expected 7 shards of 300"
 python3 -c "import json,sys; s=json.load(open('$W/out/stats.json')); assert s['complete'] and s['records_done']==2000, s"
 grep -q '"expanded":"a photo of thing 17, detailed"' "$W/out/manifest.jsonl" || fail "expanded prompt missing"
-"$T" status "$W/out" | grep -q "complete" || fail "status does not say complete"
+"$T" status "$W/out" > "$W/status.txt"
+grep -Eqx 'job: +complete' "$W/status.txt" || fail "status does not say complete: $(cat "$W/status.txt")"
 echo "PASS"

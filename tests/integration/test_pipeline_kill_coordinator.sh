@@ -25,7 +25,7 @@ echo "tasks done before the kill: $done_before"
 wait_exit $C 60 || fail "restarted coordinator exit status $?"
 check_exactly_once "$W/out" 2000
 "$T" status "$W/out" --journal > "$W/after.txt"
-grep -q "runs:      2" "$W/after.txt" || fail "journal does not show two runs"
+grep -Eq '^runs: +2 ' "$W/after.txt" || fail "journal does not show two runs"
 python3 - "$W/before.txt" "$W/after.txt" "$W/rendered.log" <<'PY'
 import sys, collections
 def done(path):

@@ -21,7 +21,8 @@ echo "records done before SIGINT: $done1"
 [ "$done1" -gt 0 ] && [ "$done1" -lt 600 ] || fail "SIGINT came at the wrong time ($done1 done)"
 "$T" -q run "${ARGS[@]}" --models.diffusion=sleep:0 2>/dev/null || fail "resumed run failed"
 check_exactly_once "$W/out" 600
-"$T" status "$W/out" | grep -q "runs:      2" || fail "status does not show two runs"
+"$T" status "$W/out" > "$W/status.txt"
+grep -Eq '^runs: +2 ' "$W/status.txt" || fail "status does not show two runs: $(cat "$W/status.txt")"
 "$T" status "$W/out" --journal > "$W/journal.txt"
 python3 - "$W/journal.txt" <<'PY'
 import sys, collections

@@ -58,8 +58,8 @@ done
 scontrol requeue "$J" && ok || bad "scontrol requeue"
 for _ in $(seq 1 120); do [ -z "$(squeue -h -j "$J" 2>/dev/null)" ] && break; sleep 1; done
 [ -z "$(squeue -h -j "$J" 2>/dev/null)" ] && ok || bad "requeued job did not finish"
-scontrol show job "$J" | grep -q "Restarts=1" && ok || bad "job was not restarted: $(scontrol show job "$J" | grep Restarts)"
+scontrol show job "$J" | grep -Eq 'Restarts=1( |$)' && ok || bad "job was not restarted: $(scontrol show job "$J" | grep Restarts)"
 [ "$(unique_ids "$OUT")" = "60 0" ] && ok || bad "job2 after requeue: unique/duplicated ids: $(unique_ids "$OUT")"
-"$T" status "$OUT" | grep -q "runs: *2" && ok || bad "the journal should show two coordinator runs: $("$T" status "$OUT" | grep runs)"
+"$T" status "$OUT" | grep -Eq '^runs: +2 ' && ok || bad "the journal should show two coordinator runs: $("$T" status "$OUT" | grep runs)"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
