@@ -23,8 +23,30 @@ struct llm {
     void (*release)(void *);
     const gguf *gguf_file;
     const char *folder;
-    const char *weight_type;
+    char weight_type[128];        /* "Q8_0", or "Q5_0+Q8_0+Q4_K+Q6_K" for a mixed file */
 };
+
+/* The matrices' types in order of first use: a Q4_K_M file is not all Q4_K (rows that are not
+ * a multiple of 256 fall back to Q5_0 / Q8_0), and the log should say so. */
+static void describe_weight_types(char *out, size_t size, const llm_weights *w, int n_layers) {
+    bool seen[QT_COUNT] = {false};
+    size_t k = 0;
+    out[0] = 0;
+    for (int l = 0; l <= n_layers; l++) {   /* the blocks, then the embedding and output */
+        const llm_layer *L = l < n_layers ? &w->layers[l] : NULL;
+        const qmatrix *ms[7] = {&w->token_embd, &w->output};
+        int n = 2;
+        if (L) { const qmatrix *lm[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down}; memcpy(ms, lm, sizeof lm); n = 7; }
+        for (int i = 0; i < n; i++) {
+            qtype t = ms[i]->type;
+            if ((unsigned)t >= QT_COUNT || seen[t]) continue;
+            seen[t] = true;
+            int wrote = snprintf(out + k, size - k, "%s%s", k ? "+" : "", qtype_name(t));
+            if (wrote < 0 || (size_t)wrote >= size - k) return;   /* 15 names fit in 128 */
+            k += (size_t)wrote;
+        }
+    }
+}
 
 /* ---- construction ------------------------------------------------------ */
 
@@ -34,7 +56,7 @@ llm *llm_new(const llm_config *config, const llm_weights *weights, void *owner, 
     m->weights = *weights;
     m->owner = owner;
     m->release = release;
-    m->weight_type = qtype_name(weights->layers[0].wq.type);
+    describe_weight_types(m->weight_type, sizeof m->weight_type, weights, config->n_layers);
     return m;
 }
 
