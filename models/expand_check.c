@@ -203,13 +203,19 @@ static int mentions_fitting(const words *p, int from, int to, const char *where,
     return total;
 }
 
-/* Is position p in a clause of e that also names stem (NULL: any clause)? */
-static bool position_kept(const words *e, const char *p, const char *stem) {
+/* Is position p in a clause of e that also names every stem of p's words [from, to)? */
+static bool position_kept(const words *e, const char *p, const words *pw, int from, int to) {
     for (int i = 0; i < e->n; i++) {
         if (e->v[i].kind != POSITION || strcmp(e->v[i].text, p)) continue;
-        if (!stem) return true;
-        for (int j = 0; j < e->n; j++)
-            if (e->v[j].clause == e->v[i].clause && e->v[j].kind == WORD && !strcmp(e->v[j].text, stem)) return true;
+        bool all = true;
+        for (int k = from; k < to && all; k++) {
+            if (pw->v[k].kind != WORD) continue;
+            bool found = false;
+            for (int j = 0; j < e->n && !found; j++)
+                found = e->v[j].clause == e->v[i].clause && e->v[j].kind == WORD && !strcmp(e->v[j].text, pw->v[k].text);
+            all = found;
+        }
+        if (all) return true;
     }
     return false;
 }
@@ -239,14 +245,22 @@ bool expand_check_keeps_words(const char *prompt, const char *expansion, char **
             if (!said && !(noun && count_stem(&e, noun) >= w->value))
                 snprintf(lost, sizeof lost, "%s%s%s", w->text, noun ? " " : "", noun ? noun : "");
         } else if (w->kind == POSITION) {
-            /* Its noun: the nearest content word before it in its clause, else after it. */
-            const char *noun = NULL;
-            for (int j = i - 1; j >= 0 && p.v[j].clause == w->clause && !noun; j--)
-                if (p.v[j].kind == WORD) noun = p.v[j].text;
-            for (int j = i + 1; j < p.n && p.v[j].clause == w->clause && !noun; j++)
-                if (p.v[j].kind == WORD) noun = p.v[j].text;
-            if (!position_kept(&e, w->text, noun))
-                snprintf(lost, sizeof lost, "%s%s%s%s", w->text, noun ? " (of " : "", noun ? noun : "", noun ? ")" : "");
+            /* Its words: the content words before it in its clause back to another position,
+             * else those after it ("a red square in the top left", "left of a tree"). */
+            int from = i, to = i;
+            while (from > 0 && p.v[from - 1].clause == w->clause && p.v[from - 1].kind != POSITION) from--;
+            bool before = false;
+            for (int k = from; k < i; k++) before |= p.v[k].kind == WORD;
+            if (!before) {
+                from = to = i + 1;
+                while (to < p.n && p.v[to].clause == w->clause && p.v[to].kind != POSITION) to++;
+            }
+            if (!position_kept(&e, w->text, &p, from, to)) {
+                int used = snprintf(lost, sizeof lost, "%s (of", w->text);
+                for (int k = from; k < to && used < (int)sizeof lost; k++)
+                    if (p.v[k].kind == WORD) used += snprintf(lost + used, sizeof lost - (size_t)used, " %s", p.v[k].text);
+                if (used < (int)sizeof lost) snprintf(lost + used, sizeof lost - (size_t)used, ")");
+            }
         }
     }
     /* Not more than the prompt asked for: "a red circle" is not two red circles. */

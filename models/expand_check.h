@@ -16,8 +16,9 @@
  *     that carry every word of a phrase of the prompt ("a large red circle" for "a red
  *     circle") may not outnumber that phrase ("a red circle" => two red circles fails);
  *   - a position ("left", "above", "top left" as one) is kept when it appears in the same
- *     clause (between commas, full stops or "and") as the noun it belongs to (the nearest
- *     content word before it in the prompt's clause), so a moved object is caught.
+ *     clause (between commas, full stops or "and") as the words it belongs to (the content
+ *     words before it in the prompt's clause: "red square" in "a red square in the top
+ *     left"), so a moved object is caught.
  * The check does not see meaning: synonyms fail it ("dog" => "retriever") and a wrong
  * binding of colour to noun passes it. On failure the expander samples again, up to
  * `expand.retries` times with a different, deterministic seed each time (greedy models

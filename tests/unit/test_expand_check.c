@@ -26,7 +26,7 @@ static void test_shapes_world(void) {
     keeps("two red circles and a square in the top left", desc, true, NULL);
     keeps("a blue square in the top left", desc, true, NULL);
     keeps("a red circle in the bottom right", desc, true, NULL);
-    keeps("a red circle in the top left", desc, false, "top left (of circle)");      /* moved */
+    keeps("a red circle in the top left", desc, false, "top left (of red circle)");      /* moved */
     keeps("a square in the bottom right", desc, false, "bottom right (of square)");
     keeps("three red circles", desc, false, "3 circle");                              /* miscounted */
     keeps("a green triangle", desc, false, "green");
@@ -38,7 +38,11 @@ static void test_shapes_world(void) {
     keeps("a blue square and two red circles", desc, true, NULL);
     keeps("two small red circles", desc, true, NULL);
     keeps("a large orange square in the bottom right", "A large orange square in the top left, on a white background.",
-          false, "bottom right (of square)");
+          false, "bottom right (of large orange square)");
+    /* The colour goes with the position: the top right square is purple. */
+    keeps("a red square in the center left, a red square in the top right and a purple square",
+          "A small red square in the center left, a large red square in the bottom right, a small purple square in the "
+          "top right, on a white background.", false, "top right (of red square)");
 }
 
 static void test_real_prompts(void) {
