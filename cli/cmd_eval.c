@@ -88,8 +88,10 @@ static void describe(const shapes_scene *s, char *buf, size_t size) {
     }
 }
 
-static int write_json(const char *path, const shapes_score *sc) {
+/* The scores, and per image (in order) its file and verdicts, for paired tests. */
+static int write_json(const char *path, const shapes_score *sc, cJSON *images) {
     cJSON *root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "images", images);
     cJSON *attrs = cJSON_AddObjectToObject(root, "attributes");
     for (int a = 0; a < ATTR_KINDS; a++) {
         cJSON *o = cJSON_AddObjectToObject(attrs, shapes_attr_name(a));
@@ -163,6 +165,7 @@ static int eval_shapes(int argc, char **argv) {
     if (!images == !manifest) return usage(2);
 
     char **names = NULL, **lines = NULL;
+    cJSON *per_image = NULL;
     int n_images = 0, n_prompts = 0, status = 1;
     if (manifest) {
         if (read_manifest(manifest, manifest_dir, sizeof manifest_dir, &names, &lines, &n_images) != 0) goto fail;
@@ -178,6 +181,7 @@ static int eval_shapes(int argc, char **argv) {
         }
     }
     shapes_score score = {0};
+    per_image = cJSON_CreateArray();
     for (int i = 0; i < n_images; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", images, names[i]);
@@ -203,6 +207,12 @@ static int eval_shapes(int argc, char **argv) {
             shapes_verdict v;
             shapes_judge(&parsed, &scene, &v);
             shapes_score_add(&score, &v);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "file", names[i]);
+            cJSON_AddBoolToObject(o, "strict", v.strict);
+            cJSON_AddBoolToObject(o, "lenient", v.lenient);
+            cJSON_AddNumberToObject(o, "extra", v.extra);
+            cJSON_AddItemToArray(per_image, o);
             if (list) {
                 char found[1024];
                 describe(&scene, found, sizeof found);
@@ -225,7 +235,11 @@ static int eval_shapes(int argc, char **argv) {
     printf("%-10s %8d %8d %8.1f%%   (at least; extra objects ignored)\n", "lenient", score.lenient_correct,
            score.prompts, 100.0 * score.lenient_correct / score.prompts);
     printf("%-10s %8d          in %d images\n", "extra", score.extra_objects, score.images_with_extra);
-    if (json && write_json(json, &score) != 0) goto fail;
+    if (json) {
+        int rc = write_json(json, &score, per_image);
+        per_image = NULL;
+        if (rc != 0) goto fail;
+    }
     status = 0;
     if (min_accuracy >= 0 && overall < min_accuracy) {
         fprintf(stderr, "tessera eval shapes: strict accuracy %.3f is below the minimum %.3f\n", overall, min_accuracy);
@@ -235,6 +249,7 @@ static int eval_shapes(int argc, char **argv) {
 fail:
     fprintf(stderr, "tessera: error: %s\n", ts_last_error());
 done:
+    cJSON_Delete(per_image);
     for (int i = 0; i < n_images; i++) free(names[i]);
     for (int i = 0; i < n_prompts; i++) free(lines[i]);
     free(names), free(lines);

@@ -19,3 +19,10 @@ PY
 echo
 echo "demo: prompt following (each image against its short prompt):"
 "$TESSERA" eval shapes --manifest "$OUT/manifest.jsonl" --json "$OUT/score.json"
+python3 - "$OUT/score.json" "$OUT/stats.json" <<'PY' 2>/dev/null || true
+import json, sys
+s, st = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+fb = st.get("expand_fallbacks_by_reason", {})
+print(f"demo: strict score {s['strict_correct']}/{s['prompts']} prompts fully right ({100 * s['strict']:.1f} %, "
+      f"exact counts; lenient {100 * s['lenient']:.1f} %); expansions that fell back: {sum(fb.values())} {fb or ''}")
+PY

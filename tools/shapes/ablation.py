@@ -5,16 +5,19 @@ trained on short captions?
 Over 200 held-out short prompts of the shapes world (seed 2) it renders
   (a) model-short        on the short prompts
   (b) model-descriptive  on the short prompts
-  (c) model-descriptive  on the prompts expanded by demo/expander.gguf (greedy)
-and scores every image against its *short* prompt with `tessera eval shapes`.
+  (c) model-descriptive  on the prompts expanded by demo/expander.gguf
+  (c*) the accepted expansions drawn exactly by the world's renderer (the expander's ceiling)
+and scores every image against its *short* prompt with `tessera eval shapes`, strict (exact
+counts) and lenient, with exact McNemar tests on the paired per-prompt verdicts.
 
     python tools/shapes/ablation.py --out /tmp/shapes-ablation [--runtime diffusers]
     python tools/shapes/ablation.py --out /tmp/x --demo-prompts   # demo/prompts_expanded.txt
 
---runtime diffusers renders with diffusers' StableDiffusionPipeline and expands with
-transformers' GGUF reader (the reference implementations; an interim result until Tessera's
-own runtime renders). --runtime tessera expands with `tessera expand --prompt-format "{prompt} =>"` and renders with
-`tessera txt2img`.
+--runtime tessera (issue 19) runs every row as a `tessera run` job: kind render for (a) and
+(b), kind generate with `expand.check: keep-words` (expand.retries 16) for (c); seed = prompt
+index (the dataset's seed field), 20 DPM-Solver++ steps, guidance 4. --runtime diffusers
+renders with diffusers' StableDiffusionPipeline and expands greedily with transformers' GGUF
+reader (the reference implementations; no faithfulness check there).
 """
 import argparse
 import json
@@ -74,28 +77,6 @@ def render_reference(model_dir, prompts, out_dir, batch=50):
             img.save(os.path.join(out_dir, f"{start + i:05d}.png"))
 
 
-def expand_tessera(tessera, gguf_path, prompts, work):
-    """`tessera expand` with the expander's raw prompt format, greedy, until </s>."""
-    src = os.path.join(work, "expand_input.txt")
-    open(src, "w").write("\n".join(prompts) + "\n")
-    r = subprocess.run([tessera, "-q", "expand", "-m", gguf_path, "--prompt-format", "{prompt}" + SEP, "-f", src,
-                        "--temp", "0", "--repeat-penalty", "1"], check=True, capture_output=True, text=True,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"))
-    out = r.stdout.rstrip("\n").split("\n")
-    assert len(out) == len(prompts), (len(out), len(prompts))
-    return out
-
-
-def render_tessera(tessera, model_dir, prompts, out_dir):
-    """`tessera txt2img`, one call per prompt, the same settings and seeds as diffusers."""
-    os.makedirs(out_dir, exist_ok=True)
-    for i, p in enumerate(prompts):
-        subprocess.run([tessera, "-q", "txt2img", "-m", model_dir, "-p", p, "--seed", str(i), "--sampler", "dpm++2m",
-                        "--steps", str(STEPS), "--cfg-scale", str(GUIDANCE), "-W", "48", "-H", "48", "-t", "1",
-                        "-o", os.path.join(out_dir, f"{i:05d}.png")], check=True, capture_output=True,
-                       env=dict(os.environ, OMP_NUM_THREADS="1"))
-
-
 def draw_exactly(captions, out_dir):
     """Draws descriptive captions with the world's own renderer: what a perfect renderer would
     make of them. Scored against the short prompts, this is the expander's ceiling."""
@@ -111,10 +92,56 @@ def draw_exactly(captions, out_dir):
 
 
 def score(tessera, images, prompts_file):
+    """Scores a folder against a prompt file; per-image verdicts in file-name order."""
     js = images + ".json"
     subprocess.run([tessera, "eval", "shapes", "--images", images, "--prompts", prompts_file, "--json", js],
                    check=True, stdout=subprocess.DEVNULL)
-    return json.load(open(js))
+    r = json.load(open(js))
+    r["verdicts"] = [(im["strict"], im["lenient"]) for im in r["images"]]
+    return r
+
+
+def run_job(tessera, work, model_dir, prompts, expander=None, retries=16):
+    """One `tessera run` job over the prompts (seed = index); returns its manifest records by
+    index and its score (per-image verdicts by index) against the short prompts."""
+    os.makedirs(work, exist_ok=True)
+    dataset = os.path.join(work, "dataset.jsonl")
+    with open(dataset, "w") as f:
+        for i, p in enumerate(prompts):
+            f.write(json.dumps({"id": f"p{i:05d}", "prompt": p, "seed": i}) + "\n")
+    out = os.path.join(work, "job")
+    args = [tessera, "-q", "run", f"--kind={'generate' if expander else 'render'}", f"--dataset.path={dataset}",
+            "--dataset.format=jsonl", f"--models.diffusion={model_dir}", "--sampler.name=dpm++2m",
+            f"--sampler.steps={STEPS}", f"--sampler.cfg={GUIDANCE}", "--sampler.width=48", "--sampler.height=48",
+            f"--output.dir={out}", "--output.layout=files", "--workers.backend=model", "--workers.render=2"]
+    if expander:
+        args += [f"--models.expander={expander}", "--expand.check=keep-words", f"--expand.retries={retries}"]
+    subprocess.run(args, check=True, capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    manifest = os.path.join(out, "manifest.jsonl")
+    records = {}
+    for line in open(manifest):
+        r = json.loads(line)
+        records[int(r["id"][1:])] = r
+    assert sorted(records) == list(range(len(prompts))), "the job did not render every prompt once"
+    js = os.path.join(work, "score.json")
+    subprocess.run([tessera, "eval", "shapes", "--manifest", manifest, "--json", js], check=True,
+                   stdout=subprocess.DEVNULL)
+    result = json.load(open(js))
+    by_index = {}
+    for im in result["images"]:
+        by_index[int(os.path.basename(im["file"])[1:].split(".")[0])] = (im["strict"], im["lenient"])
+    result["verdicts"] = [by_index[i] for i in range(len(prompts))]
+    return records, result
+
+
+def mcnemar(x, y):
+    """Exact two-sided McNemar test on paired booleans: (x right & y wrong, y right & x wrong, p)."""
+    from math import comb
+    b = sum(1 for u, v in zip(x, y) if u and not v)
+    c = sum(1 for u, v in zip(x, y) if v and not u)
+    n, k = b + c, min(b, c)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
+    return b, c, p
 
 
 def main():
@@ -125,6 +152,7 @@ def main():
     ap.add_argument("--tessera", default=None, help="the tessera program (default: build/release/tessera)")
     ap.add_argument("--n", type=int, default=N_PROMPTS)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retries", type=int, default=16, help="expand.retries of the keep-words check")
     ap.add_argument("--demo-prompts", action="store_true",
                     help="only expand demo/prompts.txt into demo/prompts_expanded.txt (for the CI test)")
     args = ap.parse_args()
@@ -141,44 +169,60 @@ def main():
     short_file = os.path.join(args.out, "short_prompts.txt")
     open(short_file, "w").write("\n".join(shorts) + "\n")
     expander = os.path.join(args.demo, "expander.gguf")
+    results, fallbacks = {}, []
+    rows = [("a", "short-caption model, short prompts", "model-short", False),
+            ("b", "descriptive model, short prompts", "model-descriptive", False),
+            ("c", "descriptive model, expanded prompts", "model-descriptive", True)]
     if args.runtime == "diffusers":
         expanded = expand_reference(expander, shorts)
+        for key, label, model, use_expanded in rows:
+            images = os.path.join(args.out, key)
+            render_reference(os.path.join(args.demo, model), expanded if use_expanded else shorts, images)
+            results[key] = score(tessera, images, short_file)
+            print(f"({key}) {label}: strict {results[key]['strict']:.3f} ({time.time()-t0:.0f}s)", flush=True)
     else:
-        expanded = expand_tessera(tessera, expander, shorts, args.out)
+        for key, label, model, use_expanded in rows:
+            records, results[key] = run_job(tessera, os.path.join(args.out, key), os.path.join(args.demo, model),
+                                            shorts, expander if use_expanded else None, args.retries)
+            if use_expanded:
+                expanded = [records[i].get("expanded") or shorts[i] for i in range(len(shorts))]
+                fallbacks = [records[i].get("expand_fallback") for i in range(len(shorts))]
+            print(f"({key}) {label}: strict {results[key]['strict']:.3f} ({time.time()-t0:.0f}s)", flush=True)
     open(os.path.join(args.out, "expanded_prompts.txt"), "w").write("\n".join(expanded) + "\n")
-    print(f"expanded {len(expanded)} prompts in {time.time()-t0:.0f}s", flush=True)
-    if args.runtime == "diffusers":
-        render = render_reference
-    else:
-        def render(model_dir, prompts, out_dir):
-            render_tessera(tessera, model_dir, prompts, out_dir)
-    rows = [("a", "short-caption model, short prompts", "model-short", shorts),
-            ("b", "descriptive model, short prompts", "model-descriptive", shorts),
-            ("c", "descriptive model, expanded prompts", "model-descriptive", expanded)]
-    results = {}
-    for key, label, model, prompts in rows:
-        images = os.path.join(args.out, key)
-        render(os.path.join(args.demo, model), prompts, images)
-        results[key] = score(tessera, images, short_file)
-        print(f"({key}) {label}: overall {results[key]['overall']:.3f} ({time.time()-t0:.0f}s)", flush=True)
-    draw_exactly(expanded, os.path.join(args.out, "c_exact"))
-    results["c*"] = score(tessera, os.path.join(args.out, "c_exact"), short_file)
-    rows.append(("c*", "expanded prompts drawn exactly by the world's renderer (expander's ceiling)", None, None))
+    # (c*): the accepted expansions drawn exactly, scored against their short prompts.
+    accepted = [i for i in range(len(shorts)) if not (fallbacks and fallbacks[i])]
+    acc_short = os.path.join(args.out, "c_exact_short_prompts.txt")
+    open(acc_short, "w").write("\n".join(shorts[i] for i in accepted) + "\n")
+    draw_exactly([expanded[i] for i in accepted], os.path.join(args.out, "c_exact"))
+    results["c*"] = score(tessera, os.path.join(args.out, "c_exact"), acc_short)
+    n_fb = len(shorts) - len(accepted)
+    rows.append(("c*", f"accepted expansions drawn exactly by the world's renderer ({len(accepted)}; the expander's "
+                       f"ceiling)", None, None))
     attrs = list(results["a"]["attributes"])
     lines = [f"Runtime: {args.runtime}; {args.n} held-out short prompts (world seed {HELDOUT_SEED}); "
-             f"{STEPS} DPM-Solver++ steps, guidance {GUIDANCE}, seed = prompt index; scored against the short prompt.", "",
-             "| | " + " | ".join(attrs) + " | checks | **overall** |",
-             "|---|" + "---|" * (len(attrs) + 2)]
+             f"{STEPS} DPM-Solver++ steps, guidance {GUIDANCE}, seed = prompt index; scored against the short prompt "
+             f"by `tessera eval shapes` (strict: exact counts; lenient: at least)."
+             + (f" Expander: keep-words check, {args.retries} retries; {n_fb} of {len(shorts)} prompts fell back to "
+                f"the short prompt." if args.runtime == "tessera" else ""), "",
+             "| | " + " | ".join(attrs) + " | checks | extra objects | **strict** | lenient |",
+             "|---|" + "---|" * (len(attrs) + 4)]
     for key, label, _, _ in rows:
         r = results[key]
         cells = [f"{100 * r['attributes'][a]['accuracy']:.1f}" if r["attributes"][a]["total"] else "–" for a in attrs]
-        lines.append(f"| ({key}) {label} | " + " | ".join(cells) +
-                     f" | {100 * r['checks_accuracy']:.1f} | **{100 * r['overall']:.1f}** |")
+        lines.append(f"| ({key}) {label} | " + " | ".join(cells) + f" | {100 * r['checks_accuracy']:.1f} | "
+                     f"{r['extra_objects']} | **{100 * r['strict']:.1f}** | {100 * r['lenient']:.1f} |")
+    lines += ["", "Paired over the same prompts and seeds (exact McNemar test on per-prompt verdicts):", "",
+              "| | strict: wins / losses | p | lenient: wins / losses | p |", "|---|---|---|---|---|"]
+    for x, y in [("c", "a"), ("b", "a"), ("c", "b")]:
+        cells = []
+        for k in (0, 1):
+            w, l, p = mcnemar([v[k] for v in results[x]["verdicts"]], [v[k] for v in results[y]["verdicts"]])
+            cells += [f"{w} / {l}", f"{p:.2g}"]
+        lines.append(f"| ({x}) vs ({y}) | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     open(os.path.join(args.out, "table.md"), "w").write(table + "\n")
     json.dump(results, open(os.path.join(args.out, "results.json"), "w"), indent=1)
     print(table)
-
 
 if __name__ == "__main__":
     sys.exit(main())
