@@ -4,7 +4,7 @@
  * (running max m and sum l per query, rescaling the partial output when m grows), so the
  * memory is O(tile) and never [n_q, n_kv]. The two products per tile are sgemm calls on
  * strided views of q, k, v. Tiles are spread over threads with OpenMP (one parallel
- * region per call, BLAS single-threaded inside it).
+ * region per call; gemm runs each product on the calling thread inside it).
  */
 #include "kernels/ops_private.h"
 
@@ -87,7 +87,6 @@ void attention(float *out, const float *q, const float *k, const float *v, atten
     int64_t vs = p.v_stride ? p.v_stride : kv_width;
     int64_t q_tiles = (p.n_q + QUERY_TILE - 1) / QUERY_TILE;
     int64_t work = (int64_t)p.batch * p.heads * q_tiles;
-    int previous = blas_threads_single();
     #pragma omp parallel for schedule(dynamic, 1) if (work > 1)
     for (int64_t w = 0; w < work; w++) {
         int64_t bh = w / q_tiles, t = w % q_tiles;
@@ -98,5 +97,4 @@ void attention(float *out, const float *q, const float *k, const float *v, atten
         attention_tile(out + b * p.n_q * width + h * d, width, q + b * p.n_q * qs + h * d, qs,
                        k + b * p.n_kv * ks + kvh * d, ks, v + b * p.n_kv * vs + kvh * d, vs, d, q0, nq, &p);
     }
-    blas_threads_restore(previous);
 }

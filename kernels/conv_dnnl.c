@@ -9,6 +9,12 @@
  * reorder costs ~30 ms for a 1280x1280x3x3 weight, a third of that convolution at 16x16.
  *
  * Why this is the default backend: see the measurements at the top of conv.c.
+ *
+ * Scratchpads are ours, not the library's: oneDNN's default ("library") scratchpad of a
+ * Debian build (DNNL_ENABLE_CONCURRENT_EXEC=OFF) is bound to the thread that created the
+ * primitive, so one cached plan run by two render threads at once had both write the same
+ * scratch memory: different images for the same seed (issue 11). Every primitive here is made
+ * with dnnl_scratchpad_mode_user and gets the calling thread's own scratch at each execution.
  */
 #include "kernels/ops_private.h"
 
@@ -28,6 +34,7 @@ typedef struct {
     plan_key key;
     dnnl_primitive_t conv, src_reorder, weight_reorder, dst_reorder; /* reorders NULL when not needed */
     dnnl_memory_desc_t user_src, user_weight, user_dst, user_bias, src, weight, dst;
+    dnnl_memory_desc_t conv_scratch, src_scratch, weight_scratch, dst_scratch;  /* zero-sized when unused */
 } conv_plan;
 
 enum { MAX_PLANS = 512 };        /* SD U-Net + VAE + TAESD at one resolution use < 100 */
@@ -39,13 +46,36 @@ static dnnl_engine_t engine;
 #define DNNL_TRY(call) do { dnnl_status_t st_ = (call); if (st_ != dnnl_success) { \
     ts_fail("conv2d (oneDNN): %s failed with status %d", #call, (int)st_); goto fail; } } while (0)
 
-static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to) {
+/* Attributes every primitive here is made with: a scratchpad the caller passes in. */
+static dnnl_primitive_attr_t user_scratchpad_attr(void) {
+    dnnl_primitive_attr_t attr = NULL;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return NULL;
+    }
+    return attr;
+}
+
+static void query_scratchpad(const_dnnl_primitive_desc_t pd, dnnl_memory_desc_t *md) {
+    const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    if (q) *md = *q;
+    else memset(md, 0, sizeof *md);
+}
+
+static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                     dnnl_memory_desc_t *scratch) {
+    memset(scratch, 0, sizeof *scratch);
     if (dnnl_memory_desc_equal(from, to)) return NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t r = NULL;
-    if (dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL) == dnnl_success)
+    dnnl_primitive_attr_t attr = user_scratchpad_attr();
+    if (attr && dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, attr) == dnnl_success) {
+        query_scratchpad(pd, scratch);
         dnnl_primitive_create(&r, pd);
+    }
     if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
     return r;
 }
 
@@ -82,25 +112,52 @@ static conv_plan *plan_for(const plan_key *k) {
                                                 &any_weight, k->has_bias ? &p->user_bias : NULL, &any_dst,
                                                 strides, pad_l, pad_r));
     dnnl_primitive_desc_t pd = NULL;
-    DNNL_TRY(dnnl_primitive_desc_create(&pd, &cd, NULL, engine, NULL));
+    dnnl_primitive_attr_t attr = user_scratchpad_attr();
+    if (!attr) { ts_fail("conv2d (oneDNN): cannot make primitive attributes"); goto fail; }
+    dnnl_status_t made = dnnl_primitive_desc_create(&pd, &cd, attr, engine, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    DNNL_TRY(made);
+    query_scratchpad(pd, &p->conv_scratch);
     p->src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     p->weight = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     p->dst = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
     dnnl_status_t st = dnnl_primitive_create(&p->conv, pd);
     dnnl_primitive_desc_destroy(pd);
     if (st != dnnl_success) { ts_fail("conv2d (oneDNN): cannot create the convolution (status %d)", (int)st); return NULL; }
-    p->src_reorder = make_reorder(&p->user_src, &p->src);
-    p->weight_reorder = make_reorder(&p->user_weight, &p->weight);
-    p->dst_reorder = make_reorder(&p->dst, &p->user_dst);
+    p->src_reorder = make_reorder(&p->user_src, &p->src, &p->src_scratch);
+    p->weight_reorder = make_reorder(&p->user_weight, &p->weight, &p->weight_scratch);
+    p->dst_reorder = make_reorder(&p->dst, &p->user_dst, &p->dst_scratch);
     plan_count++;
     return p;
 fail:
     return NULL;
 }
 
-static void reorder(dnnl_primitive_t r, dnnl_stream_t s, dnnl_memory_t from, dnnl_memory_t to) {
+/* The calling thread's scratchpad for one primitive (NULL memory when it needs none).
+ * Executions on one stream are waited for before the next uses the same slot. */
+static dnnl_memory_t scratchpad_memory(const dnnl_memory_desc_t *md) {
+    size_t bytes = dnnl_memory_desc_get_size(md);
+    dnnl_memory_t m = NULL;
+    if (bytes) dnnl_memory_create(&m, md, engine, scratch_floats(5, bytes / 4 + 16));
+    return m;
+}
+
+static dnnl_status_t execute(dnnl_primitive_t prim, dnnl_stream_t s, const dnnl_memory_desc_t *scratch_md,
+                             int nargs, dnnl_exec_arg_t *args) {
+    dnnl_memory_t scratch = scratchpad_memory(scratch_md);
+    dnnl_exec_arg_t all[8];
+    memcpy(all, args, (size_t)nargs * sizeof *args);
+    if (scratch) all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scratch};
+    dnnl_status_t st = dnnl_primitive_execute(prim, s, nargs, all);
+    if (st == dnnl_success) st = dnnl_stream_wait(s);   /* the scratch slot is reused by the next primitive */
+    if (scratch) dnnl_memory_destroy(scratch);
+    return st;
+}
+
+static dnnl_status_t reorder(dnnl_primitive_t r, const dnnl_memory_desc_t *scratch_md, dnnl_stream_t s,
+                             dnnl_memory_t from, dnnl_memory_t to) {
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-    dnnl_primitive_execute(r, s, 2, args);
+    return execute(r, s, scratch_md, 2, args);
 }
 
 /* ---- reordered weights, kept only when the caller asks (conv2d_weight_cache) ---- */
@@ -170,7 +227,7 @@ int conv2d_dnnl(float *out, const float *x, int N, int C, int H, int W,
     if (plan->src_reorder) {
         DNNL_TRY(dnnl_memory_create(&m_src, &plan->src, engine,
                                     scratch_floats(2, dnnl_memory_desc_get_size(&plan->src) / 4 + 16)));
-        reorder(plan->src_reorder, stream, m_usrc, m_src);
+        DNNL_TRY(reorder(plan->src_reorder, &plan->src_scratch, stream, m_usrc, m_src));
     }
     if (ready) {
         DNNL_TRY(dnnl_memory_create(&m_w, &plan->weight, engine, (void *)ready));
@@ -182,9 +239,8 @@ int conv2d_dnnl(float *out, const float *x, int N, int C, int H, int W,
         pthread_mutex_unlock(&plan_lock);
         float *dst = keep ? ts_aligned_alloc(bytes) : scratch_floats(3, bytes / 4 + 16);
         DNNL_TRY(dnnl_memory_create(&m_w, &plan->weight, engine, dst));
-        reorder(plan->weight_reorder, stream, m_uw, m_w);
+        DNNL_TRY(reorder(plan->weight_reorder, &plan->weight_scratch, stream, m_uw, m_w));
         if (keep) {
-            DNNL_TRY(dnnl_stream_wait(stream));
             pthread_mutex_lock(&plan_lock);
             if (weight_count == weight_capacity) {
                 weight_capacity = weight_capacity ? 2 * weight_capacity : 64;
@@ -199,9 +255,8 @@ int conv2d_dnnl(float *out, const float *x, int N, int C, int H, int W,
                                     scratch_floats(4, dnnl_memory_desc_get_size(&plan->dst) / 4 + 16)));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m_src}, {DNNL_ARG_WEIGHTS, m_w}, {DNNL_ARG_DST, m_dst},
                                {DNNL_ARG_BIAS, m_bias}};
-    DNNL_TRY(dnnl_primitive_execute(plan->conv, stream, bias ? 4 : 3, args));
-    if (plan->dst_reorder) reorder(plan->dst_reorder, stream, m_dst, m_udst);
-    DNNL_TRY(dnnl_stream_wait(stream));
+    DNNL_TRY(execute(plan->conv, stream, &plan->conv_scratch, bias ? 4 : 3, args));
+    if (plan->dst_reorder) DNNL_TRY(reorder(plan->dst_reorder, &plan->dst_scratch, stream, m_dst, m_udst));
     rc = 0;
 fail:
     if (m_src != m_usrc) dnnl_memory_destroy(m_src);

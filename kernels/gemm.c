@@ -1,12 +1,13 @@
 /*
  * gemm.c — matrix products through OpenBLAS (cblas_sgemm), linear layers with weights
- * of any dtype, and the shared helpers of ops_private.h (scratch, weight widening,
- * BLAS threading).
+ * of any dtype, and the shared helpers of ops_private.h (scratch, weight widening).
+ * Products are cut into tiles so that results never depend on the thread count (see gemm).
  *
  * Without OpenBLAS a plain triple loop keeps the build working (slowly).
  */
 #include "kernels/ops_private.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -18,10 +19,22 @@
 
 /* ---- helpers (ops_private.h) ------------------------------------------- */
 
-static _Thread_local struct { float *data; size_t capacity; } scratch[SCRATCH_SLOTS];
+typedef struct { float *data; size_t capacity; } scratch_slot;
+static _Thread_local scratch_slot scratch[SCRATCH_SLOTS];
+
+/* A thread's scratch is freed when the thread ends (worker threads come and go). */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static void scratch_free(void *slots) {
+    scratch_slot *s = slots;
+    for (int i = 0; i < SCRATCH_SLOTS; i++) { free(s[i].data); s[i] = (scratch_slot){0}; }
+}
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 float *scratch_floats(int slot, size_t count) {
     if (count > scratch[slot].capacity) {
+        pthread_once(&scratch_once, scratch_key_make);
+        if (!pthread_getspecific(scratch_key)) pthread_setspecific(scratch_key, scratch);
         free(scratch[slot].data);
         size_t capacity = count + count / 4 + 16;
         scratch[slot].data = ts_aligned_alloc(capacity * sizeof(float));
@@ -50,35 +63,37 @@ int check_weight(const tensor *t, int64_t numel, const char *op, const char *wha
     return 0;
 }
 
-int blas_threads_single(void) {
-#ifdef TESSERA_HAVE_OPENBLAS
-    int previous = openblas_get_num_threads();
-    if (previous != 1) openblas_set_num_threads(1);
-    return previous;
-#else
-    return 1;
-#endif
-}
-
-void blas_threads_restore(int previous) {
-#ifdef TESSERA_HAVE_OPENBLAS
-    if (previous != 1) openblas_set_num_threads(previous);
-#else
-    (void)previous;
-#endif
-}
-
-/* ---- GEMM -------------------------------------------------------------- */
-
 /*
- * Large products use OpenBLAS's own threads. (Splitting them over OpenMP threads instead,
- * to have one thread pool, was tried: it cost 5-50% more CPU time, most at few rows, e.g.
- * 77x3072x768, so OpenBLAS keeps its threading; our OpenMP loops that call gemm() make
- * BLAS single-threaded around themselves with blas_threads_single.)
+ * Results must not depend on how many threads compute them: the same seed must give the same
+ * image on a 2-core laptop, a 64-core node, and in a render worker that shares its process
+ * with others (issue 11). Neither OpenBLAS nor oneDNN's sgemm promises that: OpenBLAS 0.3.21
+ * changed 40 % of the elements of a 36x64x576 product between 1 and 2 threads (its one-thread
+ * path takes other kernels for small products), and its thread count is one setting for the
+ * whole process, so a second pipeline changing it under a running GEMM changed images too.
+ * So OpenBLAS stays single-threaded for the whole process (set once, never changed), and
+ * gemm cuts every product into tiles whose shapes depend only on M and N; each tile is one
+ * single-threaded BLAS call. The tiles run on our OpenMP threads, or one after another when
+ * the caller is already inside a parallel region: the same numbers either way.
  */
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-          const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
+enum { GEMM_TILE_M = 256, GEMM_TILE_N = 1024 };
+
+static bool in_parallel_region(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return false;
+#endif
+}
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single_threaded(void) {
+#ifdef TESSERA_HAVE_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
+}
+
+static void gemm_tile(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
 #ifdef TESSERA_HAVE_OPENBLAS
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -95,23 +110,29 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
 #endif
 }
 
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+          const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    pthread_once(&blas_once, blas_single_threaded);
+    int tiles_m = (M + GEMM_TILE_M - 1) / GEMM_TILE_M, tiles_n = (N + GEMM_TILE_N - 1) / GEMM_TILE_N;
+    int tiles = tiles_m * tiles_n;
+    #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && !in_parallel_region())
+    for (int t = 0; t < tiles; t++) {
+        int i0 = (t / tiles_n) * GEMM_TILE_M, j0 = (t % tiles_n) * GEMM_TILE_N;
+        int m = M - i0 < GEMM_TILE_M ? M - i0 : GEMM_TILE_M, n = N - j0 < GEMM_TILE_N ? N - j0 : GEMM_TILE_N;
+        gemm_tile(trans_a, trans_b, m, n, K, alpha, A + (trans_a ? (size_t)i0 : (size_t)i0 * lda), lda,
+                  B + (trans_b ? (size_t)j0 * ldb : (size_t)j0), ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
+    }
+}
+
 void gemm_batched(int count, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                   const float *A, int lda, int64_t stride_a,
                   const float *B, int ldb, int64_t stride_b, float beta,
                   float *C, int ldc, int64_t stride_c) {
-    /* Many small products: one per thread, BLAS single-threaded. Few large ones: let
-     * BLAS use the threads inside each product. */
+    /* Many small products: one per thread (each product is computed the same way wherever it
+     * runs, see gemm). Few large ones: gemm spreads each over the threads. */
     double flops = 2.0 * M * N * K;
-    int threads = ts_get_threads();
-    if (count >= threads && threads > 1 && flops < 64.0 * 1024 * 1024) {
-        int previous = blas_threads_single();
-        #pragma omp parallel for schedule(dynamic, 1)
-        for (int i = 0; i < count; i++)
-            gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb,
-                 beta, C + i * stride_c, ldc);
-        blas_threads_restore(previous);
-        return;
-    }
+    #pragma omp parallel for schedule(dynamic, 1) if (count > 1 && flops < 64.0 * 1024 * 1024)
     for (int i = 0; i < count; i++)
         gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
              C + i * stride_c, ldc);

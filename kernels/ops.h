@@ -18,7 +18,9 @@
 
 /* ---- GEMM -------------------------------------------------------------- */
 
-/* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major, with leading dims. */
+/* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major, with leading dims.
+ * The result never depends on the thread count or on what else runs in the process (gemm.c):
+ * call it anywhere, also inside an OpenMP region of your own (it then runs on that thread). */
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
@@ -30,12 +32,6 @@ void gemm_batched(int count, bool trans_a, bool trans_b, int M, int N, int K, fl
 
 /* y[rows, out] = x[rows, in] * W^T + b, with W [out, in] of any dtype; b may be NULL. */
 int linear(float *y, const float *x, int64_t rows, const tensor *W, const tensor *b);
-
-/* For callers that split GEMMs over OpenMP threads themselves (models/unet.c): make BLAS
- * single-threaded around such a region, else both thread pools spin against each other.
- * Returns the previous BLAS thread count for blas_threads_restore. (Defined in gemm.c.) */
-int blas_threads_single(void);
-void blas_threads_restore(int previous);
 
 /* ---- convolution ------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /*
  * ops_private.h — helpers shared by the CPU op files (not part of the public API):
  * widening weights of any dtype to float32, per-thread scratch buffers, vectorisable
- * exp/erf. (blas_threads_single, for our own OpenMP loops around gemm, is in ops.h.)
+ * exp/erf.
  */
 #ifndef TESSERA_OPS_PRIVATE_H
 #define TESSERA_OPS_PRIVATE_H
@@ -14,8 +14,8 @@
 #endif
 
 /* Per-thread growable, 64-byte aligned scratch; slot 0..SCRATCH_SLOTS-1 lets one op hold
- * several at once. Contents are undefined on return. Never freed (threads are long-lived). */
-#define SCRATCH_SLOTS 6
+ * several at once. Contents are undefined on return. Freed when the thread ends. */
+#define SCRATCH_SLOTS 6   /* slot 5: oneDNN scratchpads (conv_dnnl.c) */
 float *scratch_floats(int slot, size_t count);
 
 /* The float32 data of a weight vector/matrix of any dtype: the tensor's own memory when

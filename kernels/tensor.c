@@ -9,9 +9,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#ifdef TESSERA_HAVE_OPENBLAS
-void openblas_set_num_threads(int);
-#endif
 
 /* ---- dtypes ------------------------------------------------------------ */
 
@@ -402,9 +399,6 @@ void ts_set_threads(int n) {
     omp_set_num_threads(n);
 #else
     if (n <= 0) n = 1;
-#endif
-#ifdef TESSERA_HAVE_OPENBLAS
-    openblas_set_num_threads(n);
 #endif
     thread_count = n;
 }

@@ -582,21 +582,18 @@ static void weight_block(const weight_product *p, const float *Wb, int64_t o0, i
     }
 }
 
-/* Rows [begin, end) of a thread's share, in multiples of 16. */
-static void thread_share(int64_t total, int t, int nt, int64_t *begin, int64_t *end) {
-    int64_t share = ((total + nt - 1) / nt + 15) / 16 * 16;
-    *begin = t * share < total ? t * share : total;
-    *end = *begin + share < total ? *begin + share : total;
-}
-
 /*
  * Two ways to share a product out. When the weight is the smaller operand (deep levels: few
- * positions, many channels) each thread takes its own weight rows and widens them alone.
+ * positions, many channels) each thread takes whole weight blocks and widens them alone.
  * When the activations are the larger one (outer levels), splitting the weight rows would
- * make every thread pack all of the activations again for each block, so instead each
- * thread takes a slice of the positions and the threads widen each weight block together
- * (one barrier per block, a few per layer at those sizes).
+ * make every thread pack all of the activations again for each block, so instead the
+ * threads widen each weight block together and share its tiles of positions (one barrier
+ * per block, a few per layer at those sizes).
+ * Blocks and tiles have fixed sizes whatever the thread count, so every GEMM call, and so
+ * every number, is the same on 1 thread or 64 (kernels/gemm.c says why that matters).
  */
+enum { POSITION_TILE = 512 };
+
 static void weight_gemm(unet *u, const tensor *w, const weight_product *p, unet_op op) {
     int64_t rows = w->shape[0], row_len = tensor_numel(w) / rows;
     double flops = 2.0 * (double)rows * row_len * p->other * p->count;
@@ -605,18 +602,16 @@ static void weight_gemm(unet *u, const tensor *w, const weight_product *p, unet_
     if (flops < 2e6 && !u->force_split) threads = 1;
     size_t es = dtype_size(w->type);
     bool f32 = w->type == DT_F32;
-    bool split_positions = threads > 1 && (u->force_split ? u->force_split == 2 : p->other >= rows);
+    bool split_positions = u->force_split ? u->force_split == 2 : p->other >= rows;
+    int64_t block = f32 ? rows : (int64_t)(u->scratch_per_thread / (size_t)row_len);
+    if (u->force_split) block = WIDEN_MIN_ROWS / 2;   /* tests: many blocks */
     #pragma omp parallel num_threads(threads) reduction(+:widen_s)
     {
-        int t = 0, nt = 1;
+        int t = 0;
 #ifdef _OPENMP
-        t = omp_get_thread_num(), nt = omp_get_num_threads();
+        t = omp_get_thread_num();
 #endif
         if (split_positions) {
-            int64_t s0, s1;
-            thread_share(p->other, t, nt, &s0, &s1);
-            int64_t block = f32 ? rows : (int64_t)((size_t)nt * u->scratch_per_thread / (size_t)row_len);
-            if (u->force_split) block = WIDEN_MIN_ROWS / 2;   /* tests: many blocks */
             for (int64_t o0 = 0; o0 < rows; o0 += block) {
                 int64_t ob = rows - o0 < block ? rows - o0 : block;
                 const float *Wb = (const float *)w->data + o0 * row_len;
@@ -632,19 +627,17 @@ static void weight_gemm(unet *u, const tensor *w, const weight_product *p, unet_
                     if (t == 0 && u->profiling) widen_s += ts_now() - w0;
                     Wb = u->scratch;
                 }
-                weight_block(p, Wb, o0, ob, s0, s1);
-                if (!f32) {
-                    #pragma omp barrier
-                }
+                #pragma omp for schedule(static)
+                for (int64_t s0 = 0; s0 < p->other; s0 += POSITION_TILE) {
+                    int64_t s1 = p->other - s0 < POSITION_TILE ? p->other : s0 + POSITION_TILE;
+                    weight_block(p, Wb, o0, ob, s0, s1);
+                }   /* implicit barrier: nobody widens the next block over this one early */
             }
         } else {
-            int64_t begin, end;
-            thread_share(rows, t, nt, &begin, &end);
             float *scratch = u->scratch + (size_t)t * u->scratch_per_thread;
-            int64_t block = f32 ? rows : (int64_t)(u->scratch_per_thread / (size_t)row_len);
-            if (u->force_split) block = WIDEN_MIN_ROWS / 2;   /* tests: many blocks */
-            for (int64_t o0 = begin; o0 < end; o0 += block) {
-                int64_t ob = end - o0 < block ? end - o0 : block;
+            #pragma omp for schedule(dynamic, 1)
+            for (int64_t o0 = 0; o0 < rows; o0 += block) {
+                int64_t ob = rows - o0 < block ? rows - o0 : block;
                 const float *Wb = (const float *)w->data + o0 * row_len;
                 if (!f32) {
                     double w0 = t == 0 && u->profiling ? ts_now() : 0;
@@ -920,8 +913,6 @@ int unet_forward(unet *self, const float *x, int B, int H, int W, const float *t
     arena *a = u->arena;
     arena_reset(a, 0);
     ensure_scratch(u);
-    /* Every GEMM below runs inside an OpenMP region of ours (weight_gemm) or the kernels' attention. */
-    int blas_threads = blas_threads_single();
 
     /* Time embedding, plus SDXL's pooled text and size/crop ids; resnets use silu of it. */
     int c0 = c->block_out_channels[0], td = u->time_dim;
@@ -1009,13 +1000,11 @@ int unet_forward(unet *self, const float *x, int B, int H, int W, const float *t
             break;
         }
         default:
-            blas_threads_restore(blas_threads);
             return ts_fail("unet_forward: bad block kind %d", (int)b->kind);
         }
         if (b->push) skip_data[nskips++] = o;
         cur = o;
     }
-    blas_threads_restore(blas_threads);
     return 0;
 }
 
