@@ -20,7 +20,9 @@ int main(void) {
         {CHAT_LLAMA2, "<s>", "</s>"}, {CHAT_MISTRAL, "<s>", "</s>"},
     };
     const cJSON *c;
+    int n_cases = 0, n_templates = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
+        n_cases++;
         chat_template t;
         const char *name = cJSON_GetObjectItem(c, "template")->valuestring;
         CHECK_OK(chat_template_from_name(name, &t));
@@ -41,10 +43,13 @@ int main(void) {
     /* each published template is recognised from its Jinja source */
     const cJSON *tpl;
     cJSON_ArrayForEach(tpl, cJSON_GetObjectItem(root, "templates")) {
+        n_templates++;
         chat_template t, want;
-        chat_template_from_name(tpl->string, &want);
+        CHECK_OK(chat_template_from_name(tpl->string, &want));
         CHECK(chat_template_detect(tpl->valuestring, &t) == 0 && t == want, "detect %s", tpl->string);
     }
+    /* the fixture's counts (tools/ wrote them): an emptied fixture must not pass */
+    CHECK(n_cases == 24 && n_templates == 4, "%d rendering cases and %d templates, want 24 and 4", n_cases, n_templates);
     CHECK(chat_template_from_name("jinja?", &(chat_template){0}) == -1 && strstr(ts_last_error(), "chatml"),
           "unknown name lists the choices: %s", ts_last_error());
     cJSON_Delete(root);

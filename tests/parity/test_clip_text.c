@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOL 1e-4f
+#define TOL 3e-5f   /* measured worst 3.2e-6 (sdxl_bf16 context); see README, Testing */
 
 static int32_t *load_ids(const char *rel, int *count) {
     tensor t;

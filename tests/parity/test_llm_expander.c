@@ -26,6 +26,7 @@ int main(void) {
     if (!json) return TEST_END();
     cJSON *cases = cJSON_Parse(json);
     free(json);
+    CHECK(cJSON_GetArraySize(cases) == 2, "reference.json: %d cases, want 2", cJSON_GetArraySize(cases));
 
     llm *m = llm_open(model_path);
     CHECK(m != NULL, "%s", ts_last_error());
