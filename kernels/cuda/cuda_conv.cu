@@ -2,7 +2,8 @@
  * cuda_conv.cu — 2-D convolution through cuDNN, NHWC activations and OHWI weights.
  *
  * The algorithm comes from cuDNN's heuristics (no timing runs: those would stall the first
- * step); the first one that fits the workspace (grown up to MAX_WORKSPACE) is used. F32
+ * step); the first one that fits the workspace (grown up to MAX_WORKSPACE) is used, and
+ * remembered per shape in the context (cuda_conv_plan). F32
  * is pinned to FMA math and GEMM-like algorithms so that neither TF32 nor Winograd's
  * rounding creeps into the parity path; F16/BF16 use the
  * tensor cores with F32 accumulation. The bias is a separate pass (cuda_add_bias):
@@ -10,10 +11,22 @@
  */
 #include "kernels/cuda/cuda_private.h"
 
+
 #define MAX_WORKSPACE ((size_t)512 << 20)
 
 static cudnnDataType_t dnn_type(dtype t) {
     return t == DT_F16 ? CUDNN_DATA_HALF : t == DT_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+static bool same_shape(const cuda_conv_params *a, const cuda_conv_params *b) {
+    return a->N == b->N && a->H == b->H && a->W == b->W && a->C == b->C && a->OC == b->OC && a->KH == b->KH &&
+           a->KW == b->KW && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups && a->type == b->type;
+}
+
+static const cuda_conv_plan *find_plan(const cuda_context *ctx, const cuda_conv_params *p) {
+    for (int i = 0; i < ctx->conv_plan_count; i++)
+        if (same_shape(&ctx->conv_plans[i].key, p)) return &ctx->conv_plans[i];
+    return NULL;
 }
 
 void cuda_conv2d_out_size(const cuda_conv_params *p, int *OH, int *OW) {
@@ -40,6 +53,7 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
     cudnnConvolutionDescriptor_t cd = NULL;
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int returned = 0, chosen = -1, rc = -1;
+    const cuda_conv_plan *plan = NULL;
     float alpha = 1, beta = 0;
     if (cuda_check_dnn(cudnnCreateTensorDescriptor(&xd), "cudnnCreateTensorDescriptor") ||
         cuda_check_dnn(cudnnCreateTensorDescriptor(&yd), "cudnnCreateTensorDescriptor") ||
@@ -54,6 +68,19 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
         cuda_check_dnn(cudnnSetConvolutionGroupCount(cd, groups), "group count") ||
         cuda_check_dnn(cudnnSetConvolutionMathType(cd, p->type == DT_F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH), "math type"))
         goto done;
+    plan = find_plan(ctx, p);
+    if (plan) {
+        if (cuda_workspace_reserve(ctx, plan->workspace)) goto done;
+        if (p->type != DT_F32 &&
+            cuda_check_dnn(cudnnSetConvolutionMathType(cd, (cudnnMathType_t)plan->math_type), "math type"))
+            goto done;
+        if (cuda_check_dnn(cudnnConvolutionForward(ctx->dnn, &alpha, xd, x, wd, w, cd, (cudnnConvolutionFwdAlgo_t)plan->algo,
+                                                   ctx->workspace, ctx->workspace_bytes, &beta, yd, out), "cudnnConvolutionForward"))
+            goto done;
+        if (bias && cuda_add_bias(ctx, out, bias, p->type, 1, (int64_t)p->N * OH * OW, p->OC)) goto done;
+        rc = 0;
+        goto done;
+    }
     if (cuda_check_dnn(cudnnGetConvolutionForwardAlgorithm_v7(ctx->dnn, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
                                                               &returned, perf), "cudnnGetConvolutionForwardAlgorithm_v7"))
         goto done;
@@ -71,6 +98,9 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
         ts_fail("cuda_conv2d: cuDNN offers no algorithm for this convolution");
         goto done;
     }
+    if (ctx->conv_plan_count < CUDA_CONV_PLANS)
+        ctx->conv_plans[ctx->conv_plan_count++] =
+            (cuda_conv_plan){*p, (int)perf[chosen].algo, (int)perf[chosen].mathType, perf[chosen].memory};
     if (cuda_workspace_reserve(ctx, perf[chosen].memory)) goto done;
     if (p->type != DT_F32 &&
         cuda_check_dnn(cudnnSetConvolutionMathType(cd, perf[chosen].mathType), "math type"))
