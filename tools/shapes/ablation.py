@@ -134,6 +134,38 @@ def run_job(tessera, work, model_dir, prompts, expander=None, retries=16):
     return records, result
 
 
+def expander_faithfulness(tessera, expander, shorts, out, retries=(None, 0, 4, 16)):
+    """What the expander keeps of the short prompts: `tessera expand` greedy (None: no check),
+    then with the keep-words check and 0/4/16 retries. The accepted expansions are drawn
+    exactly and scored against their short prompts; fallbacks (the short prompt itself) are
+    counted apart. Returns markdown table lines."""
+    src = os.path.join(out, "short_prompts.txt")
+    lines = ["| expander | fell back | object | shape | colour | count | position | size | checks | strict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in retries:
+        args = [tessera, "-q", "expand", "-m", expander, "--prompt-format", "{prompt}" + SEP, "-f", src,
+                "--temp", "0", "--repeat-penalty", "1"]
+        if r is not None:
+            args += ["--check", "keep-words", "--check-retries", str(r)]
+        got = subprocess.run(args, check=True, capture_output=True, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="1")).stdout.rstrip("\n").split("\n")
+        assert len(got) == len(shorts)
+        accepted = [i for i in range(len(shorts)) if got[i] != shorts[i]]
+        name = "greedy" if r is None else f"keep-words, {r} retries"
+        d = os.path.join(out, "faithfulness", name.replace(" ", "_").replace(",", ""))
+        os.makedirs(d, exist_ok=True)
+        acc = os.path.join(d, "short.txt")
+        open(acc, "w").write("\n".join(shorts[i] for i in accepted) + "\n")
+        open(os.path.join(d, "expanded.txt"), "w").write("\n".join(got) + "\n")
+        draw_exactly([got[i] for i in accepted], os.path.join(d, "images"))
+        sc = score(tessera, os.path.join(d, "images"), acc)
+        cells = [f"{100 * sc['attributes'][a]['accuracy']:.1f}" if sc["attributes"][a]["total"] else "–" for a in
+                 ("object", "shape", "colour", "count", "position", "size")]
+        lines.append(f"| {name} | {len(shorts) - len(accepted)} | " + " | ".join(cells) +
+                     f" | {100 * sc['checks_accuracy']:.1f} | {100 * sc['strict']:.1f} |")
+    return lines
+
+
 def mcnemar(x, y):
     """Exact two-sided McNemar test on paired booleans: (x right & y wrong, y right & x wrong, p)."""
     from math import comb
@@ -219,6 +251,10 @@ def main():
             w, l, p = mcnemar([v[k] for v in results[x]["verdicts"]], [v[k] for v in results[y]["verdicts"]])
             cells += [f"{w} / {l}", f"{p:.2g}"]
         lines.append(f"| ({x}) vs ({y}) | " + " | ".join(cells) + " |")
+    if args.runtime == "tessera":
+        lines += ["", "The expander alone: its accepted expansions drawn exactly by the world's renderer, scored "
+                  "against the short prompts (`tessera expand`, greedy first):", ""]
+        lines += expander_faithfulness(tessera, expander, shorts, args.out)
     table = "\n".join(lines)
     open(os.path.join(args.out, "table.md"), "w").write(table + "\n")
     json.dump(results, open(os.path.join(args.out, "results.json"), "w"), indent=1)
