@@ -104,14 +104,16 @@ static void f32_to_f16_f16c(void *dst, const float *src, size_t n) {
 }
 #include <cpuid.h>
 static bool cpu_has_f16c(void) {
-    static int cached = -1;
-    if (cached < 0) {
+    static int cached = -1;   /* atomic: worker threads convert weights at the same time */
+    int has = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (has < 0) {
         unsigned a, b, c, d;
         /* CPUID leaf 1, ECX: bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE (clang lacks "f16c" in
          * __builtin_cpu_supports, so ask the CPU directly) */
-        cached = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) && (c & (1u << 28)) && (c & (1u << 27));
+        has = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) && (c & (1u << 28)) && (c & (1u << 27));
+        __atomic_store_n(&cached, has, __ATOMIC_RELAXED);
     }
-    return cached;
+    return has;
 }
 #else
 static bool cpu_has_f16c(void) { return false; }

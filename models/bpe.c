@@ -160,17 +160,17 @@ int bpe_add_merge_text(bpe *b, const char *l, size_t ll, const char *r, size_t r
     return 0;
 }
 
-static const float *score_order_scores;
-static int compare_score_desc(const void *x, const void *y) {
-    float a = score_order_scores[*(const int32_t *)x], c = score_order_scores[*(const int32_t *)y];
+/* qsort_r's context: tokenizers are loaded by worker threads at the same time */
+static int compare_score_desc(const void *x, const void *y, void *context) {
+    const float *scores = context;
+    float a = scores[*(const int32_t *)x], c = scores[*(const int32_t *)y];
     return a > c ? -1 : a < c ? 1 : (*(const int32_t *)x - *(const int32_t *)y);
 }
 
 void bpe_merges_from_scores(bpe *b, const float *scores, int count) {
     int32_t *order = ts_malloc(sizeof(int32_t) * (size_t)(count + 1));
     for (int i = 0; i < count; i++) order[i] = i;
-    score_order_scores = scores;
-    qsort(order, (size_t)count, sizeof(int32_t), compare_score_desc);
+    qsort_r(order, (size_t)count, sizeof(int32_t), compare_score_desc, (void *)scores);
     /* equal scores share a rank, so the leftmost such pair in the text merges first */
     int32_t rank = 0;
     for (int k = 0; k < count; k++) {

@@ -151,9 +151,10 @@ static int parse_kv(gguf *g, cursor *c, kv_entry *e, int index) {
     return 0;
 }
 
-static const gguf *sort_ctx;
-static int compare_names(const void *a, const void *b) {
-    const gguf_str *x = &sort_ctx->tensors[*(const int *)a].name, *y = &sort_ctx->tensors[*(const int *)b].name;
+/* qsort_r's context: expander and render workers are threads that open files at once */
+static int compare_names(const void *a, const void *b, void *context) {
+    const gguf *g = context;
+    const gguf_str *x = &g->tensors[*(const int *)a].name, *y = &g->tensors[*(const int *)b].name;
     size_t n = x->len < y->len ? x->len : y->len;
     int r = memcmp(x->ptr, y->ptr, n);
     return r ? r : (x->len > y->len) - (x->len < y->len);
@@ -275,10 +276,9 @@ static int parse(gguf *g) {
     free(ext);
     g->by_name = ts_malloc((size_t)(nt ? nt : 1) * sizeof(int));
     for (int i = 0; i < g->n_tensors; i++) g->by_name[i] = i;
-    sort_ctx = g; /* qsort has no context argument; opening is not concurrent-hot */
-    qsort(g->by_name, (size_t)g->n_tensors, sizeof(int), compare_names);
+    qsort_r(g->by_name, (size_t)g->n_tensors, sizeof(int), compare_names, g);
     for (int i = 1; i < g->n_tensors; i++)
-        if (compare_names(&g->by_name[i - 1], &g->by_name[i]) == 0) {
+        if (compare_names(&g->by_name[i - 1], &g->by_name[i], g) == 0) {
             const gguf_tensor *t = &g->tensors[g->by_name[i]];
             ts_fail("%s: tensor '%.*s' appears twice", g->path, (int)t->name.len, t->name.ptr);
             goto done;

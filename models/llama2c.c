@@ -105,9 +105,10 @@ struct llama2c_tokenizer {
     char byte_pieces[256][2];
 };
 
-static const llama2c_tokenizer *sort_tok;
-static int compare_pieces(const void *a, const void *b) {
-    return strcmp(sort_tok->vocab[*(const int *)a], sort_tok->vocab[*(const int *)b]);
+/* qsort_r's context: tokenizers are loaded by worker threads at the same time */
+static int compare_pieces(const void *a, const void *b, void *context) {
+    const llama2c_tokenizer *t = context;
+    return strcmp(t->vocab[*(const int *)a], t->vocab[*(const int *)b]);
 }
 
 llama2c_tokenizer *llama2c_tokenizer_open(const char *path, int vocab_size) {
@@ -132,8 +133,7 @@ llama2c_tokenizer *llama2c_tokenizer_open(const char *path, int vocab_size) {
     fclose(f);
     t->sorted = ts_malloc((size_t)vocab_size * sizeof(int));
     for (int i = 0; i < vocab_size; i++) t->sorted[i] = i;
-    sort_tok = t;
-    qsort(t->sorted, (size_t)vocab_size, sizeof(int), compare_pieces);
+    qsort_r(t->sorted, (size_t)vocab_size, sizeof(int), compare_pieces, t);
     return t;
 fail:
     fclose(f);

@@ -82,11 +82,12 @@ static int compile_split(llm_tokenizer *t, const char *regex) {
     return 0;
 }
 
-static const llm_tokenizer *special_sort_owner;
-static int compare_special_length(const void *a, const void *b) {
+/* qsort_r's context: tokenizers are loaded by worker threads at the same time */
+static int compare_special_length(const void *a, const void *b, void *context) {
+    const llm_tokenizer *t = context;
     size_t la = 0, lb = 0;
-    bpe_token_text(special_sort_owner->vocab, *(const int32_t *)a, &la);
-    bpe_token_text(special_sort_owner->vocab, *(const int32_t *)b, &lb);
+    bpe_token_text(t->vocab, *(const int32_t *)a, &la);
+    bpe_token_text(t->vocab, *(const int32_t *)b, &lb);
     return la < lb ? 1 : la > lb ? -1 : 0;
 }
 
@@ -111,8 +112,7 @@ static int finish_setup(llm_tokenizer *t) {
             bpe_token_text(t->vocab, i, &len);
             if (len > 0) t->specials[t->n_specials++] = i;
         }
-    special_sort_owner = t;
-    qsort(t->specials, (size_t)t->n_specials, sizeof(int32_t), compare_special_length);
+    qsort_r(t->specials, (size_t)t->n_specials, sizeof(int32_t), compare_special_length, t);
     return 0;
 }
 

@@ -43,9 +43,10 @@ static int compare_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
 }
 
-static const safetensors *sort_context;
-static int compare_name(const void *a, const void *b) {
-    return strcmp(sort_context->entries[*(const int *)a].name, sort_context->entries[*(const int *)b].name);
+/* qsort_r's context: render workers are threads that open model files at the same time */
+static int compare_name(const void *a, const void *b, void *context) {
+    const safetensors *st = context;
+    return strcmp(st->entries[*(const int *)a].name, st->entries[*(const int *)b].name);
 }
 
 static int parse_metadata(safetensors *st, const cJSON *meta) {
@@ -155,8 +156,7 @@ static int parse_header(safetensors *st) {
         }
     st->by_name = ts_malloc(sizeof(int) * ((size_t)st->count + 1));
     for (int i = 0; i < st->count; i++) st->by_name[i] = i;
-    sort_context = st;   /* qsort has no context argument; opening is not concurrent */
-    qsort(st->by_name, (size_t)st->count, sizeof(int), compare_name);
+    qsort_r(st->by_name, (size_t)st->count, sizeof(int), compare_name, st);
     for (int i = 1; i < st->count; i++)
         if (strcmp(st->entries[st->by_name[i]].name, st->entries[st->by_name[i - 1]].name) == 0) {
             ts_fail("%s: tensor '%s' appears twice", st->label, st->entries[st->by_name[i]].name);
