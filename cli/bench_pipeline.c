@@ -72,7 +72,7 @@ static int run_once(const char *dir, const char *dataset, int workers, uint64_t 
     job_set(&job, "endpoint", ep);
     worker_options *wo = ts_calloc((size_t)workers, sizeof *wo);
     pthread_t *th = ts_calloc((size_t)workers, sizeof *th);
-    workers_stop = 0;
+    __atomic_store_n(&workers_stop, 0, __ATOMIC_RELAXED);
     for (int i = 0; i < workers; i++) {
         wo[i] = (worker_options){.endpoint = inproc, .stage = 2, .backend = "null", .credit = 4,
                                  .heartbeat_s = 1, .stop = &workers_stop, .name = "bench",
@@ -85,7 +85,7 @@ static int run_once(const char *dir, const char *dataset, int workers, uint64_t 
     double t0 = ts_now();
     int rc = coordinator_run(&o, &p);
     double dt = ts_now() - t0;
-    workers_stop = 1;
+    __atomic_store_n(&workers_stop, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < workers; i++) pthread_join(th[i], NULL);
     free(wo); free(th);
     if (rc < 0) return -1;

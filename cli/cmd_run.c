@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested, workers_stop;
-static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+static void on_signal(int sig) { (void)sig; __atomic_store_n(&stop_requested, 1, __ATOMIC_RELAXED); }
 
 static void print_progress(const coordinator_progress *p, void *ctx) { progress_print(stderr, p, *(int *)ctx); }
 
@@ -107,7 +107,7 @@ int cmd_run(int argc, char **argv) {
     /* the coordinator binds first in coordinator_run; workers reconnect until it is up */
     for (int w = 0; w < total; w++) pthread_create(&threads[w], NULL, worker_thread, &wo[w]);
     int rc = coordinator_run(&o, NULL);
-    workers_stop = 1; /* after Shutdown: those still reconnecting exit too */
+    __atomic_store_n(&workers_stop, 1, __ATOMIC_RELAXED); /* after Shutdown: those still reconnecting exit too */
     for (int w = 0; w < total; w++) pthread_join(threads[w], NULL);
     free(wo); free(names); free(threads);
     if (!strncmp(job.endpoint, "ipc://", 6)) unlink(job.endpoint + 6);

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+static void on_signal(int sig) { (void)sig; __atomic_store_n(&stop_requested, 1, __ATOMIC_RELAXED); }
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
@@ -56,7 +56,7 @@ int cmd_serve_llm(int argc, char **argv) {
     /* the port on stdout, so scripts that asked for port 0 can read it */
     printf("listening on http://%s:%d\n", o.host, llm_server_port(s));
     fflush(stdout);
-    while (!stop_requested) usleep(100 * 1000);
+    while (!__atomic_load_n(&stop_requested, __ATOMIC_RELAXED)) usleep(100 * 1000);
     log_info("serve-llm: %ld chat requests answered; stopping", llm_server_requests(s));
     llm_server_stop(&s);
     return 0;

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) { (void)sig; stop_requested = 1; }
+static void on_signal(int sig) { (void)sig; __atomic_store_n(&stop_requested, 1, __ATOMIC_RELAXED); }
 
 static int usage(int rc) {
     printf("usage: tessera worker expand|render --connect ENDPOINT [options]\n"

@@ -1044,7 +1044,7 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
     log_info("coordinator on %s: %s job, dataset %s, output %s", c.job->endpoint, c.job->kind, c.job->dataset, c.job->output);
 
     for (;;) {
-        if (opt->stop && *opt->stop) { rc = 1; break; }
+        if (opt->stop && __atomic_load_n(opt->stop, __ATOMIC_RELAXED)) { rc = 1; break; }
         fill_queues(&c);
         if (c.read_error || c.storage_failed) { rc = -1; break; }
         dispatch_all(&c);

@@ -37,7 +37,7 @@ typedef struct {
 
 typedef struct {
     const job_spec *job;
-    volatile sig_atomic_t *stop;       /* set (by a signal handler) to stop cleanly */
+    volatile sig_atomic_t *stop;       /* set (by a signal handler, __atomic_store_n) to stop cleanly */
     void (*progress)(const coordinator_progress *p, void *ctx);
     void *progress_ctx;
     const char *extra_endpoint;        /* also bind here (bench: inproc://...) */

@@ -308,7 +308,7 @@ int worker_run(const worker_options *o) {
         double last_heard = ts_now(), next_hb = ts_now() + hb;
         zpoller_t *poller = zpoller_new(n.sock, actor ? zactor_sock(actor) : NULL, NULL);
         for (;;) {
-            if (o->stop && *o->stop && !stopping) {
+            if (o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED) && !stopping) {
                 stopping = 1;
                 send_hand_back(&n);
             }
@@ -390,9 +390,9 @@ int worker_run(const worker_options *o) {
         zsock_destroy(&n.sock);
         if (!done) {
             double until = ts_now() + backoff;
-            while (ts_now() < until && !(o->stop && *o->stop)) zclock_sleep(50);
+            while (ts_now() < until && !(o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED))) zclock_sleep(50);
             backoff = backoff * 2 > backoff_max ? backoff_max : backoff * 2;
-            if (o->stop && *o->stop && !n.running) { n.queued = 0; done = 1; }
+            if (o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED) && !n.running) { n.queued = 0; done = 1; }
         }
     }
     for (int i = 0; i < n.queued; i++) zframe_destroy(&n.queue[i].frame);

@@ -24,7 +24,7 @@ typedef struct {
     double reconnect_max_s;         /* backoff doubles from heartbeat_s up to this */
     const char *client_cert;        /* CURVE: this worker's secret cert file (NULL: no CURVE) */
     const char *server_cert;        /* CURVE: the coordinator's public cert file */
-    volatile sig_atomic_t *stop;    /* SIGTERM: hand back, finish, exit */
+    volatile sig_atomic_t *stop;    /* SIGTERM: hand back, finish, exit (__atomic_* both sides: threads) */
     const char *name;
     int inline_compute;             /* run the backend in the network thread (bench) */
     int discard_output;             /* render but write no files (bench: measures the pipeline) */

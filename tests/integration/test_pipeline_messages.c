@@ -126,7 +126,7 @@ int main(void) {
 
     pthread_create(&wt, NULL, worker_thread, NULL);
     pthread_join(ct, NULL);
-    worker_stop = 1;
+    __atomic_store_n(&worker_stop, 1, __ATOMIC_RELAXED);
     pthread_join(wt, NULL);
     zsock_destroy(&bad);
 
