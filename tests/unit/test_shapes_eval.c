@@ -5,7 +5,8 @@
  * the reference for this one scorer: it defines the world (how shapes are drawn, what a
  * caption means) and was written apart from the C code.
  *   - every drawn object is found with its shape, colour, size and cell: >= 99 % of them,
- *     sharp and at every blur (the old scorer called blurred small squares circles);
+ *     sharp and at every blur (the old scorer called blurred small squares circles); and
+ *     most of them through the demo's own VAE (diffusers round trip, tests/fixtures/shapes/vae);
  *   - the images score >= 99 % strict against their own captions, far lower against another
  *     image's;
  *   - counts mean what the world's captions mean: "a red circle" is exactly one;
@@ -20,8 +21,13 @@
 #include <string.h>
 
 enum { N_IMAGES = 200 };
-static const char *const image_sets[] = {"images", "blur0.8", "blur1.0", "blur1.5"};
-enum { N_SETS = 4 };
+static const char *const image_sets[] = {"images", "blur0.8", "blur1.0", "blur1.5", "vae"};
+enum { N_SETS = 5, VAE_SET = 4 };
+/* Required shares: the world's shapes and Gaussian blurs of them are all told apart; through
+ * the demo's VAE small circles come out flat-bottomed, between circle and square, so there the
+ * bar is what was measured (2026-11-28) less a margin. */
+static const double need_found[N_SETS] = {0.99, 0.99, 0.99, 0.99, 0.88};
+static const double need_strict[N_SETS] = {0.99, 0.99, 0.99, 0.99, 0.80};
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -148,7 +154,8 @@ static void test_judge(void) {
 }
 
 /* Every ground-truth object of one image set found with all four attributes, nothing extra. */
-static void test_detection(const char *set, shapes_scene *scenes) {
+static void test_detection(int set_index, shapes_scene *scenes) {
+    const char *set = image_sets[set_index];
     char *json = slurp(fixture_path("shapes/scenes.json"));
     CHECK(json != NULL, "missing %s", fixture_path("shapes/scenes.json"));
     if (!json) return;
@@ -181,8 +188,8 @@ static void test_detection(const char *set, shapes_scene *scenes) {
     printf("%-8s detection: %d of %d objects found exactly, shape right for %d (%.1f%%), %d of %d squares called "
            "circles, %d images with a wrong object count\n", set, found, objects, shape_right,
            100.0 * shape_right / objects, squares_as_circles, squares, extra);
-    CHECK(found >= 0.99 * objects, "%s: found %d of %d objects", set, found, objects);
-    CHECK(shape_right >= 0.99 * objects, "%s: shape right for %d of %d objects", set, shape_right, objects);
+    CHECK(found >= need_found[set_index] * objects, "%s: found %d of %d objects", set, found, objects);
+    CHECK(shape_right >= need_found[set_index] * objects, "%s: shape right for %d of %d objects", set, shape_right, objects);
     CHECK(extra <= N_IMAGES / 100, "%s: %d images with a wrong object count", set, extra);
     cJSON_Delete(root);
     free(json);
@@ -222,14 +229,14 @@ int main(void) {
             snprintf(rel, sizeof rel, "shapes/%s/%05d.png", image_sets[set], i);
             CHECK_OK(shapes_detect_png(fixture_path(rel), &scenes[set][i]));
         }
-        test_detection(image_sets[set], scenes[set]);
+        test_detection(set, scenes[set]);
         shapes_score desc = score_with(scenes[set], "shapes/descriptive.txt", 0);
         shapes_score shrt = score_with(scenes[set], "shapes/short.txt", 0);
         printf("%-8s vs own captions, strict: descriptive %.1f%%, short %.1f%% (lenient %.1f%%, %.1f%%)\n",
                image_sets[set], 100 * strict_of(&desc), 100 * strict_of(&shrt),
                100.0 * desc.lenient_correct / desc.prompts, 100.0 * shrt.lenient_correct / shrt.prompts);
-        CHECK(strict_of(&desc) >= 0.99, "%s: descriptive strict %.3f", image_sets[set], strict_of(&desc));
-        CHECK(strict_of(&shrt) >= 0.99, "%s: short strict %.3f", image_sets[set], strict_of(&shrt));
+        CHECK(strict_of(&desc) >= need_strict[set], "%s: descriptive strict %.3f", image_sets[set], strict_of(&desc));
+        CHECK(strict_of(&shrt) >= need_strict[set], "%s: short strict %.3f", image_sets[set], strict_of(&shrt));
         if (set == 0) {
             CHECK(desc.total[ATTR_POSITION] > 0 && desc.total[ATTR_SIZE] > 0 && desc.total[ATTR_COLOUR] > 0,
                   "descriptive captions ask for position, size and colour");
