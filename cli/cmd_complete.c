@@ -10,6 +10,7 @@
  * beside a llama2.c checkpoint; see models/llm_codec.h) or from --tokenizer. --ids gives
  * the prompt as token ids instead and prints the continuation as ids (no tokenizer).
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "models/llm_codec.h"
 #include "models/llm_sample.h"
@@ -20,7 +21,7 @@
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
-            "usage: tessera complete -m MODEL (-p TEXT | --ids \"ID ID ...\") [options]\n"
+            "usage: tessera complete -m MODEL (-p TEXT | --ids \"ID ID ...\" | -- TEXT) [options]\n"
             "  -m MODEL            .gguf file, Hugging Face folder, or llama2.c .bin\n"
             "  -p TEXT             the text to continue (no chat template)\n"
             "  --ids \"1 2 3\"       the prompt as token ids; prints ids (no tokenizer needed)\n"
@@ -45,10 +46,18 @@ int cmd_complete(int argc, char **argv) {
     long long max_tokens = 128, v;
     const char *stops[16];
     int n_stop = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    bool option;
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        if (!option) {   /* the prompt as an operand: `tessera complete -m M -- "-a prompt"` */
+            if (prompt) { fprintf(stderr, "tessera complete: one prompt only ('%s')\n", a); return 2; }
+            prompt = a;
+            continue;
+        }
         bool ok = true;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
+        const char *val = cli_args_value(&args);
         if (!val) { fprintf(stderr, "tessera complete: %s needs a value\n", a); return 2; }
         if (strcmp(a, "-m") == 0) model = val;
         else if (strcmp(a, "-p") == 0) prompt = val;
@@ -64,7 +73,6 @@ int cmd_complete(int argc, char **argv) {
         else if (strcmp(a, "--stop") == 0) { ok = n_stop < 16; if (ok) stops[n_stop++] = val; }
         else { fprintf(stderr, "tessera complete: unknown option '%s'\n", a); return usage(2); }
         if (!ok) { fprintf(stderr, "tessera complete: bad value '%s' for %s\n", val, a); return 2; }
-        i++;
     }
     if (!model || (!prompt && !ids)) return usage(2);
 

@@ -9,6 +9,7 @@
  * runaway, not text, too short, backend failure) falls back to the original prompt; each
  * fallback is reported on stderr with its reason, and counted at the end.
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "models/expand_check.h"
 #include "models/llm_expander.h"
@@ -21,7 +22,7 @@
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
-            "usage: tessera expand (-m MODEL | --server URL) (-p PROMPT | -f FILE) [options]\n"
+            "usage: tessera expand (-m MODEL | --server URL) (-p PROMPT | -f FILE | -- PROMPT...) [options]\n"
             "  -m MODEL             .gguf file or Hugging Face folder (embedded LLM)\n"
             "  --server URL         an OpenAI-compatible server instead (vLLM, llama.cpp, serve-llm)\n"
             "  --api-model NAME     the 'model' field sent to the server\n"
@@ -74,9 +75,13 @@ int cmd_expand(int argc, char **argv) {
     expand_check_options check = expand_check_default_options();
     char **prompts = NULL;
     int n = 0, rc = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE() (v ? (i++, v) : (fprintf(stderr, "tessera expand: %s needs a value\n", a), (const char *)NULL))
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    bool option;
+    for (const char *a; (a = cli_args_next(&args, &option));) {
+        const char *v = NULL;
+        if (!option) { add_prompt(&prompts, &n, a); continue; }   /* operands are prompts too */
+#define TAKE() ((v = cli_args_value(&args)) ? v : (fprintf(stderr, "tessera expand: %s needs a value\n", a), (const char *)NULL))
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return usage(0);
         else if (strcmp(a, "-m") == 0) { if (!(eo.model = TAKE())) return 2; }
         else if (strcmp(a, "--server") == 0) { if (!(server = TAKE())) return 2; }
