@@ -47,7 +47,7 @@ static const char *const stop_words[] = {
     "having", "their", "his", "her", "hers", "them", "they", "he", "she", "we", "you", "i", "my", "your", "our",
     "me", "us", "him", "who", "whom", "which", "what", "whose", "when", "how", "than", "then", "so", "such",
     "too", "also", "just", "only", "both", "not", "no", "do", "does", "did", "can", "could", "will", "would",
-    "should", "may", "might", "must", "shall", "s", "t", "its", "itself", "one's", "all", "other", "another",
+    "should", "may", "might", "must", "shall", "s", "t", "itself", "all", "other", "another",
 };
 static const char *const number_words[] = {"zero", "one", "two", "three", "four", "five", "six", "seven",
                                             "eight", "nine", "ten", "eleven", "twelve"};
