@@ -5,8 +5,9 @@ JOBS ?= $(shell nproc)
 # --no-tests=error: a label or pattern that matches nothing is a failure, not a pass.
 CTEST_FLAGS ?= --output-on-failure --no-tests=error
 # Label sets: the Release build runs everything; the sanitizer build runs what is quick
-# enough under ASan (unit and parity tests) plus the bounded fuzzers.
-SAN_LABELS ?= unit|parity|fuzz
+# enough under ASan (unit and parity tests, the integration tests labelled `sanitized` in
+# tests/CMakeLists.txt) plus the bounded fuzzers.
+SAN_LABELS ?= unit|parity|fuzz|sanitized
 # After each ctest run: fail on a skipped test that tests/expected_skips.txt does not list.
 CHECK_SKIPS = python3 tests/check_skips.py
 # ThreadSanitizer: the tests labelled `threaded` (THREADED_TESTS in tests/CMakeLists.txt).
