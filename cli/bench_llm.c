@@ -8,7 +8,7 @@
  * Token ids are fixed pseudo-random ids, so any model (random weights included) works.
  */
 #include "cli/bench.h"
-#include "models/llm.h"
+#include "models/llm/llm.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  */
 #include "cli/bench.h"
 #include "kernels/ops.h"
-#include "models/unet.h"
+#include "models/diffusion/unet.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * Target (issue 5): untiled at 512 in at most 18 s on the 2-core reference machine.
  */
 #include "cli/bench.h"
-#include "models/vae.h"
+#include "models/diffusion/vae.h"
 
 #include <stdio.h>
 #include <stdlib.h>

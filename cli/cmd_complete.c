@@ -7,13 +7,13 @@
  *                    [--tokenizer FILE] [--ids "1 2 3"]
  *
  * The tokenizer comes from the model (GGUF metadata, tokenizer.json, or tokenizer.bin
- * beside a llama2.c checkpoint; see models/llm_codec.h) or from --tokenizer. --ids gives
+ * beside a llama2.c checkpoint; see models/llm/llm_codec.h) or from --tokenizer. --ids gives
  * the prompt as token ids instead and prints the continuation as ids (no tokenizer).
  */
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "models/llm_codec.h"
-#include "models/llm_sample.h"
+#include "models/llm/llm_codec.h"
+#include "models/llm/llm_sample.h"
 
 #include <stdio.h>
 #include <stdlib.h>

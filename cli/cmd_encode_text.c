@@ -8,8 +8,8 @@
  */
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "models/npy.h"
-#include "models/text_conditioning.h"
+#include "models/formats/npy.h"
+#include "models/text/text_conditioning.h"
 
 #include <stdio.h>
 #include <stdlib.h>

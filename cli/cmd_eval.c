@@ -10,7 +10,7 @@
  * --prompts each image's prompt is read from its A1111 "parameters" text, as tessera writes it.
  */
 #include "cli/args.h"
-#include "models/image_png.h"
+#include "models/formats/image_png.h"
 #include "eval/shapes_eval.h"
 
 #include <cjson/cJSON.h>

@@ -11,9 +11,9 @@
  */
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "models/expand_check.h"
-#include "models/llm_expander.h"
-#include "models/model_files.h"
+#include "models/llm/expand_check.h"
+#include "models/llm/llm_expander.h"
+#include "models/formats/model_files.h"
 #include "worker/llm_http.h"
 
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* cmd_inspect.c — `tessera inspect FILE`: list a weight file's tensors and metadata. */
 #include "cli/args.h"
-#include "models/safetensors.h"
+#include "models/formats/safetensors.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  */
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "models/text_conditioning.h"
+#include "models/text/text_conditioning.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,9 +6,9 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "kernels/tensor.h"
-#include "models/image_png.h"
-#include "models/npy.h"
-#include "models/txt2img.h"
+#include "models/formats/image_png.h"
+#include "models/formats/npy.h"
+#include "models/diffusion/txt2img.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -27,7 +27,7 @@ typedef struct {
     double lease_seconds, heartbeat_seconds;
     int64_t seed;
     int64_t expand_workers, render_workers, credit;
-    char expand_check[16];      /* none | keep-words (models/expand_check.h) */
+    char expand_check[16];      /* none | keep-words (models/llm/expand_check.h) */
     int64_t expand_retries;
     char caption_style[8];      /* recaption of images: dsc | ssc (models/vision/caption_prompt.h) */
     int64_t caption_alt_text;   /* 1: the alt-text goes to the captioner as context */

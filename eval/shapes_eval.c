@@ -8,7 +8,7 @@
  * knows this palette or grammar.
  */
 #include "eval/shapes_eval.h"
-#include "models/image_png.h"
+#include "models/formats/image_png.h"
 
 #include <ctype.h>
 #include <limits.h>

@@ -1,6 +1,6 @@
 /* test.c — the shared test harness (see test.h). */
 #include "test.h"
-#include "models/npy.h"
+#include "models/formats/npy.h"
 
 #include <math.h>
 #include <stdarg.h>

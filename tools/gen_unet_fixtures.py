@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fixtures for the U-Net (models/unet.c), written by diffusers' UNet2DConditionModel.
+"""Fixtures for the U-Net (models/diffusion/unet.c), written by diffusers' UNet2DConditionModel.
 
 Three tiny random U-Nets in the real architectures:
   sd1   SD 1.x-like: conv proj_in/out, attention_head_dim=8 (diffusers' quirk: 8 heads),
@@ -182,7 +182,7 @@ def save_folder(model, path, dtype):
         json.dump(cfg, f, indent=2, sort_keys=True)
 
 
-# The full-size architectures of the presets in models/unet_config.c, as diffusers builds them.
+# The full-size architectures of the presets in models/diffusion/unet_config.c, as diffusers builds them.
 PRESETS = {
     "sd15": dict(sample_size=64, cross_attention_dim=768, attention_head_dim=8),
     "sd21": dict(sample_size=96, cross_attention_dim=1024, attention_head_dim=[5, 10, 20, 20],

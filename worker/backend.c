@@ -1,10 +1,10 @@
 /* backend.c — the built-in backends (echo / null) and the table where real models plug in. */
 #include "worker/backend.h"
 #include "kernels/base.h"
-#include "models/image_png.h"
-#include "models/expand_check.h"
-#include "models/llm_expander.h"
-#include "models/txt2img.h"
+#include "models/formats/image_png.h"
+#include "models/llm/expand_check.h"
+#include "models/llm/llm_expander.h"
+#include "models/diffusion/txt2img.h"
 #include "worker/captioner.h"
 #include "worker/llm_http.h"
 

@@ -63,7 +63,7 @@ struct ts_renderer {
 /* kind: "null", "echo" or a name from backend.c's table; model: path from the job spec. */
 ts_expander *backend_expander_new(const char *kind, const char *model);
 ts_renderer *backend_renderer_new(const char *kind, const char *model);
-/* The faithfulness check on a model expander's replies (models/expand_check.h): check is
+/* The faithfulness check on a model expander's replies (models/llm/expand_check.h): check is
  * "none" or "keep-words" (NULL, "": none), retries < 0 the default. -1 for a bad name. */
 int backend_expander_set_check(ts_expander *self, const char *check, int retries);
 void backend_expander_destroy(ts_expander **self);

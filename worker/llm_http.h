@@ -3,7 +3,7 @@
  * (`POST {url}/v1/chat/completions`: vLLM, llama.cpp's server, TGI, `tessera serve-llm`).
  *
  * Each prompt becomes the same upsampling conversation the embedded expander uses
- * (models/upsample.h) and the reply goes through the same clean-up, so both backends
+ * (models/llm/upsample.h) and the reply goes through the same clean-up, so both backends
  * judge replies alike. Requests run concurrently up to a limit; each has a timeout;
  * 429 and 5xx answers and connection failures are retried with exponential backoff
  * (doubling from backoff_s, with jitter, honouring Retry-After). The API key is read
@@ -12,7 +12,7 @@
 #ifndef TESSERA_LLM_HTTP_H
 #define TESSERA_LLM_HTTP_H
 
-#include "models/llm_expander.h"
+#include "models/llm/llm_expander.h"
 
 typedef struct llm_http_options {
     const char *url;             /* "http://127.0.0.1:8080" (the /v1/chat/completions path is added) */

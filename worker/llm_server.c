@@ -1,6 +1,6 @@
 /* llm_server.c — OpenAI-compatible chat endpoint over the embedded LLM, on libmicrohttpd. */
 #include "worker/llm_server.h"
-#include "models/llm_codec.h"
+#include "models/llm/llm_codec.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>

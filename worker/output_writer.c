@@ -2,7 +2,7 @@
 #include "worker/output_writer.h"
 
 #include "kernels/base.h"
-#include "models/image_png.h"   /* write_file_atomic */
+#include "models/formats/image_png.h"   /* write_file_atomic */
 
 #include <archive.h>
 #include <archive_entry.h>

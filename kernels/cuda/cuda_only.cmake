@@ -8,7 +8,7 @@ endif()
 find_package(OpenMP REQUIRED COMPONENTS C)
 
 # The few host files the CUDA library and the test harness need: errors, dtypes, .npy.
-file(GLOB_RECURSE _tessera_npy_source ${CMAKE_SOURCE_DIR}/models/npy.c ${CMAKE_SOURCE_DIR}/models/*/npy.c)
+file(GLOB_RECURSE _tessera_npy_source ${CMAKE_SOURCE_DIR}/models/formats/npy.c ${CMAKE_SOURCE_DIR}/models/*/npy.c)
 add_library(tessera_cuda_host STATIC ${CMAKE_SOURCE_DIR}/kernels/base.c ${CMAKE_SOURCE_DIR}/kernels/tensor.c ${_tessera_npy_source})
 target_include_directories(tessera_cuda_host PUBLIC ${CMAKE_SOURCE_DIR})
 target_compile_definitions(tessera_cuda_host PUBLIC TESSERA_VERSION="${PROJECT_VERSION}" _GNU_SOURCE)

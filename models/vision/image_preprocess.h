@@ -14,7 +14,7 @@
 #ifndef TESSERA_IMAGE_PREPROCESS_H
 #define TESSERA_IMAGE_PREPROCESS_H
 
-#include "models/image_decode.h"
+#include "models/formats/image_decode.h"
 
 typedef struct {
     int shortest_edge;       /* 0: no resize */

@@ -2,10 +2,10 @@
  * features, and the prompt splice (see llava.h). */
 #include "models/vision/llava.h"
 #include "kernels/ops.h"
-#include "models/gguf.h"
-#include "models/llm_codec.h"
-#include "models/model_files.h"
-#include "models/safetensors.h"
+#include "models/formats/gguf.h"
+#include "models/llm/llm_codec.h"
+#include "models/formats/model_files.h"
+#include "models/formats/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

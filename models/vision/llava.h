@@ -1,6 +1,6 @@
 /*
  * llava.h — a LLaVA-style captioner: CLIP vision tower (clip_vision.h), LLaVA-1.5's
- * feature selection and two-layer MLP projector, and the LLM (models/llm.h) the image
+ * feature selection and two-layer MLP projector, and the LLM (models/llm/llm.h) the image
  * features are spliced into.
  *
  *   llava *v = llava_open("llava-1.5-7b-hf", NULL);                  // HF folder
@@ -15,8 +15,8 @@
 #ifndef TESSERA_LLAVA_H
 #define TESSERA_LLAVA_H
 
-#include "models/llm.h"
-#include "models/llm_codec.h"
+#include "models/llm/llm.h"
+#include "models/llm/llm_codec.h"
 #include "models/vision/clip_vision.h"
 #include "models/vision/image_preprocess.h"
 

@@ -5,7 +5,7 @@
  * UTF-8 (each 3-byte group picks a code point) so the Unicode paths get exercised too.
  * The vocabulary is the real one from $TESSERA_DATA (../shared/data).
  */
-#include "models/clip_tokenizer.h"
+#include "models/text/clip_tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* libFuzzer target: the GGUF parser must refuse or accept any bytes without crashing; every
  * accepted key and array element must be readable and every tensor must lie inside the
  * buffer. Seeds: tests/fuzz/seeds/fuzz_gguf (small GGUF files from the LLM fixtures). */
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 
 #include <stdlib.h>
 

@@ -3,7 +3,7 @@
  * (resample, crop, pad) safely; the image's checks that a recaption job's reader makes
  * (image_bytes_problem) too. Seeds: tests/fixtures/caption's small images. */
 #include "coordinator/dataset_images.h"
-#include "models/image_decode.h"
+#include "models/formats/image_decode.h"
 #include "models/vision/image_preprocess.h"
 
 #include <stdlib.h>

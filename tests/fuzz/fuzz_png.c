@@ -1,6 +1,6 @@
 /* libFuzzer target: PNG decoding and the A1111 parameters parser must refuse or accept any
  * bytes without crashing. The first byte picks the target, the rest is its input. */
-#include "models/image_png.h"
+#include "models/formats/image_png.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* libFuzzer target: the safetensors header parser must refuse or accept any bytes
  * without crashing, and every accepted tensor view must lie inside the buffer. */
-#include "models/safetensors.h"
+#include "models/formats/safetensors.h"
 
 #include <stdlib.h>
 

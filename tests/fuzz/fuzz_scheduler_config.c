@@ -4,7 +4,7 @@
  * that parses must give a scheduler whose timesteps, if set_timesteps accepts the step count,
  * lie inside the training range, and a few steps on a tiny sample must not crash.
  */
-#include "models/scheduler.h"
+#include "models/diffusion/scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* Chat templates render exactly what transformers renders from the families' Jinja
  * templates (tests/fixtures/chat/templates.json, made by tools/gen_chat_fixtures.py). */
-#include "models/chat_template.h"
-#include "models/model_files.h"
+#include "models/llm/chat_template.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

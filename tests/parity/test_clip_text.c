@@ -7,8 +7,8 @@
  * as diffusers' pipelines use the outputs (last / penultimate layer, final norm, clip_skip).
  * Also a real-vocabulary SD 1.x model for prompts end to end (chunked and truncated).
  */
-#include "models/text_conditioning.h"
-#include "models/model_files.h"
+#include "models/text/text_conditioning.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

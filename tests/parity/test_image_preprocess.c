@@ -4,8 +4,8 @@
  * them, then pixel values within 1e-5 for several sizes, aspect ratios and crops, on the
  * synthetic fixtures and on the sample photos in $TESSERA_DATA/images. Corrupt and truncated
  * files are refused with the reason. Fixtures: tools/gen_caption_fixtures.py. */
-#include "models/image_decode.h"
-#include "models/model_files.h"
+#include "models/formats/image_decode.h"
+#include "models/formats/model_files.h"
 #include "models/vision/image_preprocess.h"
 #include "tests/test.h"
 

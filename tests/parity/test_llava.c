@@ -5,7 +5,7 @@
  * "default" selection, GELU projector) within 1e-4, the logits of a prompt with the image
  * features spliced in at every position within 1e-4, and the greedy ids of generate().
  * Fixtures: tools/gen_caption_fixtures.py. */
-#include "models/model_files.h"
+#include "models/formats/model_files.h"
 #include "models/vision/llava.h"
 #include "tests/test.h"
 

@@ -4,9 +4,9 @@
  * prefill, the gemm path, and token-by-token decoding with the KV cache; and the same
  * greedy continuations, generated for several prompts of different lengths at once.
  * Fixtures: tools/gen_llm_fixtures.py. */
-#include "models/llm.h"
-#include "models/llm_sample.h"
-#include "models/model_files.h"
+#include "models/llm/llm.h"
+#include "models/llm/llm_sample.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

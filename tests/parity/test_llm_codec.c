@@ -7,8 +7,8 @@
  *   - a chat rendered by the template is encoded without an added BOS, as transformers'
  *     apply_chat_template does;
  *   - generated text keeps the NUL bytes of <0x00> byte tokens. */
-#include "models/llm_codec.h"
-#include "models/model_files.h"
+#include "models/llm/llm_codec.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

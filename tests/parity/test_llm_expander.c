@@ -2,9 +2,9 @@
  * the upsampling conversation give transformers' prompt ids, greedy generation gives
  * transformers' reply ids, and a reply that is not a description falls back to the prompt
  * (fixture: tools/gen_expander_fixture.py). */
-#include "models/llm_codec.h"
-#include "models/llm_expander.h"
-#include "models/model_files.h"
+#include "models/llm/llm_codec.h"
+#include "models/llm/llm_expander.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

@@ -2,9 +2,9 @@
  * prints exactly the outputs quoted in llama2.c's doc/stories260K.md: greedy (-t 0.0) and
  * sampled (-t 1.0 -p 0.9 -s 133742, which also pins the sampler and its seeded generator).
  * The quoted texts are in tests/fixtures/llm/stories260K.json (tools/gen_llm_fixtures.py). */
-#include "models/llama2c.h"
-#include "models/llm_sample.h"
-#include "models/model_files.h"
+#include "models/formats/llama2c.h"
+#include "models/llm/llm_sample.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

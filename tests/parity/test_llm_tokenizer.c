@@ -1,8 +1,8 @@
 /* LLM tokenizers give the same ids as the reference libraries (sentencepiece for Llama 2,
  * transformers/tokenizers for GPT-2 and the Qwen2 / Llama 3 byte-level BPEs), from GGUF
  * metadata and from Hugging Face files; decoding gives the text back. */
-#include "models/llm_tokenizer.h"
-#include "models/model_files.h"
+#include "models/llm/llm_tokenizer.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

@@ -4,8 +4,8 @@
  * tests/fixtures/samplers/loops.json, loop_*.npy), mostly after 4 steps, some after 8-20.
  * Target: max abs error <= 1e-3. */
 #include "tests/test.h"
-#include "models/model_files.h"
-#include "models/sample_loop.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/sample_loop.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -2,8 +2,8 @@
  * diffusers' set_timesteps for every sampler, spacing and Karras option at many step counts
  * (fixtures: tools/gen_sampler_fixtures.py -> tests/fixtures/samplers/schedules.json). */
 #include "tests/test.h"
-#include "models/model_files.h"
-#include "models/scheduler.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/scheduler.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

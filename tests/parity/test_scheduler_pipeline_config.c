@@ -8,8 +8,8 @@
  * tests/fixtures/samplers/pipeline_configs.json). Also the published files, read as
  * checkpoints without a file are configured. */
 #include "tests/test.h"
-#include "models/model_files.h"
-#include "models/sample_loop.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/sample_loop.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

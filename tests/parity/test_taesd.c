@@ -4,8 +4,8 @@
  * The runtime reads safetensors only, so the test first converts the .pth files into the
  * build folder with tools/pth_to_safetensors.py (python3, standard library only); the
  * converted files are never committed. */
-#include "models/taesd.h"
-#include "models/npy.h"
+#include "models/diffusion/taesd.h"
+#include "models/formats/npy.h"
 #include "tests/test.h"
 
 #include <math.h>

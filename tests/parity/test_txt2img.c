@@ -2,8 +2,8 @@
  * random SD 1.x model (tools/gen_txt2img_fixtures.py): DDIM, Euler ancestral, DDIM decoded by
  * TAESD; and StableDiffusionXLPipeline on a tiny SDXL (tools/gen_txt2img_sdxl_fixtures.py).
  * CPU generator. Images must agree within 1/255 in at least 99.9 % of values. */
-#include "models/model_files.h"
-#include "models/txt2img.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/txt2img.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

@@ -4,8 +4,8 @@
  * guidance_rescale and DDIM eta, one image of a batch made alone (batch_pos), and SDXL with
  * DDIM from a scheduler file without clip_sample (DDIM's default applies). Each: final
  * latents and the image. */
-#include "models/model_files.h"
-#include "models/txt2img.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/txt2img.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

@@ -4,9 +4,9 @@
  * CompVis single-file layouts, F32, F16 and BF16 weights; plus config inference from a
  * single file and the refusals of bad input.
  */
-#include "models/unet.h"
-#include "models/model_files.h"
-#include "models/unet_internal.h"
+#include "models/diffusion/unet.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/unet_internal.h"
 #include "tests/test.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
 /* test_vae.c — AutoencoderKL decode / encode / tiled decode against diffusers
  * (fixtures from tools/gen_vae_fixtures.py), in both checkpoint layouts. */
-#include "models/vae.h"
+#include "models/diffusion/vae.h"
 #include "tests/test.h"
 
 #include <stdlib.h>

@@ -5,9 +5,9 @@
  * with the ids of transformers' slow CLIPTokenizer (no ftfy) and, where they differ, of the
  * tokenizers-backed one. Both real vocabulary files in ../shared/data must give them all.
  */
-#include "models/bpe.h"
-#include "models/clip_tokenizer.h"
-#include "models/model_files.h"
+#include "models/text/bpe.h"
+#include "models/text/clip_tokenizer.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 /* The special ids of OpenAI's CLIP vocabulary (the real files in ../shared/data). */

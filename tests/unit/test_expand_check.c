@@ -1,11 +1,11 @@
 /*
- * test_expand_check.c — the keep-words faithfulness check (models/expand_check.h): on the
+ * test_expand_check.c — the keep-words faithfulness check (models/llm/expand_check.h): on the
  * shapes world's prompts and on real-language prompts with expansions the way instruction
  * LLMs write them (kept, reworded, moved, miscounted), and the retry loop on the real demo
  * expander (demo/expander.gguf): every reply either keeps the prompt's words or falls back
  * to the prompt as "unfaithful", the same every run.
  */
-#include "models/expand_check.h"
+#include "models/llm/expand_check.h"
 #include "tests/test.h"
 #include "worker/backend.h"
 

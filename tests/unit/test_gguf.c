@@ -3,8 +3,8 @@
  * products and matmuls (row and gemm paths) match numpy's; malformed files are refused
  * with a message naming the key or tensor. Fixtures: tools/gen_llm_fixtures.py. */
 #include "kernels/quant.h"
-#include "models/gguf.h"
-#include "models/model_files.h"
+#include "models/formats/gguf.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

@@ -1,7 +1,7 @@
 /* test_image_png.c — PNG read/write through libspng and the A1111 "parameters" text, against
  * PNGs written by Pillow the way the A1111 web UI writes them (tools/gen_png_fixtures.py). */
-#include "models/image_png.h"
-#include "models/npy.h"
+#include "models/formats/image_png.h"
+#include "models/formats/npy.h"
 #include "tests/test.h"
 
 #include <stdlib.h>

@@ -3,8 +3,8 @@
  * and generation stops on max tokens, end tokens and stop strings, with the stop text
  * cut off. (The seeded sampler is also pinned against llama2.c's documented output in
  * parity/test_llm_llama2c.) */
-#include "models/llm_sample.h"
-#include "models/model_files.h"
+#include "models/llm/llm_sample.h"
+#include "models/formats/model_files.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>

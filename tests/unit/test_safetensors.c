@@ -1,6 +1,6 @@
 /* safetensors: values match what the reference library wrote; every malformed header is
  * refused with a message naming the problem; the writer round-trips. */
-#include "models/safetensors.h"
+#include "models/formats/safetensors.h"
 #include "tests/test.h"
 
 #include <stdlib.h>

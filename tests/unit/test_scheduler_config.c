@@ -1,8 +1,8 @@
 /* test_scheduler_config.c — sampler/schedule names, diffusers defaults, and scheduler_config.json
  * parsing: what is read, what is refused, and that errors say where. */
 #include "tests/test.h"
-#include "models/guidance.h"
-#include "models/scheduler.h"
+#include "models/diffusion/guidance.h"
+#include "models/diffusion/scheduler.h"
 
 #include <math.h>
 #include <string.h>

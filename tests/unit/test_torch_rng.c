@@ -1,8 +1,8 @@
 /* test_torch_rng.c — torch.randn from a seeded CPU generator, bit for bit
  * (fixtures: tools/gen_sampler_fixtures.py -> tests/fixtures/samplers/randn*.{json,npy}). */
 #include "tests/test.h"
-#include "models/model_files.h"
-#include "models/torch_rng.h"
+#include "models/formats/model_files.h"
+#include "models/diffusion/torch_rng.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

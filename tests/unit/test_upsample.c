@@ -1,5 +1,5 @@
 /* Prompt upsampling: the instruction, the conversation, and the clean-up verdicts. */
-#include "models/upsample.h"
+#include "models/llm/upsample.h"
 #include "tests/test.h"
 
 #include <stdio.h>

@@ -101,7 +101,7 @@ def export_gguf(model, tokens, merges, vocab, path):
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     w.add_chat_template(CHAT_TEMPLATE)
-    # How Tessera's expander should drive this base model (models/llm_expander.h): the
+    # How Tessera's expander should drive this base model (models/llm/llm_expander.h): the
     # completion format instead of a chat, greedy, no repetition penalty.
     w.add_string("tessera.expander.prompt_format", "{prompt} =>")
     w.add_float32("tessera.expander.temperature", 0.0)

@@ -1,0 +1,312 @@
+/*
+ * txt2img.c — the pipeline glue: components loaded once, then per request text
+ * conditioning, the sample loop around the U-Net, and the VAE or TAESD decode.
+ */
+#include "models/diffusion/txt2img.h"
+
+#include "models/formats/model_files.h"
+#include "models/diffusion/sample_loop.h"
+#include "models/diffusion/scheduler.h"
+#include "models/diffusion/taesd.h"
+#include "models/text/text_conditioning.h"
+#include "models/diffusion/unet.h"
+#include "models/diffusion/vae.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct txt2img {
+    char *model;
+    text_encoder *text;
+    unet *unet;
+    vae *vae;                 /* NULL when TAESD decodes */
+    taesd *taesd;
+    char scheduler_json[4096];       /* MODEL/scheduler/scheduler_config.json ... */
+    char *scheduler_json_text;       /* ... and its text; NULL: the model has none */
+};
+
+/* What the U-Net callback needs for one request. */
+typedef struct {
+    unet *unet;
+    const text_conditioning *cond;   /* per image: rows [negative, positive] */
+    int n;                           /* images */
+    int H, W;                        /* latent size */
+    int pixel_h, pixel_w;            /* image size (SDXL time ids) */
+    float *context, *text_embeds, *time_ids, *timesteps;   /* for one image's (up to) 2 rows */
+    float *x, *out;                                         /* its U-Net input and output */
+    int dim, pooled_dim;
+} denoise_context;
+
+txt2img *txt2img_load(const txt2img_options *o) {
+    if (!o || !o->model) { ts_fail("txt2img: no model given"); return NULL; }
+    txt2img *p = ts_calloc(1, sizeof *p);
+    p->model = ts_strdup(o->model);
+    double t0 = ts_now();
+    p->text = text_encoder_load(o->model, o->tokenizer);
+    if (!p->text) goto fail;
+    p->unet = unet_load(o->model);
+    if (!p->unet) goto fail;
+    if (o->taesd) {
+        p->taesd = taesd_load(NULL, o->taesd);
+        if (!p->taesd) goto fail;
+        if (taesd_latent_channels(p->taesd) != unet_out_channels(p->unet)) {
+            ts_fail("%s: TAESD has %d latent channels, the U-Net %d", o->taesd, taesd_latent_channels(p->taesd),
+                    unet_out_channels(p->unet));
+            goto fail;
+        }
+    } else {
+        float scaling = text_encoder_family(p->text) == TEXT_FAMILY_SDXL ? VAE_SCALING_SDXL : VAE_SCALING_SD;
+        p->vae = vae_load(o->model, scaling);
+        if (!p->vae) goto fail;
+        if (vae_get_config(p->vae)->latent_channels != unet_out_channels(p->unet)) {
+            ts_fail("%s: the VAE has %d latent channels, the U-Net %d", o->model,
+                    vae_get_config(p->vae)->latent_channels, unet_out_channels(p->unet));
+            goto fail;
+        }
+    }
+    if (unet_cross_attention_dim(p->unet) != text_encoder_context_dim(p->text)) {
+        ts_fail("%s: the U-Net expects %d-wide text conditioning, the text encoder gives %d", o->model,
+                unet_cross_attention_dim(p->unet), text_encoder_context_dim(p->text));
+        goto fail;
+    }
+    if (model_component_file(o->model, "scheduler", "scheduler_config.json", p->scheduler_json,
+                             sizeof p->scheduler_json) == 0) {
+        p->scheduler_json_text = read_text_file(p->scheduler_json, NULL);
+        if (!p->scheduler_json_text) goto fail;
+    }
+    log_info("txt2img: %s loaded (%s) in %.1f s", o->model, text_family_name(text_encoder_family(p->text)), ts_now() - t0);
+    return p;
+fail:
+    ts_fail_wrap("txt2img: loading %s", o->model);
+    txt2img_destroy(&p);
+    return NULL;
+}
+
+void txt2img_destroy(txt2img **self) {
+    txt2img *p = *self;
+    if (!p) return;
+    text_encoder_destroy(&p->text);
+    unet_destroy(&p->unet);
+    vae_destroy(&p->vae);
+    taesd_destroy(&p->taesd);
+    free(p->scheduler_json_text);
+    free(p->model);
+    free(p);
+    *self = NULL;
+}
+
+txt2img_request txt2img_request_defaults(void) {
+    return (txt2img_request){.prompt = "", .steps = 20, .cfg_scale = 7.0f, .sampler = "euler_a",
+                             .schedule = "discrete", .width = 512, .height = 512, .batch = 1, .batch_pos = -1};
+}
+
+int txt2img_latent_channels(const txt2img *p) { return unet_out_channels(p->unet); }
+int txt2img_downscale(const txt2img *p) { return p->vae ? vae_downscale(p->vae) : 8; }
+
+static const char *const sampler_names[][2] = {{"ddim", "DDIM"}, {"euler", "Euler"}, {"euler_a", "Euler a"},
+                                               {"dpm++2m", "DPM++ 2M"}, {"dpmpp_2m", "DPM++ 2M"}, {"lcm", "LCM"}};
+
+const char *txt2img_a1111_sampler(const char *s) {
+    for (size_t i = 0; i < sizeof sampler_names / sizeof sampler_names[0]; i++)
+        if (strcmp(s, sampler_names[i][0]) == 0) return sampler_names[i][1];
+    return s;
+}
+
+const char *txt2img_sampler_from_a1111(const char *a1111) {
+    for (size_t i = 0; i < sizeof sampler_names / sizeof sampler_names[0]; i++)
+        if (strcmp(a1111, sampler_names[i][1]) == 0) return sampler_names[i][0];
+    return NULL;
+}
+
+/* Fills the inputs of image i's rows: [negative_i, positive_i] with CFG, [positive_i] without. */
+static void fill_rows(denoise_context *d, int image, int rows) {
+    const text_conditioning *c = &d->cond[image];
+    size_t per = (size_t)c->tokens * d->dim;
+    for (int r = 0; r < rows; r++) {
+        int src = rows == 2 ? r : 1;
+        memcpy(d->context + r * per, c->context + src * per, per * sizeof(float));
+        if (d->pooled_dim) {
+            memcpy(d->text_embeds + (size_t)r * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
+                   (size_t)d->pooled_dim * sizeof(float));
+            /* SDXL micro-conditioning: original size, crop (0, 0), target size — in pixels */
+            float *t = d->time_ids + r * 6;
+            t[0] = t[4] = (float)d->pixel_h, t[1] = t[5] = (float)d->pixel_w, t[2] = t[3] = 0;
+        }
+    }
+}
+
+/* The U-Net runs once per image, on that image's rows alone, so an image's pixels never
+ * depend on what it is batched with (the kernels' results for a row may change with the
+ * batch size; by a few 1e-5 on the latents): image k of `-b N` made alone (batch_pos) and
+ * a worker's record batched with others are the same bytes as in the batch. */
+static int denoise(void *user, float *out, const float *x, int batch, float timestep) {
+    denoise_context *d = user;
+    if (batch != d->n && batch != 2 * d->n) return ts_fail("txt2img: denoiser asked for %d rows", batch);
+    int rows = batch / d->n;
+    size_t per_row = (size_t)unet_out_channels(d->unet) * d->H * d->W;
+    for (int r = 0; r < rows; r++) d->timesteps[r] = timestep;
+    for (int i = 0; i < d->n; i++) {
+        fill_rows(d, i, rows);
+        for (int r = 0; r < rows; r++)   /* batch row of (image i, row r): i, or n + i for the positive */
+            memcpy(d->x + r * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
+        if (unet_forward(d->unet, d->x, rows, d->H, d->W, d->timesteps, d->context, d->cond[i].tokens,
+                         d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, d->out) != 0)
+            return -1;
+        for (int r = 0; r < rows; r++)
+            memcpy(out + (size_t)(r * d->n + i) * per_row, d->out + r * per_row, per_row * sizeof(float));
+    }
+    return 0;
+}
+
+static int on_step(void *user, int step, int steps, float timestep) {
+    const txt2img_request *r = user;
+    (void)timestep;
+    return r->progress ? r->progress(r->progress_user, step, steps) : 0;
+}
+
+static int check_request(const txt2img *p, const txt2img_request *r) {
+    int f = txt2img_downscale(p);
+    if (r->width < f || r->height < f || r->width % f || r->height % f || r->width > 2048 || r->height > 2048)
+        return ts_fail("txt2img: size %dx%d: width and height must be multiples of %d, at most 2048", r->width,
+                       r->height, f);
+    int unet_factor = 1 << (unet_get_config(p->unet)->levels - 1);
+    if ((r->width / f) % unet_factor || (r->height / f) % unet_factor)
+        return ts_fail("txt2img: size %dx%d: the latent size must be a multiple of %d for this U-Net", r->width,
+                       r->height, unet_factor);
+    if (r->steps < 1 || r->steps > 1000) return ts_fail("txt2img: steps %d (1..1000)", r->steps);
+    if (r->batch < 1 || r->batch > 64) return ts_fail("txt2img: batch %d (1..64)", r->batch);
+    if (r->clip_skip < 0 || r->clip_skip > 12) return ts_fail("txt2img: clip skip %d", r->clip_skip);
+    if (r->batch_pos < -1 || r->batch_pos >= r->batch)
+        return ts_fail("txt2img: batch position %d of a batch of %d (0..%d)", r->batch_pos, r->batch, r->batch - 1);
+    if (!(r->guidance_rescale >= 0 && r->guidance_rescale <= 1))
+        return ts_fail("txt2img: guidance rescale %g (0..1)", (double)r->guidance_rescale);
+    if (!(r->eta >= 0 && r->eta <= 1)) return ts_fail("txt2img: eta %g (0..1)", (double)r->eta);
+    if (r->eta > 0 && strcmp(r->sampler, "ddim") != 0)
+        return ts_fail("txt2img: eta is DDIM's setting; sampler %s has none", r->sampler);
+    if (!r->prompt && !r->prompts) return ts_fail("txt2img: no prompt");
+    if (r->prompts)
+        for (int i = 0; i < r->batch; i++)
+            if (!r->prompts[i]) return ts_fail("txt2img: no prompt for image %d", i);
+    return 0;
+}
+
+int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) {
+    memset(out, 0, sizeof *out);
+    if (check_request(p, r) < 0) return -1;
+    /* with batch_pos, one image: image `first` of the batch */
+    int n = r->batch_pos >= 0 ? 1 : r->batch, first = r->batch_pos >= 0 ? r->batch_pos : 0;
+    int f = txt2img_downscale(p), C = unet_out_channels(p->unet);
+    int h = r->height / f, w = r->width / f;
+    int rc = -1;
+    scheduler *s = NULL;
+    text_conditioning *cond = ts_calloc((size_t)r->batch, sizeof *cond);   /* per image */
+    denoise_context d = {0};
+
+    /* text */
+    double t0 = ts_now();
+    text_encoder_options to = text_encoder_defaults();
+    to.clip_skip = r->clip_skip > 1 ? r->clip_skip - 1 : 0;    /* A1111's 2 is diffusers' 1 */
+    to.truncate = r->truncate;
+    /* Each image's pair [negative, positive] on its own, so its long-prompt chunks do not
+     * depend on the other images' prompts; no negative prompt is NULL, which SDXL turns into
+     * zeros as diffusers does (SD 1/2: ""). Clip skip for both rows (A1111, sd.cpp) or the
+     * positive only (diffusers). */
+    const bool skip_rows[2] = {!r->clip_skip_positive_only, true};
+    to.skip_rows = skip_rows;
+    int max_tokens = 0;
+    for (int i = 0; i < n; i++) {
+        const char *neg = r->negatives ? r->negatives[first + i] : r->negative;
+        const char *pair[2] = {neg && neg[0] ? neg : NULL, r->prompts ? r->prompts[first + i] : r->prompt};
+        if (text_encoder_encode(p->text, pair, 2, &to, &cond[i]) < 0) {
+            ts_fail_wrap("image %d", first + i);
+            goto done;
+        }
+        if (cond[i].tokens > max_tokens) max_tokens = cond[i].tokens;
+    }
+    out->seconds_text = ts_now() - t0;
+
+    /* sampler */
+    /* as diffusers' pipeline class configures the scheduler it is given (scheduler.h) */
+    scheduler_config sc;
+    scheduler_pipeline pipeline =
+        text_encoder_family(p->text) == TEXT_FAMILY_SDXL ? SCHEDULER_PIPELINE_SDXL : SCHEDULER_PIPELINE_SD;
+    if (scheduler_config_for_pipeline(&sc, r->sampler, r->schedule, p->scheduler_json_text, p->scheduler_json,
+                                      pipeline) < 0)
+        goto done;
+    sc.eta = r->eta;
+    s = scheduler_new(&sc);
+    if (!s) goto done;
+
+    d = (denoise_context){.unet = p->unet, .cond = cond, .n = n, .H = h, .W = w, .pixel_h = r->height,
+                          .pixel_w = r->width, .dim = cond[0].dim,
+                          .pooled_dim = unet_text_embeds_dim(p->unet) ? cond[0].pooled_dim : 0};
+    if (unet_text_embeds_dim(p->unet) && cond[0].pooled_dim != unet_text_embeds_dim(p->unet)) {
+        ts_fail("txt2img: the U-Net wants %d-wide pooled text, the text encoder gives %d", unet_text_embeds_dim(p->unet),
+                cond[0].pooled_dim);
+        goto done;
+    }
+    d.context = ts_malloc((size_t)2 * max_tokens * d.dim * sizeof(float));
+    d.timesteps = ts_malloc(2 * sizeof(float));
+    d.x = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
+    d.out = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
+    if (d.pooled_dim) {
+        d.text_embeds = ts_malloc((size_t)2 * d.pooled_dim * sizeof(float));
+        d.time_ids = ts_malloc((size_t)2 * 6 * sizeof(float));
+    }
+    size_t latent_n = (size_t)n * C * h * w;
+    out->latents = ts_malloc(latent_n * sizeof(float));
+    out->latent_channels = C, out->latent_height = h, out->latent_width = w;
+    sample_params sp = {.batch = n, .channels = C, .height = h, .width = w, .steps = r->steps,
+                        .guidance_scale = r->cfg_scale, .guidance_rescale = r->guidance_rescale,
+                        .seeds = r->seeds ? r->seeds : &r->seed, .n_seeds = r->seeds ? r->batch : 1,
+                        .init_noise = r->init_noise ? r->init_noise + (size_t)first * C * h * w : NULL,
+                        .denoise = denoise, .denoise_user = &d, .progress = on_step, .progress_user = (void *)r,
+                        .whole_batch = r->batch_pos >= 0 ? r->batch : 0, .batch_pos = first};
+    t0 = ts_now();
+    if (sample_loop_run(s, &sp, out->latents) < 0) goto done;
+    out->seconds_sampling = ts_now() - t0;
+
+    /* decode */
+    t0 = ts_now();
+    out->batch = n, out->width = r->width, out->height = r->height;
+    out->rgb = ts_calloc((size_t)n, sizeof(uint8_t *));
+    size_t pixels = (size_t)r->width * r->height;
+    float *image = ts_malloc(3 * pixels * sizeof(float));
+    float *z = ts_malloc((size_t)C * h * w * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));
+        out->rgb[i] = ts_malloc(3 * pixels);
+        if (p->taesd) {   /* TAESD works on the scaled latents and gives [0, 1] */
+            if (taesd_decode(p->taesd, z, 1, h, w, image) < 0) { free(image), free(z); goto done; }
+            for (size_t k = 0; k < 3 * pixels; k++) image[k] = image[k] * 2.0f - 1.0f;
+        } else {
+            float scaling = vae_scaling_factor(p->vae);   /* divide, as diffusers does */
+            for (size_t k = 0; k < (size_t)C * h * w; k++) z[k] /= scaling;
+            vae_tiling tiling = {.enabled = r->vae_tiling};
+            if (vae_decode(p->vae, z, 1, h, w, image, &tiling) < 0) { free(image), free(z); goto done; }
+        }
+        vae_image_to_rgb8(image, 3, r->height, r->width, out->rgb[i]);
+    }
+    free(image), free(z);
+    out->seconds_decode = ts_now() - t0;
+    rc = 0;
+done:
+    if (rc < 0) {
+        ts_fail_wrap("txt2img");
+        txt2img_result_free(out);
+    }
+    free(d.context), free(d.timesteps), free(d.text_embeds), free(d.time_ids), free(d.x), free(d.out);
+    for (int i = 0; i < r->batch; i++) text_conditioning_free(&cond[i]);
+    free(cond);
+    scheduler_destroy(&s);
+    return rc;
+}
+
+void txt2img_result_free(txt2img_result *r) {
+    if (r->rgb)
+        for (int i = 0; i < r->batch; i++) free(r->rgb[i]);
+    free(r->rgb);
+    free(r->latents);
+    memset(r, 0, sizeof *r);
+}

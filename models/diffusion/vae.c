@@ -1,0 +1,762 @@
+/*
+ * vae.c — AutoencoderKL (SD's KL-f8 VAE): weights in either layout, decoder, encoder,
+ * and diffusers-compatible tiled decoding.
+ *
+ * One forward pass works on one image at a time in three activation buffers sized for the
+ * largest level, so a 512x512 decode needs ~3 x 128 MB; tiled decoding bounds that by the
+ * tile size whatever the image size.
+ */
+#include "models/diffusion/vae.h"
+
+#include "kernels/ops.h"
+#include "models/formats/model_files.h"
+#include "models/formats/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VAE_EPS 1e-6f
+
+typedef struct {
+    int cin, cout;
+    tensor norm1_w, norm1_b, conv1_w, conv1_b, norm2_w, norm2_b, conv2_w, conv2_b;
+    bool has_shortcut;
+    tensor short_w, short_b;
+} vae_resnet;
+
+typedef struct {
+    int channels;
+    tensor norm_w, norm_b, q_w, q_b, k_w, k_b, v_w, v_b, out_w, out_b;
+} vae_attention;
+
+typedef struct {
+    int cin, cout;                 /* cin of the first ResNet, cout of all */
+    int count;
+    vae_resnet *resnets;
+    bool has_sampler;              /* downsample (encoder) or upsample (decoder) conv */
+    tensor sampler_w, sampler_b;
+    tensor phase_w[4];             /* decoder: the upsample conv as four 2x2 convs, see upsample_conv */
+} vae_level;
+
+typedef struct {
+    tensor conv_in_w, conv_in_b;
+    vae_resnet mid_resnets[2];
+    vae_attention mid_attention;
+    vae_level level[VAE_MAX_LEVELS];
+    tensor norm_out_w, norm_out_b, conv_out_w, conv_out_b;
+} vae_coder;
+
+struct vae {
+    vae_config config;
+    vae_coder decoder, encoder;
+    tensor quant_w, quant_b, post_quant_w, post_quant_b;
+    safetensors *file;
+    tensor *owned;                 /* random weights of vae_new_random */
+    int owned_count, owned_cap;
+};
+
+/* ---- weight names in the two layouts ----------------------------------------- */
+
+typedef enum { LAYOUT_DIFFUSERS, LAYOUT_COMPVIS } vae_layout;
+
+/* Where the weights come from: a file (names checked against the shapes the config
+ * implies) or a random generator (benchmarks). */
+typedef struct {
+    vae *owner;
+    const safetensors *file;
+    const char *prefix;            /* "first_stage_model." or "" */
+    vae_layout layout;
+    uint64_t rng;                  /* nonzero: random weights */
+} weight_source;
+
+static int resnet_name(char *out, size_t size, const weight_source *src, const char *side,
+                       int level, int index, int levels) {
+    if (src->layout == LAYOUT_DIFFUSERS)
+        return snprintf(out, size, "%s%s.%s.%d.resnets.%d", src->prefix, side,
+                        side[0] == 'e' ? "down_blocks" : "up_blocks", level, index);
+    /* CompVis numbers decoder levels by resolution: diffusers' up_blocks.0 is up.{n-1} */
+    int l = side[0] == 'e' ? level : levels - 1 - level;
+    return snprintf(out, size, "%s%s.%s.%d.block.%d", src->prefix, side,
+                    side[0] == 'e' ? "down" : "up", l, index);
+}
+
+static uint64_t rng_next(uint64_t *s) {   /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A float32 tensor owned by the VAE (random weights, derived weights). */
+static tensor *own_new_f32(vae *v, int ndim, const int64_t *shape) {
+    if (v->owned_count == v->owned_cap) {
+        v->owned_cap = v->owned_cap ? 2 * v->owned_cap : 256;
+        v->owned = ts_realloc(v->owned, (size_t)v->owned_cap * sizeof(tensor));
+    }
+    v->owned[v->owned_count] = tensor_new(DT_F32, ndim, shape);
+    return &v->owned[v->owned_count++];
+}
+
+/* Fetch NAME with the given shape. Weights of 1x1 convs and linears are interchangeable
+ * (CompVis attention): a [C, C, 1, 1] tensor is accepted where [C, C] is asked. */
+static int fetch(weight_source *src, const char *name, tensor *out, int ndim, const int64_t *shape) {
+    if (src->rng) {
+        tensor t = *own_new_f32(src->owner, ndim, shape);
+        float *d = t.data;
+        int64_t n = tensor_numel(&t), fan_in = ndim > 1 ? n / shape[0] : 0;
+        bool is_norm_weight = strstr(name, "norm") && strstr(name, ".weight");
+        for (int64_t i = 0; i < n; i++) {
+            float u = (float)((rng_next(&src->rng) >> 11) * 0x1p-53) * 2.0f - 1.0f;
+            d[i] = fan_in ? u * sqrtf(3.0f / (float)fan_in) : is_norm_weight ? 1.0f + 0.1f * u : 0.1f * u;
+        }
+        *out = t;
+        return 0;
+    }
+    tensor t;
+    if (safetensors_get(src->file, name, &t) < 0) return -1;
+    bool ok = true;
+    if (t.ndim == ndim) {
+        for (int i = 0; i < ndim; i++) ok = ok && t.shape[i] == shape[i];
+    } else {
+        ok = t.ndim == 4 && ndim == 2 && t.shape[2] == 1 && t.shape[3] == 1 &&
+             t.shape[0] == shape[0] && t.shape[1] == shape[1];
+    }
+    if (!ok) {
+        char want[96], got[96];
+        tensor w = {.ndim = ndim};
+        for (int i = 0; i < ndim; i++) w.shape[i] = shape[i];
+        return ts_fail("%s: tensor '%s' has shape %s, expected %s", safetensors_path(src->file), name,
+                       tensor_shape_str(&t, got, sizeof got), tensor_shape_str(&w, want, sizeof want));
+    }
+    if (t.ndim != ndim && tensor_reshape(&t, &t, ndim, shape) < 0) return -1;
+    *out = t;
+    return 0;
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+static int fetch_conv(weight_source *src, const char *base, tensor *w, tensor *b, int cout, int cin, int k, bool bias) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", base);
+    if (fetch(src, name, w, 4, SHAPE(cout, cin, k, k)) < 0) return -1;
+    if (!bias) return 0;
+    snprintf(name, sizeof name, "%s.bias", base);
+    return fetch(src, name, b, 1, SHAPE(cout));
+}
+
+static int fetch_norm(weight_source *src, const char *base, tensor *w, tensor *b, int c) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", base);
+    if (fetch(src, name, w, 1, SHAPE(c)) < 0) return -1;
+    snprintf(name, sizeof name, "%s.bias", base);
+    return fetch(src, name, b, 1, SHAPE(c));
+}
+
+static int load_resnet(weight_source *src, const char *base, vae_resnet *r, int cin, int cout) {
+    char n[256];
+    r->cin = cin, r->cout = cout, r->has_shortcut = cin != cout;
+    snprintf(n, sizeof n, "%s.norm1", base);
+    if (fetch_norm(src, n, &r->norm1_w, &r->norm1_b, cin) < 0) return -1;
+    snprintf(n, sizeof n, "%s.conv1", base);
+    if (fetch_conv(src, n, &r->conv1_w, &r->conv1_b, cout, cin, 3, true) < 0) return -1;
+    snprintf(n, sizeof n, "%s.norm2", base);
+    if (fetch_norm(src, n, &r->norm2_w, &r->norm2_b, cout) < 0) return -1;
+    snprintf(n, sizeof n, "%s.conv2", base);
+    if (fetch_conv(src, n, &r->conv2_w, &r->conv2_b, cout, cout, 3, true) < 0) return -1;
+    if (r->has_shortcut) {
+        snprintf(n, sizeof n, "%s.%s", base, src->layout == LAYOUT_DIFFUSERS ? "conv_shortcut" : "nin_shortcut");
+        if (fetch_conv(src, n, &r->short_w, &r->short_b, cout, cin, 1, true) < 0) return -1;
+    }
+    return 0;
+}
+
+static int load_attention(weight_source *src, const char *side, vae_attention *a, int c) {
+    /* diffusers (current), diffusers (before 0.14), CompVis */
+    static const char *names[3][5] = {
+        {"mid_block.attentions.0", "group_norm", "to_q", "to_k", "to_v"},
+        {"mid_block.attentions.0", "group_norm", "query", "key", "value"},
+        {"mid.attn_1", "norm", "q", "k", "v"},
+    };
+    static const char *out_names[3] = {"to_out.0", "proj_attn", "proj_out"};
+    int v = src->layout == LAYOUT_COMPVIS ? 2 : 0;
+    char probe[256];
+    snprintf(probe, sizeof probe, "%s%s.mid_block.attentions.0.query.weight", src->prefix, side);
+    if (v == 0 && src->file && safetensors_has(src->file, probe)) v = 1;
+    char base[200], n[256];
+    snprintf(base, sizeof base, "%s%s.%s", src->prefix, side, names[v][0]);
+    a->channels = c;
+    snprintf(n, sizeof n, "%s.%s", base, names[v][1]);
+    if (fetch_norm(src, n, &a->norm_w, &a->norm_b, c) < 0) return -1;
+    tensor *w[4] = {&a->q_w, &a->k_w, &a->v_w, &a->out_w}, *b[4] = {&a->q_b, &a->k_b, &a->v_b, &a->out_b};
+    for (int i = 0; i < 4; i++) {
+        const char *part = i < 3 ? names[v][2 + i] : out_names[v];
+        snprintf(n, sizeof n, "%s.%s.weight", base, part);
+        if (fetch(src, n, w[i], 2, SHAPE(c, c)) < 0) return -1;
+        snprintf(n, sizeof n, "%s.%s.bias", base, part);
+        if (fetch(src, n, b[i], 1, SHAPE(c)) < 0) return -1;
+    }
+    return 0;
+}
+
+static int load_mid(weight_source *src, const char *side, vae_coder *coder, int c) {
+    char base[200];
+    for (int i = 0; i < 2; i++) {
+        if (src->layout == LAYOUT_DIFFUSERS)
+            snprintf(base, sizeof base, "%s%s.mid_block.resnets.%d", src->prefix, side, i);
+        else
+            snprintf(base, sizeof base, "%s%s.mid.block_%d", src->prefix, side, i + 1);
+        if (load_resnet(src, base, &coder->mid_resnets[i], c, c) < 0) return -1;
+    }
+    return load_attention(src, side, &coder->mid_attention, c);
+}
+
+/*
+ * Nearest 2x upsampling followed by a 3x3 convolution (padding 1) is, for each of the four
+ * output phases (a, b) = (row, column) parity, a 2x2 convolution of the low-resolution input
+ * with the 3x3 taps summed: even rows see input rows (i-1, i) through taps (k0, k1+k2), odd
+ * rows see (i, i+1) through (k0+k1, k2); the same for columns. Four 2x2 convolutions cost
+ * 16/36 of the 3x3 one at double resolution, and the upsampled tensor is never built.
+ */
+static void make_phase_weights(vae *v, vae_level *L) {
+    int64_t oc = L->sampler_w.shape[0], ic = L->sampler_w.shape[1];
+    float *w3 = ts_malloc((size_t)(oc * ic * 9) * sizeof(float));
+    tensor_copy_to_f32(w3, &L->sampler_w);
+    static const float taps[2][2][3] = {{{1, 0, 0}, {0, 1, 1}}, {{1, 1, 0}, {0, 0, 1}}};   /* [phase][r][k] */
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            tensor *t = own_new_f32(v, 4, (const int64_t[]){oc, ic, 2, 2});
+            L->phase_w[a * 2 + b] = *t;
+            float *w2 = t->data;
+            for (int64_t o = 0; o < oc * ic; o++)
+                for (int r = 0; r < 2; r++)
+                    for (int c = 0; c < 2; c++) {
+                        float sum = 0;
+                        for (int kh = 0; kh < 3; kh++)
+                            for (int kw = 0; kw < 3; kw++)
+                                if (taps[a][r][kh] != 0 && taps[b][c][kw] != 0) sum += w3[o * 9 + kh * 3 + kw];
+                        w2[o * 4 + r * 2 + c] = sum;
+                    }
+        }
+    free(w3);
+}
+
+static int load_coder(weight_source *src, vae *v, bool decoder) {
+    const vae_config *c = &v->config;
+    vae_coder *coder = decoder ? &v->decoder : &v->encoder;
+    const char *side = decoder ? "decoder" : "encoder";
+    int n = c->levels, top = c->block_out[n - 1];
+    char base[200], name[256];
+    snprintf(base, sizeof base, "%s%s.conv_in", src->prefix, side);
+    if (decoder) {
+        if (fetch_conv(src, base, &coder->conv_in_w, &coder->conv_in_b, top, c->latent_channels, 3, true) < 0) return -1;
+        if (load_mid(src, side, coder, top) < 0) return -1;
+    } else if (fetch_conv(src, base, &coder->conv_in_w, &coder->conv_in_b, c->block_out[0], c->in_channels, 3, true) < 0)
+        return -1;
+    int prev = decoder ? top : c->block_out[0];
+    for (int i = 0; i < n; i++) {
+        vae_level *L = &coder->level[i];
+        L->cin = prev;
+        L->cout = decoder ? c->block_out[n - 1 - i] : c->block_out[i];
+        L->count = decoder ? c->layers_per_block + 1 : c->layers_per_block;
+        L->resnets = ts_calloc((size_t)L->count, sizeof(vae_resnet));
+        for (int j = 0; j < L->count; j++) {
+            resnet_name(name, sizeof name, src, side, i, j, n);
+            if (load_resnet(src, name, &L->resnets[j], j == 0 ? L->cin : L->cout, L->cout) < 0) return -1;
+        }
+        L->has_sampler = i < n - 1;
+        if (L->has_sampler) {
+            int l = decoder && src->layout == LAYOUT_COMPVIS ? n - 1 - i : i;
+            if (src->layout == LAYOUT_DIFFUSERS)
+                snprintf(name, sizeof name, "%s%s.%s.%d.%s.0.conv", src->prefix, side,
+                         decoder ? "up_blocks" : "down_blocks", l, decoder ? "upsamplers" : "downsamplers");
+            else
+                snprintf(name, sizeof name, "%s%s.%s.%d.%s.conv", src->prefix, side,
+                         decoder ? "up" : "down", l, decoder ? "upsample" : "downsample");
+            if (fetch_conv(src, name, &L->sampler_w, &L->sampler_b, L->cout, L->cout, 3, true) < 0) return -1;
+            if (decoder) make_phase_weights(v, L);
+        }
+        prev = L->cout;
+    }
+    if (!decoder && load_mid(src, side, coder, top) < 0) return -1;
+    snprintf(base, sizeof base, "%s%s.%s", src->prefix, side,
+             src->layout == LAYOUT_DIFFUSERS ? "conv_norm_out" : "norm_out");
+    int last = decoder ? c->block_out[0] : top;
+    if (fetch_norm(src, base, &coder->norm_out_w, &coder->norm_out_b, last) < 0) return -1;
+    snprintf(base, sizeof base, "%s%s.conv_out", src->prefix, side);
+    int out = decoder ? c->out_channels : 2 * c->latent_channels;
+    return fetch_conv(src, base, &coder->conv_out_w, &coder->conv_out_b, out, last, 3, true);
+}
+
+static int load_all(weight_source *src, vae *v) {
+    vae_config *c = &v->config;
+    char name[256];
+    if (load_coder(src, v, true) < 0) return -1;
+    if (c->has_encoder && load_coder(src, v, false) < 0) return -1;
+    if (c->quant_conv) {
+        snprintf(name, sizeof name, "%squant_conv", src->prefix);
+        int l2 = 2 * c->latent_channels;
+        if (fetch_conv(src, name, &v->quant_w, &v->quant_b, l2, l2, 1, true) < 0) return -1;
+    }
+    if (c->post_quant_conv) {
+        snprintf(name, sizeof name, "%spost_quant_conv", src->prefix);
+        int l = c->latent_channels;
+        if (fetch_conv(src, name, &v->post_quant_w, &v->post_quant_b, l, l, 1, true) < 0) return -1;
+    }
+    return 0;
+}
+
+/* ---- architecture from the weights ------------------------------------------- */
+
+static bool has(const weight_source *src, const char *fmt, ...) TS_PRINTF(2, 3);
+static bool has(const weight_source *src, const char *fmt, ...) {
+    char name[256];
+    int n = snprintf(name, sizeof name, "%s", src->prefix);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name + n, sizeof name - (size_t)n, fmt, ap);
+    va_end(ap);
+    return safetensors_has(src->file, name);
+}
+
+static int shape_of(const weight_source *src, const char *suffix, int dim, int64_t *out) {
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", src->prefix, suffix);
+    tensor t;
+    if (safetensors_get(src->file, name, &t) < 0) return -1;
+    if (dim >= t.ndim) return ts_fail("%s: tensor '%s' has too few dimensions", safetensors_path(src->file), name);
+    *out = t.shape[dim];
+    return 0;
+}
+
+static int infer_config(weight_source *src, vae_config *c) {
+    const char *path = safetensors_path(src->file);
+    bool diffusers = src->layout == LAYOUT_DIFFUSERS;
+    int n = 0;
+    while (n < VAE_MAX_LEVELS &&
+           (diffusers ? has(src, "decoder.up_blocks.%d.resnets.0.conv2.weight", n)
+                      : has(src, "decoder.up.%d.block.0.conv2.weight", n)))
+        n++;
+    if (n == 0) return ts_fail("%s: no VAE decoder levels found", path);
+    c->levels = n;
+    char name[128];
+    for (int i = 0; i < n; i++) {
+        int64_t ch = 0;
+        if (diffusers) snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.0.conv2.weight", n - 1 - i);
+        else snprintf(name, sizeof name, "decoder.up.%d.block.0.conv2.weight", i);
+        if (shape_of(src, name, 0, &ch) < 0) return -1;
+        c->block_out[i] = (int)ch;
+    }
+    int per = 0;
+    while (diffusers ? has(src, "decoder.up_blocks.0.resnets.%d.conv1.weight", per)
+                     : has(src, "decoder.up.%d.block.%d.conv1.weight", n - 1, per))
+        per++;
+    c->layers_per_block = per - 1;
+    if (c->layers_per_block < 1) return ts_fail("%s: VAE decoder level 0 has %d ResNets", path, per);
+    int64_t v = 0;
+    if (shape_of(src, "decoder.conv_in.weight", 1, &v) < 0) return -1;
+    c->latent_channels = (int)v;
+    if (shape_of(src, "decoder.conv_out.weight", 0, &v) < 0) return -1;
+    c->out_channels = (int)v;
+    c->has_encoder = has(src, "encoder.conv_in.weight");
+    c->in_channels = 3;
+    if (c->has_encoder) {
+        if (shape_of(src, "encoder.conv_in.weight", 1, &v) < 0) return -1;
+        c->in_channels = (int)v;
+    }
+    c->quant_conv = c->has_encoder && has(src, "quant_conv.weight");
+    c->post_quant_conv = has(src, "post_quant_conv.weight");
+    return 0;
+}
+
+/* scaling_factor, norm_num_groups and sample_size from vae/config.json, when present. */
+static int read_config_json(const char *model, vae_config *c) {
+    char path[4096];
+    if (model_component_file(model, "vae", "config.json", path, sizeof path) < 0) return 0;
+    char *text = read_text_file(path, NULL);
+    if (!text) return -1;
+    cJSON *j = json_parse_config(text, path);
+    free(text);
+    if (!j) return -1;
+    const cJSON *it;
+    if (cJSON_IsNumber(it = cJSON_GetObjectItem(j, "scaling_factor"))) c->scaling_factor = (float)it->valuedouble;
+    if (cJSON_IsNumber(it = cJSON_GetObjectItem(j, "norm_num_groups"))) c->norm_groups = it->valueint;
+    it = cJSON_GetObjectItem(j, "sample_size");
+    if (cJSON_IsArray(it)) it = cJSON_GetArrayItem(it, 0);
+    if (cJSON_IsNumber(it)) c->sample_size = it->valueint;
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int check_config(const vae_config *c, const char *what) {
+    if (c->norm_groups <= 0) return ts_fail("%s: norm_num_groups %d", what, c->norm_groups);
+    for (int i = 0; i < c->levels; i++)
+        if (c->block_out[i] <= 0 || c->block_out[i] % c->norm_groups)
+            return ts_fail("%s: block_out_channels[%d] = %d is not a multiple of norm_num_groups %d", what, i,
+                           c->block_out[i], c->norm_groups);
+    return 0;
+}
+
+vae *vae_load(const char *model, float default_scaling) {
+    char path[4096];
+    if (model_component_weights(model, "vae", path, sizeof path) < 0) return NULL;
+    vae *v = ts_calloc(1, sizeof *v);
+    v->config = (vae_config){.norm_groups = 32, .scaling_factor = default_scaling, .sample_size = 512};
+    v->file = safetensors_open(path);
+    if (!v->file) goto fail;
+    weight_source src = {.owner = v, .file = v->file};
+    static const char *prefixes[] = {"first_stage_model.", "vae.", ""};
+    bool found = false;
+    for (int i = 0; i < 3 && !found; i++) {
+        src.prefix = prefixes[i];
+        if (has(&src, "decoder.mid.block_1.norm1.weight")) src.layout = LAYOUT_COMPVIS, found = true;
+        else if (has(&src, "decoder.mid_block.resnets.0.norm1.weight")) src.layout = LAYOUT_DIFFUSERS, found = true;
+    }
+    if (!found) { ts_fail("%s: no VAE weights (no first_stage_model.decoder.* or decoder.*)", path); goto fail; }
+    if (infer_config(&src, &v->config) < 0 || read_config_json(model, &v->config) < 0 ||
+        check_config(&v->config, path) < 0 || load_all(&src, v) < 0)
+        goto fail;
+    log_debug("vae: %s layout, %d levels, latent %d, scaling %g", src.layout == LAYOUT_COMPVIS ? "CompVis" : "diffusers",
+              v->config.levels, v->config.latent_channels, (double)v->config.scaling_factor);
+    return v;
+fail:
+    ts_fail_wrap("loading VAE");
+    vae_destroy(&v);
+    return NULL;
+}
+
+vae *vae_new_random(const vae_config *config, uint64_t seed) {
+    vae *v = ts_calloc(1, sizeof *v);
+    v->config = *config;
+    if (v->config.levels < 1 || v->config.levels > VAE_MAX_LEVELS) {
+        ts_fail("vae: %d levels", v->config.levels);
+        vae_destroy(&v);
+        return NULL;
+    }
+    weight_source src = {.owner = v, .prefix = "", .layout = LAYOUT_DIFFUSERS, .rng = seed | 1};
+    if (check_config(&v->config, "vae") < 0 || load_all(&src, v) < 0) vae_destroy(&v);
+    return v;
+}
+
+static void free_coder(vae_coder *c) {
+    for (int i = 0; i < VAE_MAX_LEVELS; i++) free(c->level[i].resnets);
+}
+
+void vae_destroy(vae **self) {
+    if (!*self) return;
+    vae *v = *self;
+    free_coder(&v->decoder);
+    free_coder(&v->encoder);
+    for (int i = 0; i < v->owned_count; i++) tensor_free(&v->owned[i]);
+    free(v->owned);
+    safetensors_close(&v->file);
+    free(v);
+    *self = NULL;
+}
+
+const vae_config *vae_get_config(const vae *self) { return &self->config; }
+float vae_scaling_factor(const vae *self) { return self->config.scaling_factor; }
+int vae_downscale(const vae *self) { return 1 << (self->config.levels - 1); }
+
+/* ---- forward ------------------------------------------------------------------ */
+
+static const conv2d_params SAME3 = {1, 1, 1, 1, 1}, POINT = {1, 1, 0, 0, 1};
+
+/* x [cin, H, W] -> x [cout, H, W], in place; t1, t2 scratch of the same capacity. */
+static int resnet_forward(const vae_resnet *r, float *x, float *t1, float *t2, int H, int W, int groups) {
+    int64_t hw = (int64_t)H * W;
+    if (group_norm(t1, x, 1, r->cin, hw, groups, &r->norm1_w, &r->norm1_b, VAE_EPS) < 0) return -1;
+    silu(t1, t1, r->cin * hw);
+    if (conv2d(t2, t1, 1, r->cin, H, W, &r->conv1_w, &r->conv1_b, SAME3) < 0) return -1;
+    if (group_norm(t2, t2, 1, r->cout, hw, groups, &r->norm2_w, &r->norm2_b, VAE_EPS) < 0) return -1;
+    silu(t2, t2, r->cout * hw);
+    if (conv2d(t1, t2, 1, r->cout, H, W, &r->conv2_w, &r->conv2_b, SAME3) < 0) return -1;
+    if (r->has_shortcut) {
+        if (conv2d(t2, x, 1, r->cin, H, W, &r->short_w, &r->short_b, POINT) < 0) return -1;
+        int64_t n = r->cout * hw;
+        for (int64_t i = 0; i < n; i++) x[i] = t2[i] + t1[i];
+    } else {
+        add_inplace(x, t1, r->cout * hw);
+    }
+    return 0;
+}
+
+/* Single-head self-attention over the H*W positions, residual added into x [C, H*W]. */
+static int attention_forward(const vae_attention *a, float *x, int64_t hw, int groups) {
+    int c = a->channels;
+    size_t n = (size_t)c * (size_t)hw;
+    float *h = ts_aligned_alloc(n * sizeof(float)), *t = ts_aligned_alloc(n * sizeof(float));
+    float *q = ts_aligned_alloc(n * sizeof(float)), *k = ts_aligned_alloc(n * sizeof(float));
+    float *v = ts_aligned_alloc(n * sizeof(float));
+    int rc = -1;
+    if (group_norm(h, x, 1, c, hw, groups, &a->norm_w, &a->norm_b, VAE_EPS) < 0) goto done;
+    nchw_to_nhwc(t, h, 1, c, hw);
+    if (linear(q, t, hw, &a->q_w, &a->q_b) < 0 || linear(k, t, hw, &a->k_w, &a->k_b) < 0 ||
+        linear(v, t, hw, &a->v_w, &a->v_b) < 0)
+        goto done;
+    attention(h, q, k, v, (attention_params){.batch = 1, .heads = 1, .head_dim = c, .n_q = hw, .n_kv = hw,
+                                              .scale = 1.0f / sqrtf((float)c)});
+    if (linear(t, h, hw, &a->out_w, &a->out_b) < 0) goto done;
+    nhwc_to_nchw(h, t, 1, c, hw);
+    add_inplace(x, h, (int64_t)n);
+    rc = 0;
+done:
+    free(h), free(t), free(q), free(k), free(v);
+    return rc;
+}
+
+static int mid_forward(const vae_coder *c, float *x, float *t1, float *t2, int H, int W, int groups) {
+    if (resnet_forward(&c->mid_resnets[0], x, t1, t2, H, W, groups) < 0) return -1;
+    if (attention_forward(&c->mid_attention, x, (int64_t)H * W, groups) < 0) return -1;
+    return resnet_forward(&c->mid_resnets[1], x, t1, t2, H, W, groups);
+}
+
+/* norm_out, SiLU, conv_out: x [C, H, W] -> out [C_out, H, W]. */
+static int output_forward(const vae_coder *c, int ch, float *x, float *t1, float *out, int H, int W, int groups) {
+    int64_t hw = (int64_t)H * W;
+    if (group_norm(t1, x, 1, ch, hw, groups, &c->norm_out_w, &c->norm_out_b, VAE_EPS) < 0) return -1;
+    silu(t1, t1, ch * hw);
+    return conv2d(out, t1, 1, ch, H, W, &c->conv_out_w, &c->conv_out_b, SAME3);
+}
+
+/* Floats of the largest activation of a pass whose full resolution is H x W: at level i
+ * (resolution H >> i) live the channels of levels i-1, i and i+1 (down- and upsampling
+ * carry them across), with one extra row and column for the encoder's asymmetric padding. */
+static size_t buffer_floats(const vae_config *c, int H, int W) {
+    size_t most = (size_t)(c->in_channels > c->out_channels ? c->in_channels : c->out_channels) * (size_t)H * W;
+    for (int i = 0; i < c->levels; i++) {
+        int ch = c->block_out[i];
+        if (i > 0 && c->block_out[i - 1] > ch) ch = c->block_out[i - 1];
+        if (i + 1 < c->levels && c->block_out[i + 1] > ch) ch = c->block_out[i + 1];
+        if (i == c->levels - 1 && 2 * c->latent_channels > ch) ch = 2 * c->latent_channels;
+        size_t need = (size_t)ch * (size_t)((H >> i) + 1) * (size_t)((W >> i) + 1);
+        if (need > most) most = need;
+    }
+    return most;
+}
+
+/* out [C, 2h, 2w] = conv3x3(upsample_nearest2x(x [C, h, w])), as four 2x2 convolutions
+ * (make_phase_weights); t [C, h+1, w+1] scratch. */
+static int upsample_conv(const vae_level *L, const float *x, float *t, float *out, int C, int h, int w) {
+    const conv2d_params pad1 = {1, 1, 1, 1, 1};
+    int ph = h + 1, pw = w + 1;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            if (conv2d(t, x, 1, C, h, w, &L->phase_w[a * 2 + b], &L->sampler_b, pad1) < 0) return -1;
+            /* phase (a, b): output (2i+a, 2j+b) is conv output (i+a, j+b) */
+            #pragma omp parallel for schedule(static) if ((int64_t)C * h * w >= 65536)
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < h; i++) {
+                    const float *src = t + ((size_t)c * ph + i + a) * pw + b;
+                    float *dst = out + ((size_t)c * 2 * h + 2 * i + a) * (2 * w) + b;
+                    for (int j = 0; j < w; j++) dst[2 * j] = src[j];
+                }
+        }
+    return 0;
+}
+
+/* One latent [L, h, w] -> image [out, h*f, w*f]. */
+static int decode_one(vae *self, const float *z, int h, int w, float *image) {
+    const vae_config *c = &self->config;
+    const vae_coder *d = &self->decoder;
+    int f = vae_downscale(self), H = h * f, W = w * f, g = c->norm_groups;
+    size_t cap = buffer_floats(c, H, W);
+    float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
+    int rc = -1;
+    const float *in = z;
+    if (c->post_quant_conv) {
+        if (conv2d(t2, z, 1, c->latent_channels, h, w, &self->post_quant_w, &self->post_quant_b, POINT) < 0) goto done;
+        in = t2;
+    }
+    if (conv2d(x, in, 1, c->latent_channels, h, w, &d->conv_in_w, &d->conv_in_b, SAME3) < 0) goto done;
+    if (mid_forward(d, x, t1, t2, h, w, g) < 0) goto done;
+    int ch = c->block_out[c->levels - 1];
+    for (int i = 0; i < c->levels; i++) {
+        const vae_level *L = &d->level[i];
+        for (int j = 0; j < L->count; j++)
+            if (resnet_forward(&L->resnets[j], x, t1, t2, h, w, g) < 0) goto done;
+        ch = L->cout;
+        if (L->has_sampler) {
+            if (upsample_conv(L, x, t1, t2, ch, h, w) < 0) goto done;
+            float *up = t2;
+            t2 = x, x = up;
+            h *= 2, w *= 2;
+        }
+    }
+    rc = output_forward(d, ch, x, t1, image, h, w, g);
+done:
+    free(x), free(t1), free(t2);
+    return rc;
+}
+
+/* One image [C, H, W] -> latent mean [L, H/f, W/f]. */
+static int encode_one(vae *self, const float *image, int H, int W, float *mean) {
+    const vae_config *c = &self->config;
+    const vae_coder *e = &self->encoder;
+    int g = c->norm_groups, h = H, w = W;
+    size_t cap = buffer_floats(c, H, W);
+    float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
+    int rc = -1;
+    if (conv2d(x, image, 1, c->in_channels, h, w, &e->conv_in_w, &e->conv_in_b, SAME3) < 0) goto done;
+    int ch = c->block_out[0];
+    for (int i = 0; i < c->levels; i++) {
+        const vae_level *L = &e->level[i];
+        for (int j = 0; j < L->count; j++)
+            if (resnet_forward(&L->resnets[j], x, t1, t2, h, w, g) < 0) goto done;
+        ch = L->cout;
+        if (L->has_sampler) {
+            /* diffusers' Downsample2D pads (0, 1, 0, 1) then convolves with stride 2, no padding */
+            int ph = h + 1, pw = w + 1;
+            memset(t1, 0, (size_t)ch * ph * pw * sizeof(float));
+            for (int k = 0; k < ch; k++)
+                for (int y = 0; y < h; y++)
+                    memcpy(t1 + ((size_t)k * ph + y) * pw, x + ((size_t)k * h + y) * w, (size_t)w * sizeof(float));
+            if (conv2d(x, t1, 1, ch, ph, pw, &L->sampler_w, &L->sampler_b, (conv2d_params){2, 2, 0, 0, 1}) < 0)
+                goto done;
+            h /= 2, w /= 2;
+        }
+    }
+    if (mid_forward(e, x, t1, t2, h, w, g) < 0) goto done;
+    int l2 = 2 * c->latent_channels;
+    if (output_forward(e, ch, x, t1, t2, h, w, g) < 0) goto done;
+    const float *moments = t2;
+    if (c->quant_conv) {
+        if (conv2d(t1, t2, 1, l2, h, w, &self->quant_w, &self->quant_b, POINT) < 0) goto done;
+        moments = t1;
+    }
+    memcpy(mean, moments, (size_t)c->latent_channels * h * w * sizeof(float));   /* mean, then logvar */
+    rc = 0;
+done:
+    free(x), free(t1), free(t2);
+    return rc;
+}
+
+/* ---- tiled decode (diffusers AutoencoderKL.tiled_decode, sample by sample) ------- */
+
+typedef struct { float *data; int h, w; } tile_image;
+
+/* b[:, y, :] = a[:, end-extent+y, :] * (1 - y/extent) + b[:, y, :] * (y/extent) */
+static void blend_v(const tile_image *a, tile_image *b, int C, int extent) {
+    if (a->h < extent) extent = a->h;
+    if (b->h < extent) extent = b->h;
+    for (int y = 0; y < extent; y++) {
+        float wb = (float)((double)y / extent), wa = (float)(1.0 - (double)y / extent);
+        for (int c = 0; c < C; c++) {
+            const float *ra = a->data + ((size_t)c * a->h + (a->h - extent + y)) * a->w;
+            float *rb = b->data + ((size_t)c * b->h + y) * b->w;
+            int n = a->w < b->w ? a->w : b->w;
+            for (int x = 0; x < n; x++) rb[x] = ra[x] * wa + rb[x] * wb;
+        }
+    }
+}
+
+static void blend_h(const tile_image *a, tile_image *b, int C, int extent) {
+    if (a->w < extent) extent = a->w;
+    if (b->w < extent) extent = b->w;
+    int rows = a->h < b->h ? a->h : b->h;
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < rows; y++) {
+            const float *ra = a->data + ((size_t)c * a->h + y) * a->w;
+            float *rb = b->data + ((size_t)c * b->h + y) * b->w;
+            for (int x = 0; x < extent; x++) {
+                float wb = (float)((double)x / extent), wa = (float)(1.0 - (double)x / extent);
+                rb[x] = ra[a->w - extent + x] * wa + rb[x] * wb;
+            }
+        }
+}
+
+static int decode_tiled_one(vae *self, const float *z, int h, int w, float *image, int tile, float overlap) {
+    const vae_config *c = &self->config;
+    int L = c->latent_channels, C = c->out_channels, f = vae_downscale(self);
+    int stride = (int)(tile * (1 - overlap)), tile_px = tile * f;
+    int extent = (int)(tile_px * overlap), limit = tile_px - extent;
+    if (stride < 1) return ts_fail("vae tiling: tile of %d latents with overlap %g leaves no stride", tile, (double)overlap);
+    int rows = (h + stride - 1) / stride, cols = (w + stride - 1) / stride;
+    tile_image *tiles = ts_calloc((size_t)rows * cols, sizeof(tile_image));
+    float *zt = ts_malloc((size_t)L * tile * tile * sizeof(float));
+    int rc = -1;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) {
+            int y0 = i * stride, x0 = j * stride;
+            int th = h - y0 < tile ? h - y0 : tile, tw = w - x0 < tile ? w - x0 : tile;
+            for (int k = 0; k < L; k++)
+                for (int y = 0; y < th; y++)
+                    memcpy(zt + ((size_t)k * th + y) * tw, z + ((size_t)k * h + y0 + y) * w + x0, (size_t)tw * sizeof(float));
+            tile_image *t = &tiles[i * cols + j];
+            t->h = th * f, t->w = tw * f;
+            t->data = ts_malloc((size_t)C * t->h * t->w * sizeof(float));
+            if (decode_one(self, zt, th, tw, t->data) < 0) goto done;
+        }
+    int H = h * f, W = w * f;
+    memset(image, 0, (size_t)C * H * W * sizeof(float));
+    /* each tile keeps its top-left limit x limit corner, placed after the previous ones */
+    for (int i = 0, oy = 0; i < rows; i++) {
+        int kh = 0;
+        for (int j = 0, ox = 0; j < cols; j++) {
+            tile_image *t = &tiles[i * cols + j];
+            if (i > 0) blend_v(&tiles[(i - 1) * cols + j], t, C, extent);
+            if (j > 0) blend_h(&tiles[i * cols + j - 1], t, C, extent);
+            kh = t->h < limit ? t->h : limit;
+            int kw = t->w < limit ? t->w : limit, ch = kh, cw = kw;
+            if (oy + ch > H) ch = H - oy;
+            if (ox + cw > W) cw = W - ox;
+            for (int k = 0; k < C; k++)
+                for (int y = 0; y < ch; y++)
+                    memcpy(image + ((size_t)k * H + oy + y) * W + ox, t->data + ((size_t)k * t->h + y) * t->w,
+                           (size_t)(cw > 0 ? cw : 0) * sizeof(float));
+            ox += kw;
+        }
+        oy += kh;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < rows * cols; i++) free(tiles[i].data);
+    free(tiles);
+    free(zt);
+    return rc;
+}
+
+int vae_decode(vae *self, const float *latent, int N, int h, int w, float *image, const vae_tiling *tiling) {
+    const vae_config *c = &self->config;
+    int f = vae_downscale(self);
+    if (N < 1 || h < 1 || w < 1) return ts_fail("vae_decode: bad latent size %dx%dx%d", N, h, w);
+    int tile = 0;
+    float overlap = 0.25f;
+    if (tiling && tiling->enabled) {
+        tile = tiling->tile_latent > 0 ? tiling->tile_latent : c->sample_size / f;
+        if (tiling->overlap > 0) overlap = tiling->overlap;
+        if (tile < 1) return ts_fail("vae tiling: tile of %d latents", tile);
+    }
+    size_t zs = (size_t)c->latent_channels * h * w, xs = (size_t)c->out_channels * h * f * w * f;
+    for (int n = 0; n < N; n++) {
+        int rc = tile && (h > tile || w > tile)
+                     ? decode_tiled_one(self, latent + n * zs, h, w, image + n * xs, tile, overlap)
+                     : decode_one(self, latent + n * zs, h, w, image + n * xs);
+        if (rc < 0) return ts_fail_wrap("VAE decode");
+    }
+    return 0;
+}
+
+int vae_encode_mean(vae *self, const float *image, int N, int H, int W, float *latent) {
+    const vae_config *c = &self->config;
+    int f = vae_downscale(self);
+    if (!c->has_encoder) return ts_fail("VAE encode: this checkpoint has no encoder weights");
+    if (N < 1 || H < f || W < f || H % f || W % f)
+        return ts_fail("VAE encode: image size %dx%d is not a positive multiple of %d", W, H, f);
+    size_t xs = (size_t)c->in_channels * H * W, zs = (size_t)c->latent_channels * (H / f) * (W / f);
+    for (int n = 0; n < N; n++)
+        if (encode_one(self, image + n * xs, H, W, latent + n * zs) < 0) return ts_fail_wrap("VAE encode");
+    return 0;
+}
+
+void vae_image_to_rgb8(const float *image, int C, int H, int W, uint8_t *rgb) {
+    size_t hw = (size_t)H * W;
+    for (size_t p = 0; p < hw; p++)
+        for (int k = 0; k < 3; k++) {
+            float v = image[(size_t)(k < C ? k : C - 1) * hw + p] * 0.5f + 0.5f;
+            v = v < 0 ? 0 : v > 1 ? 1 : v;
+            rgb[p * 3 + k] = (uint8_t)lrintf(v * 255.0f);
+        }
+}
