@@ -175,12 +175,18 @@ static void pad_to_square(const image_rgb8 *in, const float mean[3], image_rgb8 
         memcpy(out->rgb + ((size_t)(y + top) * side + left) * 3, in->rgb + (size_t)y * in->width * 3, (size_t)in->width * 3);
 }
 
+enum { MAX_RESIZED_SIDE = 1 << 15, MAX_PADDED_SIDE = 1 << 13 };
+
 int image_preprocess(const image_rgb8 *img, const image_preprocess_config *cfg, float **out, int *out_h, int *out_w) {
     *out = NULL;
     if (!img->rgb || img->width < 1 || img->height < 1) return ts_fail("preprocess: empty image");
     image_rgb8 padded = {0}, resized = {0};
     const image_rgb8 *cur = img;
     if (cfg->pad_to_square && img->width != img->height) {
+        int side = img->width > img->height ? img->width : img->height;
+        if (side > MAX_PADDED_SIDE)   /* the square is made whole before it is resized */
+            return ts_fail("preprocess: a %dx%d image is too large to pad to a square (its side would be %d; "
+                           "at most %d)", img->width, img->height, side, MAX_PADDED_SIDE);
         pad_to_square(img, cfg->mean, &padded);
         cur = &padded;
     }
@@ -188,7 +194,17 @@ int image_preprocess(const image_rgb8 *img, const image_preprocess_config *cfg, 
         /* transformers' get_resize_output_image_size(default_to_square=False) */
         int w = cur->width, h = cur->height;
         int s = w <= h ? w : h, l = w <= h ? h : w;
-        int new_s = cfg->shortest_edge, new_l = (int)((double)new_s * l / s);
+        int new_s = cfg->shortest_edge;
+        double longer = (double)new_s * l / s;
+        /* A strip (1x100000, say) would resize to millions of pixels before the crop throws
+         * them away: refused with its shape, as a bad record, rather than stalling a worker. */
+        if (longer > MAX_RESIZED_SIDE) {
+            ts_fail("preprocess: a %dx%d image is too elongated (its longer side would be %.0f pixels "
+                    "after resizing the shorter to %d; at most %d)", w, h, longer, new_s, MAX_RESIZED_SIDE);
+            image_rgb8_clear(&padded);
+            return -1;
+        }
+        int new_l = (int)longer;
         int nw = w <= h ? new_s : new_l, nh = w <= h ? new_l : new_s;
         if (image_resample_bicubic(cur, nw, nh, &resized)) { image_rgb8_clear(&padded); return -1; }
         cur = &resized;

@@ -139,6 +139,25 @@ static void check_rejects(void) {
     CHECK(image_decode("GIF89a......", 12, "x.gif", &img) < 0 && strstr(ts_last_error(), "not a JPEG, PNG or WebP"),
           "GIF: '%s'", ts_last_error());
     CHECK(image_decode("", 0, "empty.jpg", &img) < 0 && strstr(ts_last_error(), "empty"), "empty: '%s'", ts_last_error());
+    /* A 1x2000 strip would resize to 24x48000 before the crop (found by fuzz_image_decode: a
+     * 10 s stall); refused with its shape instead. */
+    uint8_t strip_px[2000 * 3] = {0};
+    image_rgb8 strip = {.width = 1, .height = 2000, .rgb = strip_px};
+    image_preprocess_config c = image_preprocess_clip(24);
+    float *px = NULL;
+    int h, w;
+    CHECK(image_preprocess(&strip, &c, &px, &h, &w) < 0 && strstr(ts_last_error(), "1x2000") &&
+          strstr(ts_last_error(), "too elongated"), "1x2000 strip: '%s'", ts_last_error());
+    free(px);
+    /* pad-to-square makes the whole square first: a 9000-wide strip would be 81 M pixels */
+    uint8_t *wide_px = calloc((size_t)9000 * 2 * 3, 1);
+    image_rgb8 wide = {.width = 9000, .height = 2, .rgb = wide_px};
+    c.pad_to_square = true;
+    px = NULL;
+    CHECK(image_preprocess(&wide, &c, &px, &h, &w) < 0 && strstr(ts_last_error(), "9000x2") &&
+          strstr(ts_last_error(), "pad to a square"), "9000x2 padded: '%s'", ts_last_error());
+    free(px);
+    free(wide_px);
 }
 
 int main(void) {
