@@ -1,5 +1,6 @@
 /* model_files.c — find a model component's weights and configs in either layout. */
 #include "models/formats/model_files.h"
+#include "models/formats/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -76,4 +77,45 @@ struct cJSON *json_parse_config(const char *text, const char *label) {
     }
     free(copy);
     return root;
+}
+
+int safetensors_open_folder(const char *folder, safetensors ***shards, int *count) {
+    char path[4096];
+    *shards = NULL;
+    *count = 0;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", folder);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) {
+        snprintf(path, sizeof path, "%s/model.safetensors", folder);
+        *shards = ts_calloc(1, sizeof **shards);
+        if (!((*shards)[0] = safetensors_open(path))) return -1;
+        *count = 1;
+        return 0;
+    }
+    fclose(probe);
+    size_t size;
+    char *text = read_text_file(path, &size);
+    if (!text) return -1;
+    cJSON *idx = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    if (!cJSON_IsObject(map)) { cJSON_Delete(idx); return ts_fail("%s: no \"weight_map\" object", path); }
+    int cap = cJSON_GetArraySize(map), rc = 0;
+    *shards = ts_calloc((size_t)(cap ? cap : 1), sizeof **shards);
+    const char **names = ts_calloc((size_t)(cap ? cap : 1), sizeof *names);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map) {
+        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) { rc = ts_fail("%s: bad shard name for '%s'", path, e->string); break; }
+        bool seen = false;
+        for (int i = 0; i < *count; i++) seen |= strcmp(names[i], e->valuestring) == 0;
+        if (seen) continue;
+        names[*count] = e->valuestring;
+        char shard[4096];
+        snprintf(shard, sizeof shard, "%s/%s", folder, e->valuestring);
+        if (!((*shards)[*count] = safetensors_open(shard))) { rc = -1; break; }
+        (*count)++;
+    }
+    free(names);
+    cJSON_Delete(idx);
+    return rc;
 }

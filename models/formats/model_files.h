@@ -31,4 +31,10 @@ struct cJSON *json_parse_config(const char *text, const char *label);
 /* Reads a whole (small) text file; NULL with a message on failure. free() it. */
 char *read_text_file(const char *path, size_t *size_out);
 
+/* A Hugging Face folder's weights: FOLDER/model.safetensors, or every shard named in
+ * FOLDER/model.safetensors.index.json, each opened once. *shards and *count hold what was
+ * opened even on failure (-1 with a message): the caller closes them either way. */
+struct safetensors;
+int safetensors_open_folder(const char *folder, struct safetensors ***shards, int *count);
+
 #endif

@@ -372,45 +372,7 @@ static double json_num(const cJSON *obj, const char *key, double dflt) {
 }
 
 /* Opens model.safetensors, or every shard named in model.safetensors.index.json. */
-static int open_shards(const char *folder, hf_files *h) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", folder);
-    size_t size;
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        snprintf(path, sizeof path, "%s/model.safetensors", folder);
-        h->shards = ts_calloc(1, sizeof *h->shards);
-        if (!(h->shards[0] = safetensors_open(path))) return -1;
-        h->n = 1;
-        return 0;
-    }
-    fclose(probe);
-    char *text = read_text_file(path, &size);
-    if (!text) return -1;
-    cJSON *idx = cJSON_Parse(text);
-    free(text);
-    const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
-    if (!cJSON_IsObject(map)) { cJSON_Delete(idx); return ts_fail("%s: no \"weight_map\" object", path); }
-    int cap = cJSON_GetArraySize(map);
-    h->shards = ts_calloc((size_t)(cap ? cap : 1), sizeof *h->shards);
-    char **names = ts_calloc((size_t)(cap ? cap : 1), sizeof(char *));
-    int rc = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, map) {
-        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) { rc = ts_fail("%s: bad shard name for '%s'", path, e->string); break; }
-        bool seen = false;
-        for (int i = 0; i < h->n; i++) seen |= strcmp(names[i], e->valuestring) == 0;
-        if (seen) continue;
-        names[h->n] = e->valuestring;
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", folder, e->valuestring);
-        if (!(h->shards[h->n] = safetensors_open(shard))) { rc = -1; break; }
-        h->n++;
-    }
-    free(names);
-    cJSON_Delete(idx);
-    return rc;
-}
+static int open_shards(const char *folder, hf_files *h) { return safetensors_open_folder(folder, &h->shards, &h->n); }
 
 /* LlavaForConditionalGeneration (models/vision/llava.h): the LLM is its text_config, where
  * transformers writes only what differs from the family's defaults; this puts the text

@@ -69,42 +69,7 @@ static int require(clip_weight_lookup lookup, void *ctx, const char *label, cons
 /* ---- Hugging Face folder ----------------------------------------------- */
 
 static int open_hf_shards(llava *v, const char *folder) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", folder);
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        snprintf(path, sizeof path, "%s/model.safetensors", folder);
-        v->shards = ts_calloc(1, sizeof *v->shards);
-        if (!(v->shards[0] = safetensors_open(path))) return -1;
-        v->n_shards = 1;
-        return 0;
-    }
-    fclose(probe);
-    size_t size;
-    char *text = read_text_file(path, &size);
-    if (!text) return -1;
-    cJSON *idx = cJSON_Parse(text);
-    free(text);
-    const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
-    if (!cJSON_IsObject(map)) { cJSON_Delete(idx); return ts_fail("%s: no \"weight_map\" object", path); }
-    int cap = cJSON_GetArraySize(map), rc = 0;
-    v->shards = ts_calloc((size_t)(cap ? cap : 1), sizeof *v->shards);
-    const char **names = ts_calloc((size_t)(cap ? cap : 1), sizeof *names);
-    const cJSON *e;
-    cJSON_ArrayForEach(e, map) {
-        if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) { rc = ts_fail("%s: bad shard name for '%s'", path, e->string); break; }
-        bool seen = false;
-        for (int i = 0; i < v->n_shards; i++) seen |= strcmp(names[i], e->valuestring) == 0;
-        if (seen) continue;
-        names[v->n_shards] = e->valuestring;
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", folder, e->valuestring);
-        if (!(v->shards[v->n_shards] = safetensors_open(shard))) { rc = -1; break; }
-        v->n_shards++;
-    }
-    free(names);
-    cJSON_Delete(idx);
-    return rc;
+    return safetensors_open_folder(folder, &v->shards, &v->n_shards);
 }
 
 static double json_num(const cJSON *obj, const char *key, double dflt) {
