@@ -19,6 +19,7 @@
 #include "coordinator/journal.h"
 #include "coordinator/output_lock.h"
 #include "coordinator/shard_pack.h"
+#include "coordinator/task_state.h"
 #include "kernels/base.h"
 #include "proto/wire.h"
 #include "worker/output_writer.h" /* output_storage_error_text */
@@ -36,7 +37,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-typedef enum { T_NEW = 0, T_WAIT_EXPAND, T_EXPANDING, T_WAIT_RENDER, T_RENDERING, T_DONE, T_DEAD } task_state;
 
 typedef struct {
     char *id, *prompt, *negative, *params, *expanded;
@@ -164,7 +164,8 @@ static task *get_or_create(coordinator *c, uint64_t id) {
     return t;
 }
 
-static int terminal(const task *t) { return t->state == T_DONE || t->state == T_DEAD; }
+static int terminal(const task *t) { return task_state_terminal(t->state); }
+static int leased(const task *t) { return t->state == TASK_EXPANDING || t->state == TASK_RENDERING; }
 
 static void advance_watermark(coordinator *c) {
     for (;;) {
@@ -208,6 +209,8 @@ static void append_reason(task *t, const char *reason) {
     strcpy(t->reasons + old, reason);
 }
 
+static int task_transition(coordinator *c, task *t, task_event ev, const char *reason, const journal_entry *e);
+
 static int replay_entry(const journal_entry *e, void *ctx) {
     coordinator *c = ctx;
     if (e->type == J_TOTAL || e->type == J_START) return 0;
@@ -216,32 +219,15 @@ static int replay_entry(const journal_entry *e, void *ctx) {
         return 0;
     }
     if (e->task < c->watermark) return 0; /* already finished: a stale entry */
-    task *t = get_or_create(c, e->task);
+    task_event ev;
     switch (e->type) {
-    case J_EXPANDED:
-        for (uint32_t i = 0; i < t->n_replayed; i++) free(t->replayed[i]);
-        free(t->replayed);
-        t->replayed = ts_calloc(e->nstr ? e->nstr : 1, sizeof *t->replayed);
-        t->n_replayed = e->nstr;
-        for (uint32_t i = 0; i < e->nstr; i++) t->replayed[i] = ts_strdup(e->str[i]);
-        break;
-    case J_FAILED: /* attempts and reasons survive restarts, for the dead-letter file */
-        t->attempts = (int)e->a;
-        if (e->nstr) append_reason(t, e->str[0]);
-        break;
-    case J_DONE:
-    case J_DEAD:
-        t->state = e->type == J_DONE ? T_DONE : T_DEAD;
-        if (e->type == J_DONE) { c->p.records_done += e->a; c->p.tasks_done++; }
-        else { c->p.records_dead += e->a; c->p.tasks_dead++; }
-        c->manifest_size_replayed = e->b;
-        if (e->nstr) c->dead_size_replayed = strtoull(e->str[0], NULL, 10);
-        if (c->packer) shard_packer_add(c->packer, e->task * (uint64_t)c->job->task_size, e->a);
-        advance_watermark(c);
-        break;
-    default: break;
+    case J_EXPANDED: ev = TASK_EV_REPLAY_EXPANDED; break;
+    case J_FAILED: ev = TASK_EV_REPLAY_FAILED; break;
+    case J_DONE: ev = TASK_EV_REPLAY_DONE; break;
+    case J_DEAD: ev = TASK_EV_REPLAY_DEAD; break;
+    default: return 0;
     }
-    return 0;
+    return task_transition(c, get_or_create(c, e->task), ev, NULL, e);
 }
 
 /* A write to the output failed (a full disk, a quota, EIO, a read-only remount): hand out
@@ -414,17 +400,12 @@ static int read_task(coordinator *c) {
     t->recs = recs;
     t->n = n;
     t->loaded = 1;
+    task_event ev = c->expand_stage ? TASK_EV_QUEUE_EXPAND : TASK_EV_QUEUE_RENDER;
     if (t->n_replayed == (uint32_t)n && c->render_stage) {
         for (int i = 0; i < n; i++) { t->recs[i].expanded = t->replayed[i]; t->replayed[i] = NULL; }
-        t->state = T_WAIT_RENDER;
-        push(&c->render_q, t);
-    } else if (c->expand_stage) {
-        t->state = T_WAIT_EXPAND;
-        push(&c->expand_q, t);
-    } else {
-        t->state = T_WAIT_RENDER;
-        push(&c->render_q, t);
+        ev = TASK_EV_QUEUE_RENDER; /* expanded in an earlier run */
     }
+    task_transition(c, t, ev, NULL, NULL);
     return 1;
 }
 
@@ -483,7 +464,6 @@ static void send_task(coordinator *c, worker_peer *w, task *t, int stage) {
     env.task = &msg;
     send_to(c, w, &env);
     free(recs); free(ptrs);
-    t->state = stage == TESSERA__STAGE__STAGE_EXPAND ? T_EXPANDING : T_RENDERING;
     t->deadline = ts_now() + j->lease_seconds;
 }
 
@@ -491,6 +471,7 @@ static void dispatch(coordinator *c, worker_peer *w) {
     task_queue *q = w->stage == TESSERA__STAGE__STAGE_EXPAND ? &c->expand_q : &c->render_q;
     while (w->credit > 0 && q->len > 0) {
         task *t = pop(q);
+        if (task_transition(c, t, TASK_EV_LEASE, NULL, NULL) < 0) continue;
         send_task(c, w, t, w->stage);
         t->owner = w->key_hash;
         w->credit--;
@@ -522,37 +503,8 @@ static void send_simple(coordinator *c, worker_peer *w, int shutdown) {
 
 /* ---------- task outcomes ---------- */
 
-static void requeue(coordinator *c, task *t) {
-    t->lease_id = 0;
-    c->need_dispatch = 1;
-    if (t->state == T_EXPANDING) { t->state = T_WAIT_EXPAND; push(&c->expand_q, t); }
-    else if (t->state == T_RENDERING) { t->state = T_WAIT_RENDER; push(&c->render_q, t); }
-}
-
-/* J_DONE / J_DEAD record the manifest's and the dead-letter file's sizes after the task's
- * lines, so a restart can cut lines whose entry never reached the journal. */
-static void finish_task(coordinator *c, task *t, journal_type how) {
-    uint64_t size = (uint64_t)ftell(c->manifest); /* counts stdio's buffer: flushed at commit */
-    char dead_size[24];
-    snprintf(dead_size, sizeof dead_size, "%lld", (long long)ftell(c->dead));
-    journal_simple(c, how, t->id, (uint64_t)t->n, size, dead_size);
-    if (how == J_DONE) { c->p.records_done += (uint64_t)t->n; c->p.tasks_done++; }
-    else { c->p.records_dead += (uint64_t)t->n; c->p.tasks_dead++; }
-    if (c->packer) {
-        shard_packer_add(c->packer, t->recs[0].index, (uint64_t)t->n);
-    }
-    t->state = how == J_DONE ? T_DONE : T_DEAD;
-    advance_watermark(c);
-}
-
-static void fail_task(coordinator *c, task *t, const char *reason) {
-    t->attempts++;
-    c->p.tasks_failed++;
-    count_reason(c, reason);
-    append_reason(t, reason);
-    journal_simple(c, J_FAILED, t->id, (uint64_t)t->attempts, 0, reason);
-    log_debug("task %llu attempt %d failed: %s", (unsigned long long)t->id, t->attempts, reason);
-    if (t->attempts < c->job->retries) { requeue(c, t); return; }
+/* The dead-letter file's line for a task given up. */
+static void dead_letter(coordinator *c, task *t) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "task", (double)t->id);
     cJSON *ids = cJSON_AddArrayToObject(o, "ids");
@@ -564,7 +516,87 @@ static void fail_task(coordinator *c, task *t, const char *reason) {
     free(s);
     cJSON_Delete(o);
     log_warn("task %llu dead-lettered after %d attempts: %s", (unsigned long long)t->id, t->attempts, t->reasons);
-    finish_task(c, t, J_DEAD);
+}
+
+/* Replayed expansions wait in t->replayed until the task's records are read again. */
+static void keep_replayed(task *t, const journal_entry *e) {
+    for (uint32_t i = 0; i < t->n_replayed; i++) free(t->replayed[i]);
+    free(t->replayed);
+    t->replayed = ts_calloc(e->nstr ? e->nstr : 1, sizeof *t->replayed);
+    t->n_replayed = e->nstr;
+    for (uint32_t i = 0; i < e->nstr; i++) t->replayed[i] = ts_strdup(e->str[i]);
+}
+
+/* The one place a task's state changes: the (state, event) pair is looked up in the table
+ * of task_state.c and the entry's actions are done here, in this order: attempt counted,
+ * journal entries (J_EXPANDED, J_FAILED, dead letter + J_DEAD, J_DONE), the new state,
+ * queueing, and for a terminal state the counts, the shard packer and the watermark.
+ * reason: why an attempt failed (failed, give_up). e: the journal entry being replayed
+ * (replay_* events; nothing is written then). An illegal pair changes nothing and is an
+ * error naming the task, its state and the event. J_DONE / J_DEAD record the manifest's and
+ * the dead-letter file's sizes after the task's lines, so a restart can cut lines whose
+ * entry never reached the journal. */
+static int task_transition(coordinator *c, task *t, task_event ev, const char *reason, const journal_entry *e) {
+    task_step step;
+    if (task_state_step(t->state, ev, &step) < 0) {
+        ts_fail("task %llu: illegal transition: event '%s' in state '%s'", (unsigned long long)t->id,
+                task_event_name(ev), task_state_name(t->state));
+        log_error("%s", ts_last_error());
+        return -1;
+    }
+    unsigned act = step.actions;
+    if (e && ev == TASK_EV_REPLAY_EXPANDED) keep_replayed(t, e);
+    if (e && ev == TASK_EV_REPLAY_FAILED) { /* attempts and reasons survive restarts, for the dead-letter file */
+        t->attempts = (int)e->a;
+        if (e->nstr) append_reason(t, e->str[0]);
+    }
+    if (act & TASK_ACT_COUNT_ATTEMPT) {
+        t->attempts++;
+        c->p.tasks_failed++;
+        count_reason(c, reason);
+        append_reason(t, reason);
+        log_debug("task %llu attempt %d failed: %s", (unsigned long long)t->id, t->attempts, reason);
+    }
+    if (act & TASK_ACT_JOURNAL_FAILED) journal_simple(c, J_FAILED, t->id, (uint64_t)t->attempts, 0, reason);
+    if (act & TASK_ACT_JOURNAL_EXPANDED) {
+        const char **texts = ts_calloc((size_t)t->n, sizeof *texts);
+        for (int i = 0; i < t->n; i++) texts[i] = t->recs[i].expanded;
+        journal_entry je = {.type = J_EXPANDED, .task = t->id, .a = (uint64_t)t->n, .nstr = (uint32_t)t->n, .str = texts};
+        if (!c->storage_failed && journal_append(c->journal, &je) < 0) storage_fail(c, ts_last_error());
+        free(texts);
+    }
+    if (act & TASK_ACT_JOURNAL_DEAD) dead_letter(c, t);
+    if (act & (TASK_ACT_JOURNAL_DONE | TASK_ACT_JOURNAL_DEAD)) {
+        uint64_t size = (uint64_t)ftell(c->manifest); /* counts stdio's buffer: flushed at commit */
+        char dead_size[24];
+        snprintf(dead_size, sizeof dead_size, "%lld", (long long)ftell(c->dead));
+        journal_simple(c, act & TASK_ACT_JOURNAL_DONE ? J_DONE : J_DEAD, t->id, (uint64_t)t->n, size, dead_size);
+    }
+    task_state from = t->state;
+    t->state = step.to;
+    if ((from == TASK_EXPANDING || from == TASK_RENDERING) && !leased(t)) t->lease_id = 0;
+    if (act & TASK_ACT_QUEUE) {
+        push(step.to == TASK_WAIT_EXPAND ? &c->expand_q : &c->render_q, t);
+        c->need_dispatch = 1;
+    }
+    if (act & TASK_ACT_FINISH) {
+        uint64_t n = e ? e->a : (uint64_t)t->n;
+        if (step.to == TASK_DONE) { c->p.records_done += n; c->p.tasks_done++; }
+        else { c->p.records_dead += n; c->p.tasks_dead++; }
+        if (e) {
+            c->manifest_size_replayed = e->b;
+            if (e->nstr) c->dead_size_replayed = strtoull(e->str[0], NULL, 10);
+        }
+        if (c->packer) shard_packer_add(c->packer, e ? e->task * (uint64_t)c->job->task_size : t->recs[0].index, n);
+        advance_watermark(c); /* may free t */
+    }
+    return 0;
+}
+
+/* An attempt failed: back to the queue while retries are left, else dead-lettered. */
+static void fail_task(coordinator *c, task *t, const char *reason) {
+    task_event ev = t->attempts + 1 < c->job->retries ? TASK_EV_FAILED : TASK_EV_GIVE_UP;
+    task_transition(c, t, ev, reason, NULL);
 }
 
 /* Integers go in as raw JSON: exact for 64-bit seeds, and without cJSON's printf+sscanf
@@ -607,7 +639,7 @@ static void manifest_line(coordinator *c, const crecord *r, const Tessera__Recor
 
 static void on_result(coordinator *c, const Tessera__Result *res) {
     task *t = find_task(c, res->task_id);
-    if (!t || t->lease_id != res->lease_id || (t->state != T_EXPANDING && t->state != T_RENDERING)) {
+    if (!t || t->lease_id != res->lease_id || !leased(t)) {
         c->p.stale_results++; /* an expired lease's late result, or a duplicate */
         return;
     }
@@ -631,33 +663,19 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
         }
     }
     int recaption = !strcmp(c->job->kind, "recaption");
-    if (t->state == T_EXPANDING) {
-        const char **texts = ts_calloc((size_t)t->n, sizeof *texts);
+    if (t->state == TASK_EXPANDING) {
         for (int i = 0; i < t->n; i++) {
             free(t->recs[i].expanded);
             t->recs[i].expanded = ts_strdup(res->records[i]->expanded);
-            texts[i] = t->recs[i].expanded;
             const char *fb = res->records[i]->expand_fallback;
             free(t->recs[i].fallback);
             t->recs[i].fallback = fb && fb[0] ? ts_strdup(fb) : NULL;
             if (t->recs[i].fallback) count_in(c->fallbacks, fb);
         }
-        if (!recaption) {
-            journal_entry e = {.type = J_EXPANDED, .task = t->id, .a = (uint64_t)t->n, .nstr = (uint32_t)t->n, .str = texts};
-            if (!c->storage_failed && journal_append(c->journal, &e) < 0) storage_fail(c, ts_last_error());
-            t->state = T_WAIT_RENDER;
-            t->lease_id = 0;
-            push(&c->render_q, t);
-            c->need_dispatch = 1;
-        } else {
-            for (int i = 0; i < t->n; i++) manifest_line(c, &t->recs[i], res->records[i]);
-            finish_task(c, t, J_DONE);
-        }
-        free(texts);
-        return;
+        if (!recaption) { task_transition(c, t, TASK_EV_EXPANDED, NULL, NULL); return; }
     }
     for (int i = 0; i < t->n; i++) manifest_line(c, &t->recs[i], res->records[i]);
-    finish_task(c, t, J_DONE);
+    task_transition(c, t, TASK_EV_COMPLETED, NULL, NULL);
 }
 
 /* A lost worker's leases go back now (Paranoid Pirate), not when they run out: tasks sent
@@ -666,14 +684,14 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
 static void fail_tasks_of(coordinator *c, uint64_t owner, const char *why) {
     for (uint64_t id = c->watermark; id < c->next_task; id++) {
         task *t = find_task(c, id);
-        if (t && t->owner == owner && (t->state == T_EXPANDING || t->state == T_RENDERING)) fail_task(c, t, why);
+        if (t && t->owner == owner && leased(t)) fail_task(c, t, why);
     }
 }
 
 static void expire_leases(coordinator *c, double now) {
     for (uint64_t id = c->watermark; id < c->next_task; id++) {
         task *t = find_task(c, id);
-        if (!t || (t->state != T_EXPANDING && t->state != T_RENDERING) || t->deadline > now) continue;
+        if (!t || !leased(t) || t->deadline > now) continue;
         c->p.leases_expired++;
         fail_task(c, t, "lease expired: worker lost or too slow");
     }
@@ -750,7 +768,7 @@ static void on_message(coordinator *c, zmq_msg_t *id, zmq_msg_t *body) {
     case TESSERA__ENVELOPE__BODY_HEARTBEAT:
         for (size_t i = 0; i < env->heartbeat->n_task_ids; i++) {
             task *t = find_task(c, env->heartbeat->task_ids[i]);
-            if (t && (t->state == T_EXPANDING || t->state == T_RENDERING)) t->deadline = now + c->job->lease_seconds;
+            if (t && leased(t)) t->deadline = now + c->job->lease_seconds;
         }
         break;
     case TESSERA__ENVELOPE__BODY_RESULT:
@@ -759,10 +777,8 @@ static void on_message(coordinator *c, zmq_msg_t *id, zmq_msg_t *body) {
     case TESSERA__ENVELOPE__BODY_HAND_BACK:
         for (size_t i = 0; i < env->hand_back->n_task_ids; i++) {
             task *t = find_task(c, env->hand_back->task_ids[i]);
-            if (t && w && t->owner == w->key_hash && (t->state == T_EXPANDING || t->state == T_RENDERING)) {
+            if (t && w && t->owner == w->key_hash && leased(t) && task_transition(c, t, TASK_EV_HAND_BACK, NULL, NULL) == 0)
                 c->p.handed_back++;
-                requeue(c, t);
-            }
         }
         break;
     default:
