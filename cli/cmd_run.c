@@ -95,7 +95,8 @@ int cmd_run(int argc, char **argv) {
         snprintf(names[w], sizeof names[w], "%s-%d", expand ? "expand" : "render", w);
         wo[w] = (worker_options){
             .endpoint = job.endpoint, .stage = expand ? 1 : 2, .backend = job.backend,
-            .model = expand ? job.expander : job.diffusion, .credit = (int)job.credit,
+            .model = expand ? job.expander : job.diffusion, .credit = (int)job.credit, .batch = (int)job.render_batch,
+            .unet_shared = (int)job.unet_shared,
             .expand_check = job.expand_check, .expand_retries = (int)job.expand_retries,
             .heartbeat_s = job.heartbeat_seconds, .client_cert = client, .server_cert = server,
             .stop = &workers_stop, .name = names[w],

@@ -19,6 +19,8 @@ static int usage(int rc) {
            "  --expand-check C    none | keep-words: expansions must keep the prompt's content words\n"
            "  --expand-retries N  further samples when the check fails (default 4)\n"
            "  --credit N          tasks held at once (default 2)\n"
+           "  --batch N           render: records of a task in one model call (default 1)\n"
+           "  --unet-shared 0|1   render: a batch's records share each U-Net call (faster, not bit-exact)\n"
            "  --heartbeat S       heartbeat interval in seconds (default 1)\n"
            "  --reconnect-max S   longest reconnect backoff (default 8 beats)\n"
            "  --cert FILE         this worker's secret certificate (CURVE)\n"
@@ -47,6 +49,8 @@ int cmd_worker(int argc, char **argv) {
         else if (!strcmp(a, "--expand-check")) o.expand_check = v;
         else if (!strcmp(a, "--expand-retries")) o.expand_retries = atoi(v);
         else if (!strcmp(a, "--credit")) o.credit = atoi(v);
+        else if (!strcmp(a, "--batch")) o.batch = atoi(v);
+        else if (!strcmp(a, "--unet-shared")) o.unet_shared = atoi(v);
         else if (!strcmp(a, "--heartbeat")) o.heartbeat_s = atof(v);
         else if (!strcmp(a, "--reconnect-max")) o.reconnect_max_s = atof(v);
         else if (!strcmp(a, "--cert")) o.client_cert = v;

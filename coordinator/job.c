@@ -51,12 +51,16 @@ static const job_key keys[] = {
     I("workers.expand", expand_workers, "local expander workers (tessera run)"),
     I("workers.render", render_workers, "local render workers (tessera run)"),
     I("workers.credit", credit, "tasks a worker asks for at once"),
+    I("workers.batch", render_batch, "records of a task a render worker runs in one model call; task_size is raised to a multiple of it"),
+    I("workers.unet_shared", unet_shared, "1: a batch's records share each U-Net call (faster; pixels may move by the kernels' batch dependence)"),
     S("caption.style", caption_style, "images: dsc (descriptive) | ssc (short) captions"),
     I("caption.alt_text", caption_alt_text, "images: 1 gives the captioner the alt-text as context"),
     S("workers.backend", backend, "null | model"),
     S("endpoint", endpoint, "coordinator address (tcp://host:port)"),
     S("keys", keys, "CURVE key folder (server.cert, server.cert_secret, allow/); empty: off"),
     I("window", window, "most tasks held in memory"),
+    S("metrics", metrics, "Prometheus text endpoint tcp://HOST:PORT (GET /metrics); empty: off"),
+    D("drain_seconds", drain_seconds, "SIGUSR1 (preemption): longest wait for leased tasks to come back"),
 };
 #undef S
 #undef I
@@ -82,10 +86,12 @@ void job_defaults(job_spec *j) {
     j->lease_seconds = 60; j->heartbeat_seconds = 1;
     j->seed = 0;
     j->expand_workers = 1; j->render_workers = 2; j->credit = 2;
+    j->render_batch = 1;
     strcpy(j->expand_check, "none"); j->expand_retries = 4;
     strcpy(j->backend, "null");
     j->endpoint[0] = 0; /* coordinator: tcp on port 5555; run: an ipc socket of its own */
     j->window = 4096;
+    j->drain_seconds = 90;
 }
 
 int job_set(job_spec *j, const char *key, const char *value) {
@@ -246,6 +252,7 @@ int job_check(const job_spec *j) {
     if (j->lease_seconds <= 0 || j->heartbeat_seconds <= 0) return ts_fail("lease_seconds and heartbeat_seconds must be > 0");
     if (j->window < 1) return ts_fail("job key 'window' must be >= 1");
     if (j->credit < 1) return ts_fail("job key 'workers.credit' must be >= 1");
+    if (j->render_batch < 1 || j->render_batch > 64) return ts_fail("job key 'workers.batch': %lld out of [1, 64]", (long long)j->render_batch);
     if (j->max_line < 16) return ts_fail("job key 'dataset.max_line' must be >= 16");
     if (strcmp(j->expand_check, "none") && strcmp(j->expand_check, "keep-words"))
         return ts_fail("job key 'expand.check': '%s' is not none or keep-words", j->expand_check);
@@ -281,5 +288,8 @@ int job_from_command_line(job_spec *job, int argc, char **argv) {
     }
     if (job_parse_args(job, argc, argv, &i) < 0) return -1;
     if (i < argc) return ts_fail("unexpected argument '%s'", argv[i]);
+    /* full batches: a task holds a whole number of them (the same spec, the same tasks) */
+    if (job->render_batch > 1 && job->task_size % job->render_batch)
+        job->task_size += job->render_batch - job->task_size % job->render_batch;
     return 0;
 }

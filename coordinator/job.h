@@ -27,6 +27,8 @@ typedef struct {
     double lease_seconds, heartbeat_seconds;
     int64_t seed;
     int64_t expand_workers, render_workers, credit;
+    int64_t render_batch;       /* records a render worker runs in one model call */
+    int64_t unet_shared;        /* 1: their U-Net rows in one call a step (worker/backend.h) */
     char expand_check[16];      /* none | keep-words (models/llm/expand_check.h) */
     int64_t expand_retries;
     char caption_style[8];      /* recaption of images: dsc | ssc (models/vision/caption_prompt.h) */
@@ -35,6 +37,8 @@ typedef struct {
     char endpoint[256];         /* coordinator bind/connect address */
     char keys[1024];            /* folder: server.cert(_secret), allow/ (CURVE); "" = off */
     int64_t window;             /* most tasks in memory at once */
+    char metrics[256];          /* Prometheus endpoint tcp://HOST:PORT (coordinator/metrics.h); "" = off */
+    double drain_seconds;       /* on a drain (SIGUSR1, preemption): longest wait for leases to return */
 } job_spec;
 
 void job_defaults(job_spec *job);

@@ -8,6 +8,8 @@
 #include "worker/captioner.h"
 #include "worker/llm_http.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,35 +153,266 @@ typedef struct {
     char model_name[256];
 } model_renderer;
 
-static int model_render(ts_renderer *self, const render_request *req, render_output *out) {
-    model_renderer *m = self->state;
+static txt2img_request request_of(const render_request *q) {
     txt2img_request r = txt2img_request_defaults();
-    r.prompt = req->prompt;
-    r.negative = req->negative;
-    r.seed = req->seed;
-    if (req->width > 0) r.width = req->width;
-    if (req->height > 0) r.height = req->height;
-    if (req->steps > 0) r.steps = req->steps;
-    if (req->cfg > 0) r.cfg_scale = req->cfg;
-    if (req->sampler && req->sampler[0]) r.sampler = req->sampler;
-    txt2img_result res;
-    if (txt2img_generate(m->pipeline, &r, &res) < 0) return -1;
-    gen_parameters gp = {.prompt = (char *)r.prompt, .negative = (char *)(r.negative ? r.negative : ""),
-                         .steps = r.steps, .cfg_scale = r.cfg_scale, .seed = (int64_t)r.seed,
-                         .width = res.width, .height = res.height};
-    snprintf(gp.sampler, sizeof gp.sampler, "%s", txt2img_a1111_sampler(r.sampler));
+    r.prompt = q->prompt;
+    r.negative = q->negative;
+    r.seed = q->seed;
+    if (q->width > 0) r.width = q->width;
+    if (q->height > 0) r.height = q->height;
+    if (q->steps > 0) r.steps = q->steps;
+    if (q->cfg > 0) r.cfg_scale = q->cfg;
+    if (q->sampler && q->sampler[0]) r.sampler = q->sampler;
+    return r;
+}
+
+/* One image as a PNG with the parameters of its request made alone (a batch of one). */
+static int png_of(const model_renderer *m, const txt2img_request *r, const uint8_t *rgb, int width, int height,
+                  render_output *out) {
+    gen_parameters gp = {.prompt = (char *)r->prompt, .negative = (char *)(r->negative ? r->negative : ""),
+                         .steps = r->steps, .cfg_scale = r->cfg_scale, .seed = (int64_t)r->seed,
+                         .width = width, .height = height};
+    snprintf(gp.sampler, sizeof gp.sampler, "%s", txt2img_a1111_sampler(r->sampler));
     snprintf(gp.model, sizeof gp.model, "%s", m->model_name);
     char *params = gen_parameters_format(&gp);
     void *png = NULL;
     size_t size = 0;
-    int rc = image_png_encode(res.rgb[0], res.width, res.height, params, &png, &size);
+    int rc = image_png_encode(rgb, width, height, params, &png, &size);
     free(params);
-    txt2img_result_free(&res);
     if (rc != 0) return -1;
     out->bytes = png;
     out->size = size;
     strcpy(out->ext, "png");
     return 0;
+}
+
+static int model_render(ts_renderer *self, const render_request *req, render_output *out) {
+    model_renderer *m = self->state;
+    txt2img_request r = request_of(req);
+    txt2img_result res;
+    if (txt2img_generate(m->pipeline, &r, &res) < 0) return -1;
+    int rc = png_of(m, &r, res.rgb[0], res.width, res.height, out);
+    txt2img_result_free(&res);
+    return rc;
+}
+
+/* ---- many records: batches through a pipeline of three stages ---- */
+
+/* Records of one txt2img call. The text stage drops a record whose prompt fails (its error
+ * goes into failed[]); a failure of the whole call is `error`. */
+typedef struct {
+    int n;
+    int *index;                          /* into the caller's requests */
+    const char **prompts, **negatives;
+    uint64_t *seeds;
+    txt2img_request req;
+    txt2img_text *text;
+    txt2img_result result;
+    char *error;
+    int n_failed;
+    int *failed;
+    char **failed_error;
+} render_batch;
+
+/* A one-slot handoff between two stages. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    render_batch *slot;
+    bool closed;
+} handoff;
+
+static void handoff_init(handoff *h) {
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->changed, NULL);
+    h->slot = NULL;
+    h->closed = false;
+}
+
+static void handoff_fini(handoff *h) {
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->changed);
+}
+
+static void handoff_put(handoff *h, render_batch *b) {
+    pthread_mutex_lock(&h->lock);
+    while (h->slot) pthread_cond_wait(&h->changed, &h->lock);
+    h->slot = b;
+    pthread_cond_broadcast(&h->changed);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void handoff_close(handoff *h) {
+    pthread_mutex_lock(&h->lock);
+    h->closed = true;
+    pthread_cond_broadcast(&h->changed);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* The next batch, or NULL once the sender closed and the slot is empty. */
+static render_batch *handoff_take(handoff *h) {
+    pthread_mutex_lock(&h->lock);
+    while (!h->slot && !h->closed) pthread_cond_wait(&h->changed, &h->lock);
+    render_batch *b = h->slot;
+    h->slot = NULL;
+    pthread_cond_broadcast(&h->changed);
+    pthread_mutex_unlock(&h->lock);
+    return b;
+}
+
+static bool same_str(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+
+/* Records that may share a txt2img call: the same size, steps, cfg and sampler. */
+static bool batchable(const render_request *a, const render_request *b) {
+    return a->width == b->width && a->height == b->height && a->steps == b->steps && a->cfg == b->cfg &&
+           same_str(a->sampler, b->sampler);
+}
+
+/* Cuts the requests into batches of up to `batch` batchable ones, in request order. */
+static render_batch *make_batches(const render_request *reqs, int n, const render_batching *how, int *count) {
+    int batch = how->batch;
+    render_batch *b = ts_calloc((size_t)n, sizeof *b);
+    bool *taken = ts_calloc((size_t)n, sizeof *taken);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (taken[i]) continue;
+        render_batch *t = &b[k++];
+        t->index = ts_calloc((size_t)batch, sizeof *t->index);
+        for (int j = i; j < n && t->n < batch; j++)
+            if (!taken[j] && batchable(&reqs[i], &reqs[j])) t->index[t->n++] = j, taken[j] = true;
+        t->prompts = ts_calloc((size_t)t->n, sizeof *t->prompts);
+        t->negatives = ts_calloc((size_t)t->n, sizeof *t->negatives);
+        t->seeds = ts_calloc((size_t)t->n, sizeof *t->seeds);
+        t->failed = ts_calloc((size_t)t->n, sizeof *t->failed);
+        t->failed_error = ts_calloc((size_t)t->n, sizeof *t->failed_error);
+        for (int j = 0; j < t->n; j++) {
+            const render_request *q = &reqs[t->index[j]];
+            t->prompts[j] = q->prompt, t->negatives[j] = q->negative ? q->negative : "", t->seeds[j] = q->seed;
+        }
+        t->req = request_of(&reqs[i]);
+        t->req.batch = t->n;
+        t->req.unet_batch = how->unet_shared;
+        t->req.prompts = t->prompts, t->req.negatives = t->negatives, t->req.seeds = t->seeds;
+    }
+    free(taken);
+    *count = k;
+    return b;
+}
+
+static void batch_free(render_batch *b) {
+    txt2img_text_free(&b->text);
+    txt2img_result_free(&b->result);
+    for (int j = 0; j < b->n_failed; j++) free(b->failed_error[j]);
+    free(b->index), free(b->prompts), free(b->negatives), free(b->seeds), free(b->failed), free(b->failed_error);
+    free(b->error);
+}
+
+typedef struct {
+    model_renderer *m;
+    const render_request *reqs;
+    render_batch *batches;
+    int count;
+    handoff to_unet, to_decode;
+    render_done_fn done;
+    void *user;
+    double text_busy, decode_busy;   /* each written by its own stage only, read after the join */
+} render_pipeline;
+
+/* Text stage: encodes each batch; a batch that fails is encoded record by record, and the
+ * records that fail alone leave it with their error. */
+static void *text_stage(void *arg) {
+    render_pipeline *p = arg;
+    for (int k = 0; k < p->count; k++) {
+        render_batch *b = &p->batches[k];
+        double t0 = ts_now();
+        if (txt2img_encode(p->m->pipeline, &b->req, &b->text) < 0) {
+            int kept = 0;
+            for (int j = 0; j < b->n; j++) {
+                txt2img_request one = b->req;
+                one.batch = 1, one.prompts = &b->prompts[j], one.negatives = &b->negatives[j], one.seeds = &b->seeds[j];
+                txt2img_text *t = NULL;
+                if (txt2img_encode(p->m->pipeline, &one, &t) < 0) {
+                    b->failed[b->n_failed] = b->index[j];
+                    b->failed_error[b->n_failed++] = ts_strdup(ts_last_error());
+                    continue;
+                }
+                txt2img_text_free(&t);
+                b->index[kept] = b->index[j], b->prompts[kept] = b->prompts[j];
+                b->negatives[kept] = b->negatives[j], b->seeds[kept++] = b->seeds[j];
+            }
+            b->n = b->req.batch = kept;
+            if (kept && txt2img_encode(p->m->pipeline, &b->req, &b->text) < 0) b->error = ts_strdup(ts_last_error());
+        }
+        p->text_busy += ts_now() - t0;
+        handoff_put(&p->to_unet, b);
+    }
+    handoff_close(&p->to_unet);
+    return NULL;
+}
+
+/* Decode stage: VAE, PNG, done() for every record of each sampled batch. */
+static void *decode_stage(void *arg) {
+    render_pipeline *p = arg;
+    render_batch *b;
+    while ((b = handoff_take(&p->to_decode))) {
+        double t0 = ts_now();
+        for (int j = 0; j < b->n_failed; j++) p->done(p->user, b->failed[j], NULL, b->failed_error[j]);
+        if (b->n && !b->error && txt2img_decode(p->m->pipeline, &b->req, &b->result) < 0)
+            b->error = ts_strdup(ts_last_error());
+        for (int j = 0; j < b->n; j++) {
+            render_output out = {0};
+            if (b->error) { p->done(p->user, b->index[j], NULL, b->error); continue; }
+            txt2img_request one = request_of(&p->reqs[b->index[j]]);
+            if (png_of(p->m, &one, b->result.rgb[j], b->result.width, b->result.height, &out) < 0)
+                p->done(p->user, b->index[j], NULL, ts_last_error());
+            else
+                p->done(p->user, b->index[j], &out, NULL);
+        }
+        txt2img_result_free(&b->result);
+        p->decode_busy += ts_now() - t0;
+    }
+    return NULL;
+}
+
+static int model_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
+                             render_done_fn done, void *user, render_stats *stats) {
+    render_pipeline p = {.m = self->state, .reqs = reqs, .done = done, .user = user};
+    p.batches = make_batches(reqs, n, how, &p.count);
+    handoff_init(&p.to_unet);
+    handoff_init(&p.to_decode);
+    double t0 = ts_now(), unet_busy = 0;
+    pthread_t text, decode;
+    int rc = 0;
+    if (pthread_create(&text, NULL, text_stage, &p) != 0) rc = ts_fail("render: cannot start the text thread");
+    if (rc == 0 && pthread_create(&decode, NULL, decode_stage, &p) != 0) {
+        rc = ts_fail("render: cannot start the decode thread");
+        /* drain the text stage so it can end */
+        while (handoff_take(&p.to_unet)) {}
+        pthread_join(text, NULL);
+    }
+    if (rc == 0) {
+        /* U-Net stage, in the caller's thread */
+        render_batch *b;
+        while ((b = handoff_take(&p.to_unet))) {
+            double t1 = ts_now();
+            if (b->n && !b->error && txt2img_sample(p.m->pipeline, &b->req, b->text, &b->result) < 0)
+                b->error = ts_strdup(ts_last_error());
+            txt2img_text_free(&b->text);
+            unet_busy += ts_now() - t1;
+            handoff_put(&p.to_decode, b);
+        }
+        handoff_close(&p.to_decode);
+        pthread_join(text, NULL);
+        pthread_join(decode, NULL);
+    }
+    if (stats)
+        *stats = (render_stats){.wall = ts_now() - t0, .unet_busy = unet_busy, .text_busy = p.text_busy,
+                                .decode_busy = p.decode_busy, .batches = p.count, .images = n};
+    for (int k = 0; k < p.count; k++) batch_free(&p.batches[k]);
+    free(p.batches);
+    handoff_fini(&p.to_unet);
+    handoff_fini(&p.to_decode);
+    return rc;
 }
 
 static void model_renderer_destroy(ts_renderer *self) {
@@ -205,6 +438,7 @@ static ts_renderer *model_renderer_new(const char *name, const char *model) {
     r->name = name;
     r->state = m;
     r->render = model_render;
+    r->render_many = model_render_many;
     r->destroy = model_renderer_destroy;
     return r;
 }
@@ -248,6 +482,23 @@ ts_renderer *backend_renderer_new(const char *kind, const char *model) {
     const backend_entry *b = find(kind);
     if (!b || !b->new_renderer) { ts_fail("no render backend '%s' in this build", kind); return NULL; }
     return b->new_renderer(b->name, model);
+}
+
+/* Renderers without a pipeline of their own render one record at a time. */
+int backend_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
+                        render_done_fn done, void *user, render_stats *stats) {
+    render_batching one = {.batch = 1};
+    if (!how || how->batch < 1) how = &one;
+    if (how->batch > 64) return ts_fail("render: batch %d out of [1, 64]", how->batch);
+    if (self->render_many) return self->render_many(self, reqs, n, how, done, user, stats);
+    double t0 = ts_now();
+    for (int i = 0; i < n; i++) {
+        render_output out = {0};
+        if (self->render(self, &reqs[i], &out) < 0) done(user, i, NULL, ts_last_error());
+        else done(user, i, &out, NULL);
+    }
+    if (stats) *stats = (render_stats){.wall = ts_now() - t0, .unet_busy = ts_now() - t0, .batches = n, .images = n};
+    return 0;
 }
 
 void backend_expander_destroy(ts_expander **self) {

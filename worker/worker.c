@@ -20,6 +20,7 @@ typedef struct {
     ts_renderer *renderer;
     int render_log; /* TESSERA_RENDER_LOG: ids rendered, one a line (tests count recomputation) */
     int discard_output;
+    render_batching batching;   /* workers.batch, workers.unet_shared */
 } compute;
 
 /* ---------- doing one task ---------- */
@@ -39,19 +40,32 @@ static output_writer *writer_for(shard_out *so, const char *dir) {
     return so->writer;
 }
 
-static void render_one(compute *w, shard_out *so, const Tessera__Task *task, const Tessera__Record *r,
-                       Tessera__RecordResult *rr, char *file, char *sha, char **error) {
-    const Tessera__Settings *s = task->settings;
-    render_request req = {
-        .prompt = r->expanded[0] ? r->expanded : r->prompt, .negative = r->negative,
-        .params_json = r->params_json, .sampler = s ? s->sampler : "", .seed = r->seed,
-        .width = s ? (int)s->width : 512, .height = s ? (int)s->height : 512,
-        .steps = s ? (int)s->steps : 20, .cfg = s ? s->cfg : 7.5f,
-    };
-    render_output out = {0};
-    double t0 = ts_now();
-    if (w->renderer->render(w->renderer, &req, &out) < 0) { rr->error = *error = ts_strdup(ts_last_error()); return; }
-    rr->render_ms = (uint32_t)((ts_now() - t0) * 1000);
+/* What the render callback needs: one task's records and their results. */
+typedef struct {
+    compute *w;
+    shard_out so;
+    const Tessera__Task *task;
+    const render_request *reqs;
+    Tessera__RecordResult *rr;
+    char (*files)[4200];
+    char (*shas)[65];
+    char **errors;
+    double last;          /* when the previous record came out */
+} render_task;
+
+/* One rendered record (backend_render_many's callback): written to its shard folder, its
+ * result filled in. */
+static void on_rendered(void *user, int i, render_output *out, const char *error) {
+    render_task *t = user;
+    compute *w = t->w;
+    const Tessera__Settings *s = t->task->settings;
+    const Tessera__Record *r = t->task->records[i];
+    Tessera__RecordResult *rr = &t->rr[i];
+    double now = ts_now();
+    rr->render_ms = (uint32_t)((now - t->last) * 1000);   /* the worker's time per record */
+    t->last = now;
+    if (error) { rr->error = t->errors[i] = ts_strdup(error); return; }
+    char *file = t->files[i], *sha = t->shas[i];
     char key[OUTPUT_KEY_MAX], dir[4096], ext[16];
     output_key(r->id, key, sizeof key);
     uint64_t shard_size = s && s->shard_size ? s->shard_size : 1000;
@@ -59,9 +73,10 @@ static void render_one(compute *w, shard_out *so, const Tessera__Task *task, con
     const char *out_dir = s && s->output_dir[0] ? s->output_dir : ".";
     const char *layout = s && s->layout[0] ? s->layout : "files";
     record_shard_dir(out_dir, layout, shard, dir, sizeof dir);
-    record_sha256_hex(out.bytes, out.size, sha);
+    record_sha256_hex(out->bytes, out->size, sha);
     int rc = 0;
     if (!w->discard_output) {
+        const char *prompt = t->reqs[i].prompt;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", r->id);
         cJSON_AddStringToObject(o, "prompt", r->prompt);
@@ -70,24 +85,49 @@ static void render_one(compute *w, shard_out *so, const Tessera__Task *task, con
         cJSON_AddNumberToObject(o, "seed", (double)r->seed);
         cJSON_AddStringToObject(o, "sha256", sha);
         char *js = cJSON_PrintUnformatted(o);
-        snprintf(ext, sizeof ext, ".%s", out.ext);
-        output_part parts[] = {{ext, out.bytes, out.size}, {".txt", req.prompt, strlen(req.prompt)}, {".json", js, strlen(js)}};
-        output_writer *ow = writer_for(so, dir);
+        snprintf(ext, sizeof ext, ".%s", out->ext);
+        output_part parts[] = {{ext, out->bytes, out->size}, {".txt", prompt, strlen(prompt)}, {".json", js, strlen(js)}};
+        output_writer *ow = writer_for(&t->so, dir);
         rc = ow ? output_writer_add(ow, key, parts, 3) : -1;
         free(js);
         cJSON_Delete(o);
     }
-    free(out.bytes);
-    if (rc < 0) { rr->error = *error = ts_strdup(ts_last_error()); return; }
-    snprintf(file, 4200, "%05llu%s/%s.%s", (unsigned long long)shard, strcmp(layout, "tar") ? "" : ".tar", key, out.ext);
+    free(out->bytes);
+    out->bytes = NULL;
+    if (rc < 0) { rr->error = t->errors[i] = ts_strdup(ts_last_error()); return; }
+    snprintf(file, 4200, "%05llu%s/%s.%s", (unsigned long long)shard, strcmp(layout, "tar") ? "" : ".tar", key, out->ext);
     rr->file = file;
     rr->sha256 = sha;
-    rr->bytes = out.size;
+    rr->bytes = out->size;
     if (w->render_log >= 0) {
         char line[1200];
         int n = snprintf(line, sizeof line, "%s\n", r->id);
         if (write(w->render_log, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)) < 0) { /* best effort */ }
     }
+}
+
+/* A task's records, up to workers.batch of them in one model call (backend_render_many). */
+static void render_records(compute *w, const Tessera__Task *task, Tessera__RecordResult *rr, char (*files)[4200],
+                           char (*shas)[65], char **errors) {
+    const Tessera__Settings *s = task->settings;
+    size_t n = task->n_records;
+    render_request *reqs = ts_calloc(n ? n : 1, sizeof *reqs);
+    for (size_t i = 0; i < n; i++) {
+        const Tessera__Record *r = task->records[i];
+        reqs[i] = (render_request){
+            .prompt = r->expanded[0] ? r->expanded : r->prompt, .negative = r->negative,
+            .params_json = r->params_json, .sampler = s ? s->sampler : "", .seed = r->seed,
+            .width = s ? (int)s->width : 512, .height = s ? (int)s->height : 512,
+            .steps = s ? (int)s->steps : 20, .cfg = s ? s->cfg : 7.5f,
+        };
+    }
+    render_task t = {.w = w, .task = task, .reqs = reqs, .rr = rr, .files = files, .shas = shas, .errors = errors,
+                     .last = ts_now()};
+    if (backend_render_many(w->renderer, reqs, (int)n, &w->batching, on_rendered, &t, NULL) < 0)
+        for (size_t i = 0; i < n; i++)
+            if ((!rr[i].file || !rr[i].file[0]) && !errors[i]) rr[i].error = errors[i] = ts_strdup(ts_last_error());
+    output_writer_finish(&t.so.writer);
+    free(reqs);
 }
 
 /* Decodes a task and returns the encoded Result envelope (malloc'ed), or NULL. */
@@ -139,9 +179,7 @@ static uint8_t *do_task(compute *w, const uint8_t *data, size_t size, size_t *ou
         }
         free(prompts); free(seeds);
     } else if (task->stage == TESSERA__STAGE__STAGE_RENDER && w->renderer) {
-        shard_out so = {0};
-        for (size_t i = 0; i < n; i++) render_one(w, &so, task, task->records[i], &rr[i], files[i], shas[i], &errors[i]);
-        output_writer_finish(&so.writer);
+        render_records(w, task, rr, files, shas, errors);
     } else {
         res.error = task_error = ts_strdup("worker: this worker does not do that stage");
     }
@@ -210,7 +248,7 @@ static void send_hello(net *n) {
     char *model = (char *)(n->opt->model ? n->opt->model : n->opt->backend);
     h.n_models = 1;
     h.models = &model;
-    h.batch_size = 1;
+    h.batch_size = (uint32_t)(n->opt->batch > 1 ? n->opt->batch : 1);
     h.tensor_parallel = 1;
     h.name = (char *)n->opt->name;
     ts_envelope env = TESSERA__ENVELOPE__INIT;
@@ -280,6 +318,7 @@ int worker_run(const worker_options *o) {
     memset(&n, 0, sizeof n);
     n.opt = o;
     if (o->credit < 1 || o->credit > 1024) return ts_fail("worker credit %d out of [1, 1024]", o->credit);
+    if (o->batch < 0 || o->batch > 64) return ts_fail("worker batch %d out of [1, 64]", o->batch);
     if (o->client_cert) {
         n.cert = zcert_load(o->client_cert);
         zcert_t *server = o->server_cert ? zcert_load(o->server_cert) : NULL;
@@ -288,7 +327,8 @@ int worker_run(const worker_options *o) {
         snprintf(n.server_key, sizeof n.server_key, "%s", zcert_public_txt(server));
         zcert_destroy(&server);
     }
-    compute w = {.stage = o->stage, .render_log = -1, .discard_output = o->discard_output};
+    compute w = {.stage = o->stage, .render_log = -1, .discard_output = o->discard_output,
+                 .batching = {.batch = o->batch > 1 ? o->batch : 1, .unet_shared = o->unet_shared}};
     if (o->stage == TESSERA__STAGE__STAGE_EXPAND) w.expander = backend_expander_new(o->backend, o->model);
     if (w.expander && backend_expander_set_check(w.expander, o->expand_check, o->expand_retries) != 0)
         backend_expander_destroy(&w.expander);

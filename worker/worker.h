@@ -28,6 +28,8 @@ typedef struct {
     const char *name;
     int inline_compute;             /* run the backend in the network thread (bench) */
     int discard_output;             /* render but write no files (bench: measures the pipeline) */
+    int batch;                      /* render: records of a task in one model call (workers.batch; 0: 1) */
+    int unet_shared;                /* render: their U-Net rows in one call (backend.h render_batching) */
 } worker_options;
 
 /* 0 after a Shutdown or a clean stop, -1 on a set-up error. */

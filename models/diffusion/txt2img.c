@@ -36,6 +36,8 @@ typedef struct {
     float *context, *text_embeds, *time_ids, *timesteps;   /* for one image's (up to) 2 rows */
     float *x, *out;                                         /* its U-Net input and output */
     int dim, pooled_dim;
+    bool together;                   /* request.unet_batch: one call for the images of equal length */
+    int *group;                      /* together: the images of one call */
 } denoise_context;
 
 txt2img *txt2img_load(const txt2img_options *o) {
@@ -119,44 +121,65 @@ const char *txt2img_sampler_from_a1111(const char *a1111) {
     return NULL;
 }
 
-/* Fills the inputs of image i's rows: [negative_i, positive_i] with CFG, [positive_i] without. */
-static void fill_rows(denoise_context *d, int image, int rows) {
-    const text_conditioning *c = &d->cond[image];
-    size_t per = (size_t)c->tokens * d->dim;
-    for (int r = 0; r < rows; r++) {
-        int src = rows == 2 ? r : 1;
-        memcpy(d->context + r * per, c->context + src * per, per * sizeof(float));
-        if (d->pooled_dim) {
-            memcpy(d->text_embeds + (size_t)r * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
-                   (size_t)d->pooled_dim * sizeof(float));
-            /* SDXL micro-conditioning: original size, crop (0, 0), target size — in pixels */
-            float *t = d->time_ids + r * 6;
-            t[0] = t[4] = (float)d->pixel_h, t[1] = t[5] = (float)d->pixel_w, t[2] = t[3] = 0;
-        }
-    }
-}
-
 /* The U-Net runs once per image, on that image's rows alone, so an image's pixels never
  * depend on what it is batched with (the kernels' results for a row may change with the
  * batch size; by a few 1e-5 on the latents): image k of `-b N` made alone (batch_pos) and
- * a worker's record batched with others are the same bytes as in the batch. */
+ * a worker's record batched with others are the same bytes as in the batch.
+ * With request.unet_batch the images whose prompts have the same token count share one call
+ * (rows [negatives..., positives...]): faster, at the price of that promise. */
+static int denoise_rows(denoise_context *d, float *out, const float *x, int rows, const int *images, int m) {
+    size_t per_row = (size_t)unet_out_channels(d->unet) * d->H * d->W;
+    int tokens = d->cond[images[0]].tokens;
+    size_t per_ctx = (size_t)tokens * d->dim;
+    for (int r = 0; r < rows * m; r++) d->timesteps[r] = d->timesteps[0];
+    for (int j = 0; j < m; j++) {
+        int i = images[j];
+        const text_conditioning *c = &d->cond[i];
+        for (int r = 0; r < rows; r++) {   /* call row r*m + j is batch row r*n + i (image i, row r) */
+            int src = rows == 2 ? r : 1, row = r * m + j;
+            memcpy(d->context + row * per_ctx, c->context + src * per_ctx, per_ctx * sizeof(float));
+            if (d->pooled_dim) {
+                memcpy(d->text_embeds + (size_t)row * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
+                       (size_t)d->pooled_dim * sizeof(float));
+                /* SDXL micro-conditioning: original size, crop (0, 0), target size — in pixels */
+                float *t = d->time_ids + row * 6;
+                t[0] = t[4] = (float)d->pixel_h, t[1] = t[5] = (float)d->pixel_w, t[2] = t[3] = 0;
+            }
+            memcpy(d->x + row * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
+        }
+    }
+    if (unet_forward(d->unet, d->x, rows * m, d->H, d->W, d->timesteps, d->context, tokens,
+                     d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, d->out) != 0)
+        return -1;
+    for (int j = 0; j < m; j++)
+        for (int r = 0; r < rows; r++)
+            memcpy(out + (size_t)(r * d->n + images[j]) * per_row, d->out + (size_t)(r * m + j) * per_row,
+                   per_row * sizeof(float));
+    return 0;
+}
+
 static int denoise(void *user, float *out, const float *x, int batch, float timestep) {
     denoise_context *d = user;
     if (batch != d->n && batch != 2 * d->n) return ts_fail("txt2img: denoiser asked for %d rows", batch);
     int rows = batch / d->n;
-    size_t per_row = (size_t)unet_out_channels(d->unet) * d->H * d->W;
-    for (int r = 0; r < rows; r++) d->timesteps[r] = timestep;
-    for (int i = 0; i < d->n; i++) {
-        fill_rows(d, i, rows);
-        for (int r = 0; r < rows; r++)   /* batch row of (image i, row r): i, or n + i for the positive */
-            memcpy(d->x + r * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
-        if (unet_forward(d->unet, d->x, rows, d->H, d->W, d->timesteps, d->context, d->cond[i].tokens,
-                         d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, d->out) != 0)
-            return -1;
-        for (int r = 0; r < rows; r++)
-            memcpy(out + (size_t)(r * d->n + i) * per_row, d->out + r * per_row, per_row * sizeof(float));
+    d->timesteps[0] = timestep;
+    if (!d->together) {
+        for (int i = 0; i < d->n; i++)
+            if (denoise_rows(d, out, x, rows, &i, 1) < 0) return -1;
+        return 0;
     }
-    return 0;
+    /* groups of equal token count, in image order */
+    bool *done = ts_calloc((size_t)d->n, sizeof *done);
+    int rc = 0;
+    for (int i = 0; i < d->n && rc == 0; i++) {
+        if (done[i]) continue;
+        int m = 0;
+        for (int k = i; k < d->n; k++)
+            if (!done[k] && d->cond[k].tokens == d->cond[i].tokens) d->group[m++] = k, done[k] = true;
+        rc = denoise_rows(d, out, x, rows, d->group, m);
+    }
+    free(done);
+    return rc;
 }
 
 static int on_step(void *user, int step, int steps, float timestep) {
@@ -191,19 +214,29 @@ static int check_request(const txt2img *p, const txt2img_request *r) {
     return 0;
 }
 
-int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) {
-    memset(out, 0, sizeof *out);
-    if (check_request(p, r) < 0) return -1;
-    /* with batch_pos, one image: image `first` of the batch */
-    int n = r->batch_pos >= 0 ? 1 : r->batch, first = r->batch_pos >= 0 ? r->batch_pos : 0;
-    int f = txt2img_downscale(p), C = unet_out_channels(p->unet);
-    int h = r->height / f, w = r->width / f;
-    int rc = -1;
-    scheduler *s = NULL;
-    text_conditioning *cond = ts_calloc((size_t)r->batch, sizeof *cond);   /* per image */
-    denoise_context d = {0};
+struct txt2img_text {
+    int n, first;                    /* images, and the first one's place in the batch (batch_pos) */
+    text_conditioning *cond;         /* per image: rows [negative, positive] */
+    int max_tokens;
+    double seconds;
+};
 
-    /* text */
+void txt2img_text_free(txt2img_text **self) {
+    txt2img_text *t = *self;
+    if (!t) return;
+    for (int i = 0; i < t->n; i++) text_conditioning_free(&t->cond[i]);
+    free(t->cond);
+    free(t);
+    *self = NULL;
+}
+
+int txt2img_encode(txt2img *p, const txt2img_request *r, txt2img_text **out) {
+    *out = NULL;
+    if (check_request(p, r) < 0) return -1;
+    txt2img_text *t = ts_calloc(1, sizeof *t);
+    /* with batch_pos, one image: image `first` of the batch */
+    t->n = r->batch_pos >= 0 ? 1 : r->batch, t->first = r->batch_pos >= 0 ? r->batch_pos : 0;
+    t->cond = ts_calloc((size_t)t->n, sizeof *t->cond);
     double t0 = ts_now();
     text_encoder_options to = text_encoder_defaults();
     to.clip_skip = r->clip_skip > 1 ? r->clip_skip - 1 : 0;    /* A1111's 2 is diffusers' 1 */
@@ -214,19 +247,34 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
      * positive only (diffusers). */
     const bool skip_rows[2] = {!r->clip_skip_positive_only, true};
     to.skip_rows = skip_rows;
-    int max_tokens = 0;
-    for (int i = 0; i < n; i++) {
-        const char *neg = r->negatives ? r->negatives[first + i] : r->negative;
-        const char *pair[2] = {neg && neg[0] ? neg : NULL, r->prompts ? r->prompts[first + i] : r->prompt};
-        if (text_encoder_encode(p->text, pair, 2, &to, &cond[i]) < 0) {
-            ts_fail_wrap("image %d", first + i);
-            goto done;
+    for (int i = 0; i < t->n; i++) {
+        const char *neg = r->negatives ? r->negatives[t->first + i] : r->negative;
+        const char *pair[2] = {neg && neg[0] ? neg : NULL, r->prompts ? r->prompts[t->first + i] : r->prompt};
+        if (text_encoder_encode(p->text, pair, 2, &to, &t->cond[i]) < 0) {
+            ts_fail_wrap("txt2img: image %d", t->first + i);
+            txt2img_text_free(&t);
+            return -1;
         }
-        if (cond[i].tokens > max_tokens) max_tokens = cond[i].tokens;
+        if (t->cond[i].tokens > t->max_tokens) t->max_tokens = t->cond[i].tokens;
     }
-    out->seconds_text = ts_now() - t0;
+    t->seconds = ts_now() - t0;
+    *out = t;
+    return 0;
+}
 
-    /* sampler */
+int txt2img_sample(txt2img *p, const txt2img_request *r, const txt2img_text *text, txt2img_result *out) {
+    memset(out, 0, sizeof *out);
+    if (check_request(p, r) < 0) return -1;
+    int n = text->n, first = text->first;
+    if (n != (r->batch_pos >= 0 ? 1 : r->batch)) return ts_fail("txt2img: text for %d images, request for %d", n, r->batch);
+    int f = txt2img_downscale(p), C = unet_out_channels(p->unet);
+    int h = r->height / f, w = r->width / f;
+    int rc = -1;
+    scheduler *s = NULL;
+    const text_conditioning *cond = text->cond;
+    denoise_context d = {0};
+    out->seconds_text = text->seconds;
+
     /* as diffusers' pipeline class configures the scheduler it is given (scheduler.h) */
     scheduler_config sc;
     scheduler_pipeline pipeline =
@@ -238,68 +286,90 @@ int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) 
     s = scheduler_new(&sc);
     if (!s) goto done;
 
+    int rows = r->unet_batch ? 2 * n : 2;   /* the most rows of one U-Net call */
     d = (denoise_context){.unet = p->unet, .cond = cond, .n = n, .H = h, .W = w, .pixel_h = r->height,
                           .pixel_w = r->width, .dim = cond[0].dim,
-                          .pooled_dim = unet_text_embeds_dim(p->unet) ? cond[0].pooled_dim : 0};
+                          .pooled_dim = unet_text_embeds_dim(p->unet) ? cond[0].pooled_dim : 0,
+                          .together = r->unet_batch && n > 1};
     if (unet_text_embeds_dim(p->unet) && cond[0].pooled_dim != unet_text_embeds_dim(p->unet)) {
         ts_fail("txt2img: the U-Net wants %d-wide pooled text, the text encoder gives %d", unet_text_embeds_dim(p->unet),
                 cond[0].pooled_dim);
         goto done;
     }
-    d.context = ts_malloc((size_t)2 * max_tokens * d.dim * sizeof(float));
-    d.timesteps = ts_malloc(2 * sizeof(float));
-    d.x = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
-    d.out = ts_aligned_alloc((size_t)2 * C * h * w * sizeof(float));
+    d.context = ts_malloc((size_t)rows * text->max_tokens * d.dim * sizeof(float));
+    d.timesteps = ts_malloc((size_t)rows * sizeof(float));
+    d.group = ts_malloc((size_t)n * sizeof(int));
+    d.x = ts_aligned_alloc((size_t)rows * C * h * w * sizeof(float));
+    d.out = ts_aligned_alloc((size_t)rows * C * h * w * sizeof(float));
     if (d.pooled_dim) {
-        d.text_embeds = ts_malloc((size_t)2 * d.pooled_dim * sizeof(float));
-        d.time_ids = ts_malloc((size_t)2 * 6 * sizeof(float));
+        d.text_embeds = ts_malloc((size_t)rows * d.pooled_dim * sizeof(float));
+        d.time_ids = ts_malloc((size_t)rows * 6 * sizeof(float));
     }
     size_t latent_n = (size_t)n * C * h * w;
     out->latents = ts_malloc(latent_n * sizeof(float));
     out->latent_channels = C, out->latent_height = h, out->latent_width = w;
+    out->batch = n, out->width = r->width, out->height = r->height;
     sample_params sp = {.batch = n, .channels = C, .height = h, .width = w, .steps = r->steps,
                         .guidance_scale = r->cfg_scale, .guidance_rescale = r->guidance_rescale,
                         .seeds = r->seeds ? r->seeds : &r->seed, .n_seeds = r->seeds ? r->batch : 1,
                         .init_noise = r->init_noise ? r->init_noise + (size_t)first * C * h * w : NULL,
                         .denoise = denoise, .denoise_user = &d, .progress = on_step, .progress_user = (void *)r,
                         .whole_batch = r->batch_pos >= 0 ? r->batch : 0, .batch_pos = first};
-    t0 = ts_now();
+    double t0 = ts_now();
     if (sample_loop_run(s, &sp, out->latents) < 0) goto done;
     out->seconds_sampling = ts_now() - t0;
-
-    /* decode */
-    t0 = ts_now();
-    out->batch = n, out->width = r->width, out->height = r->height;
-    out->rgb = ts_calloc((size_t)n, sizeof(uint8_t *));
-    size_t pixels = (size_t)r->width * r->height;
-    float *image = ts_malloc(3 * pixels * sizeof(float));
-    float *z = ts_malloc((size_t)C * h * w * sizeof(float));
-    for (int i = 0; i < n; i++) {
-        memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));
-        out->rgb[i] = ts_malloc(3 * pixels);
-        if (p->taesd) {   /* TAESD works on the scaled latents and gives [0, 1] */
-            if (taesd_decode(p->taesd, z, 1, h, w, image) < 0) { free(image), free(z); goto done; }
-            for (size_t k = 0; k < 3 * pixels; k++) image[k] = image[k] * 2.0f - 1.0f;
-        } else {
-            float scaling = vae_scaling_factor(p->vae);   /* divide, as diffusers does */
-            for (size_t k = 0; k < (size_t)C * h * w; k++) z[k] /= scaling;
-            vae_tiling tiling = {.enabled = r->vae_tiling};
-            if (vae_decode(p->vae, z, 1, h, w, image, &tiling) < 0) { free(image), free(z); goto done; }
-        }
-        vae_image_to_rgb8(image, 3, r->height, r->width, out->rgb[i]);
-    }
-    free(image), free(z);
-    out->seconds_decode = ts_now() - t0;
     rc = 0;
 done:
     if (rc < 0) {
         ts_fail_wrap("txt2img");
         txt2img_result_free(out);
     }
-    free(d.context), free(d.timesteps), free(d.text_embeds), free(d.time_ids), free(d.x), free(d.out);
-    for (int i = 0; i < r->batch; i++) text_conditioning_free(&cond[i]);
-    free(cond);
+    free(d.context), free(d.timesteps), free(d.group), free(d.text_embeds), free(d.time_ids), free(d.x), free(d.out);
     scheduler_destroy(&s);
+    return rc;
+}
+
+int txt2img_decode(txt2img *p, const txt2img_request *r, txt2img_result *out) {
+    if (!out->latents || out->rgb) return ts_fail("txt2img: decode wants sampled latents, not yet decoded");
+    double t0 = ts_now();
+    int n = out->batch, C = out->latent_channels, h = out->latent_height, w = out->latent_width;
+    out->rgb = ts_calloc((size_t)n, sizeof(uint8_t *));
+    size_t pixels = (size_t)out->width * out->height;
+    float *image = ts_malloc(3 * pixels * sizeof(float));
+    float *z = ts_malloc((size_t)C * h * w * sizeof(float));
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));
+        if (p->taesd) {   /* TAESD works on the scaled latents and gives [0, 1] */
+            rc = taesd_decode(p->taesd, z, 1, h, w, image);
+            for (size_t k = 0; k < 3 * pixels && rc == 0; k++) image[k] = image[k] * 2.0f - 1.0f;
+        } else {
+            float scaling = vae_scaling_factor(p->vae);   /* divide, as diffusers does */
+            for (size_t k = 0; k < (size_t)C * h * w; k++) z[k] /= scaling;
+            vae_tiling tiling = {.enabled = r->vae_tiling};
+            rc = vae_decode(p->vae, z, 1, h, w, image, &tiling);
+        }
+        if (rc == 0) {
+            out->rgb[i] = ts_malloc(3 * pixels);
+            vae_image_to_rgb8(image, 3, out->height, out->width, out->rgb[i]);
+        }
+    }
+    free(image), free(z);
+    if (rc < 0) return ts_fail_wrap("txt2img: decoding");
+    out->seconds_decode = ts_now() - t0;
+    return 0;
+}
+
+int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) {
+    memset(out, 0, sizeof *out);
+    txt2img_text *text = NULL;
+    if (txt2img_encode(p, r, &text) < 0) return -1;
+    int rc = txt2img_sample(p, r, text, out);
+    txt2img_text_free(&text);
+    if (rc == 0 && txt2img_decode(p, r, out) < 0) {
+        txt2img_result_free(out);
+        return -1;
+    }
     return rc;
 }
 

@@ -61,6 +61,9 @@ typedef struct {
      * what it was batched with. */
     const char *const *prompts, *const *negatives;
     const uint64_t *seeds;
+    bool unet_batch;                 /* the rows of the images whose prompts have the same token
+                                        count in one U-Net call a step (faster); false: one call
+                                        per image, the image independent of its batch, bit for bit */
     txt2img_progress_fn progress;
     void *progress_user;
 } txt2img_request;
@@ -81,6 +84,17 @@ void txt2img_destroy(txt2img **self);
 txt2img_request txt2img_request_defaults(void);
 int txt2img_generate(txt2img *self, const txt2img_request *request, txt2img_result *out);
 void txt2img_result_free(txt2img_result *r);
+
+/* txt2img_generate in its three stages, for a caller that overlaps them (the render worker's
+ * pipeline): encode the text, sample the latents (out gets latents, sizes, seconds), decode
+ * them into out->rgb. The text encoder, the U-Net and the decoder are separate objects, so
+ * one thread may encode a request while another samples one and a third decodes one, as long
+ * as each stage runs in one thread at a time. generate = encode + sample + decode. */
+typedef struct txt2img_text txt2img_text;
+int txt2img_encode(txt2img *self, const txt2img_request *request, txt2img_text **out);
+int txt2img_sample(txt2img *self, const txt2img_request *request, const txt2img_text *text, txt2img_result *out);
+int txt2img_decode(txt2img *self, const txt2img_request *request, txt2img_result *out);
+void txt2img_text_free(txt2img_text **self);
 
 int txt2img_latent_channels(const txt2img *self);
 int txt2img_downscale(const txt2img *self);          /* 8 for SD */
