@@ -5,12 +5,17 @@
 #include "kernels/base.h"
 
 #include <czmq.h>
+/* czmq includes <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7) macros hide base.h's log
+ * levels: log_info() would log at level 6 and never print. Back to base.h's constants. */
+#undef LOG_INFO
+#undef LOG_DEBUG
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, drain_requested;
 static void on_signal(int sig) { (void)sig; __atomic_store_n(&stop_requested, 1, __ATOMIC_RELAXED); }
+static void on_drain(int sig) { (void)sig; __atomic_store_n(&drain_requested, 1, __ATOMIC_RELAXED); }
 
 static void print_progress(const coordinator_progress *p, void *ctx) {
     static double last;
@@ -26,7 +31,11 @@ int cmd_coordinator(int argc, char **argv) {
                "One coordinator per output folder: a second one refuses, naming the first.\n"
                "--force-unlock takes the folder's lock from a coordinator that is gone.\n"
                "With --keys=DIR, CURVE is on: DIR/server.cert_secret and DIR/allow/*.cert.\n"
-               "Exit status: 0 complete, 1 stopped (SIGINT/SIGTERM; run again to resume), 2 error.\n\nkeys:\n");
+               "--metrics=tcp://HOST:PORT serves Prometheus metrics (GET /metrics).\n"
+               "SIGUSR1 drains (preemption): nothing more is leased, leased tasks finish or come back\n"
+               "(at most --drain_seconds), the journal is flushed, and it exits with 3.\n"
+               "Exit status: 0 complete, 1 stopped (SIGINT/SIGTERM; run again to resume), 2 error,\n"
+               "3 drained (run again to resume).\n\nkeys:\n");
         job_keys_help(stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -41,8 +50,10 @@ int cmd_coordinator(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    coordinator_options o = {.job = &job, .stop = &stop_requested, .progress = print_progress, .curve = job.keys[0] != 0,
-                             .force_unlock = force_unlock};
+    struct sigaction sd = {.sa_handler = on_drain};
+    sigaction(SIGUSR1, &sd, NULL);
+    coordinator_options o = {.job = &job, .stop = &stop_requested, .drain = &drain_requested, .progress = print_progress,
+                             .curve = job.keys[0] != 0, .force_unlock = force_unlock};
     int rc = coordinator_run(&o, NULL);
     if (rc < 0) { fprintf(stderr, "tessera coordinator: %s\n", ts_last_error()); return 2; }
     return rc;

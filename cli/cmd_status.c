@@ -1,6 +1,11 @@
 /*
  * cmd_status.c — `tessera status OUT [--journal] [--verify]`: progress, rate and ETA from a
- * job's journal, and whether its output is whole.
+ * job's journal, and whether its output is whole; `tessera status --summary OUT...`: one
+ * line per job (array tasks, many datasets) and their sums.
+ *
+ * It reads only the output folder, so it works from any node that mounts the shared
+ * storage, while the job runs or after: the journal (counts, runs, failures by reason) and
+ * the stats.json the coordinator rewrites every 5 s (per-worker throughput, leases, queues).
  *
  * "complete" means: no coordinator holds the folder (output_lock.h), the journal says every
  * record finished, has no torn tail, and the manifest, the shards and the journal agree (the
@@ -21,6 +26,8 @@
 #include <archive_entry.h>
 #include <cjson/cJSON.h>
 #include <czmq.h>
+#undef LOG_INFO  /* <syslog.h> (via czmq) would hide base.h's log levels */
+#undef LOG_DEBUG
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +44,8 @@ typedef struct {
     int total_known;
     double first, last, run_start, run_last, rate_span;
     zhashx_t *closed;         /* shard files the journal closed */
+    zhashx_t *reasons;        /* failure bucket (text before ':') -> count, every run */
+    char run_info[8][160];    /* where the first runs ran (J_START str[1]) */
 } status;
 
 static const char *type_name(int t) {
@@ -49,14 +58,28 @@ static int visit(const journal_entry *e, void *ctx) {
     if (!s->first) s->first = e->time;
     s->last = e->time;
     if (s->dump)
-        printf("%.3f %-8s task=%llu a=%llu b=%llu%s%s\n", e->time, type_name(e->type), (unsigned long long)e->task,
-               (unsigned long long)e->a, (unsigned long long)e->b, e->nstr ? " " : "", e->nstr ? e->str[0] : "");
+        printf("%.3f %-8s task=%llu a=%llu b=%llu%s%s%s%s\n", e->time, type_name(e->type), (unsigned long long)e->task,
+               (unsigned long long)e->a, (unsigned long long)e->b, e->nstr ? " " : "", e->nstr ? e->str[0] : "",
+               e->type == J_START && e->nstr > 1 ? " " : "", e->type == J_START && e->nstr > 1 ? e->str[1] : "");
     switch (e->type) {
-    case J_START: s->runs++; s->run_start = e->time; s->run_done = 0; break;
+    case J_START:
+        if (s->runs < 8) snprintf(s->run_info[s->runs], sizeof s->run_info[0], "%s", e->nstr > 1 ? e->str[1] : "");
+        s->runs++; s->run_start = e->time; s->run_done = 0;
+        break;
     case J_EXPANDED: s->expanded++; break;
     case J_DONE: s->tasks_done++; s->records_done += e->a; s->run_done += e->a; s->run_last = e->time; s->manifest_size = e->b; break;
     case J_DEAD: s->tasks_dead++; s->records_dead += e->a; s->run_done += e->a; s->run_last = e->time; s->manifest_size = e->b; break;
-    case J_FAILED: s->failures++; break;
+    case J_FAILED:
+        s->failures++;
+        if (e->nstr && s->reasons) { /* "render: out of memory on x" -> "render", as stats.json buckets them */
+            char key[96];
+            snprintf(key, sizeof key, "%s", e->str[0]);
+            char *colon = strchr(key, ':');
+            if (colon) *colon = 0;
+            uintptr_t n = (uintptr_t)zhashx_lookup(s->reasons, key);
+            zhashx_update(s->reasons, key, (void *)(n + 1));
+        }
+        break;
     case J_TOTAL: s->total = e->a; s->rejected = e->b; s->total_known = 1; break;
     case J_SHARD:
         s->shards++;
@@ -263,62 +286,227 @@ static int run_verify(const char *out) {
     return rc < 0 ? -1 : bad;
 }
 
+/* stats.json of a running (or finished) job: per-worker throughput, leases, queues. */
+static void print_live(const char *out, double now) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/stats.json", out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&text, &cap, 0, f);
+    fclose(f);
+    cJSON *o = n > 0 ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!o) { printf("stats:     %s is not readable JSON (being rewritten?)\n", path); return; }
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "written_at");
+    const cJSON *leased = cJSON_GetObjectItemCaseSensitive(o, "tasks_leased");
+    const cJSON *qe = cJSON_GetObjectItemCaseSensitive(o, "queue_expand"), *qr = cJSON_GetObjectItemCaseSensitive(o, "queue_render");
+    const cJSON *rate = cJSON_GetObjectItemCaseSensitive(o, "records_per_s");
+    const cJSON *draining = cJSON_GetObjectItemCaseSensitive(o, "draining");
+    if (cJSON_IsNumber(at))
+        printf("live:      stats.json of %.0f s ago: %.2f records/s this run, %d leased, queued %d expand / %d render%s\n",
+               now - at->valuedouble, cJSON_IsNumber(rate) ? rate->valuedouble : 0.0,
+               cJSON_IsNumber(leased) ? leased->valueint : 0, cJSON_IsNumber(qe) ? qe->valueint : 0,
+               cJSON_IsNumber(qr) ? qr->valueint : 0, cJSON_IsTrue(draining) ? ", draining" : "");
+    const cJSON *ws = cJSON_GetObjectItemCaseSensitive(o, "workers"), *w;
+    if (cJSON_GetArraySize(ws) > 0)
+        printf("workers:   %-28s %-7s %9s %7s %10s %8s\n", "name", "stage", "records", "tasks", "records/s", "failures");
+    cJSON_ArrayForEach(w, ws) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(w, "name"), *stage = cJSON_GetObjectItemCaseSensitive(w, "stage");
+        const cJSON *conn = cJSON_GetObjectItemCaseSensitive(w, "connected");
+        printf("           %-28s %-7s %9.0f %7.0f %10.2f %8.0f%s\n", cJSON_IsString(name) ? name->valuestring : "?",
+               cJSON_IsString(stage) ? stage->valuestring : "?", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(w, "records")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(w, "tasks")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(w, "records_per_s")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(w, "failures")), cJSON_IsFalse(conn) ? "  (gone)" : "");
+    }
+    cJSON_Delete(o);
+}
+
+/* Replays OUT's journal into s and says whether a coordinator holds OUT (*running, owner). */
+static int status_read(const char *out, status *s, uint64_t *torn, int *running, char *owner, size_t cap) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/journal.tsj", out);
+    if (journal_replay(path, visit, s, torn) < 0) return -1;
+    *running = output_lock_probe(out, owner, cap);
+    if (*running < 0) { fprintf(stderr, "tessera status: %s\n", ts_last_error()); *running = 0; }
+    return 0;
+}
+
+static double wall_now(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec * 1e-6;
+}
+
+/* One word for a job's state, and why it is not complete (why[] empty when it agrees). */
+static const char *job_state(const char *out, status *s, uint64_t torn, int running, double now, char *why, size_t cap) {
+    why[0] = 0;
+    int all_finished = s->total_known && s->records_done + s->records_dead >= s->total;
+    if (running) return "running";
+    if (all_finished) {
+        if (torn) snprintf(why, cap, "the journal has a torn tail");
+        else check_agreement(out, s, why, cap);
+        return why[0] ? "incomplete" : "complete";
+    }
+    return now - s->last < 10 ? "running" : "stopped";
+}
+
+static void status_free(status *s) {
+    zhashx_destroy(&s->closed);
+    zhashx_destroy(&s->reasons);
+}
+
+/* `tessera status --summary OUT...`: a line per folder and the sums (job arrays). */
+static int summary(int n, char **outs, int json) {
+    uint64_t sum_done = 0, sum_dead = 0, sum_total = 0, sum_rejected = 0, sum_failures = 0, sum_runs = 0;
+    int complete = 0, bad = 0, all_known = 1;
+    double now = wall_now(), sum_rate = 0;
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    if (!json)
+        printf("%-40s %-10s %9s %7s %9s %8s %8s %4s %9s\n", "output", "state", "done", "dead", "total", "rejected",
+               "failures", "runs", "rec/s");
+    for (int i = 0; i < n; i++) {
+        status s = {.closed = zhashx_new(), .reasons = zhashx_new()};
+        uint64_t torn = 0;
+        int running = 0;
+        char owner[1024], why[1024];
+        if (status_read(outs[i], &s, &torn, &running, owner, sizeof owner) < 0) {
+            fprintf(stderr, "tessera status: %s\n", ts_last_error());
+            status_free(&s);
+            bad = 1;
+            continue;
+        }
+        const char *state = job_state(outs[i], &s, torn, running, now, why, sizeof why);
+        double rate = s.rate_span > 0 ? s.rate_done / s.rate_span : 0;
+        complete += !strcmp(state, "complete");
+        all_known &= s.total_known;
+        sum_done += s.records_done; sum_dead += s.records_dead; sum_total += s.total; sum_rejected += s.rejected;
+        sum_failures += s.failures; sum_runs += s.runs;
+        if (!strcmp(state, "running")) sum_rate += rate;
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "output", outs[i]);
+            cJSON_AddStringToObject(o, "state", state);
+            cJSON_AddNumberToObject(o, "records_done", (double)s.records_done);
+            cJSON_AddNumberToObject(o, "records_dead", (double)s.records_dead);
+            if (s.total_known) cJSON_AddNumberToObject(o, "records_total", (double)s.total);
+            cJSON_AddNumberToObject(o, "rejected_lines", (double)s.rejected);
+            cJSON_AddNumberToObject(o, "task_failures", (double)s.failures);
+            cJSON_AddNumberToObject(o, "runs", (double)s.runs);
+            cJSON_AddNumberToObject(o, "records_per_s", rate);
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            char total[32];
+            if (s.total_known) snprintf(total, sizeof total, "%llu", (unsigned long long)s.total);
+            else snprintf(total, sizeof total, "?");
+            printf("%-40s %-10s %9llu %7llu %9s %8llu %8llu %4llu %9.2f\n", outs[i], state, (unsigned long long)s.records_done,
+                   (unsigned long long)s.records_dead, total, (unsigned long long)s.rejected, (unsigned long long)s.failures,
+                   (unsigned long long)s.runs, rate);
+        }
+        status_free(&s);
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "jobs", arr);
+        cJSON *t = cJSON_AddObjectToObject(o, "total");
+        cJSON_AddNumberToObject(t, "jobs", n);
+        cJSON_AddNumberToObject(t, "complete", complete);
+        cJSON_AddNumberToObject(t, "records_done", (double)sum_done);
+        cJSON_AddNumberToObject(t, "records_dead", (double)sum_dead);
+        if (all_known) cJSON_AddNumberToObject(t, "records_total", (double)sum_total);
+        cJSON_AddNumberToObject(t, "rejected_lines", (double)sum_rejected);
+        cJSON_AddNumberToObject(t, "task_failures", (double)sum_failures);
+        cJSON_AddNumberToObject(t, "runs", (double)sum_runs);
+        cJSON_AddNumberToObject(t, "records_per_s", sum_rate);
+        char *text = cJSON_Print(o);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(o);
+    } else {
+        char total[32];
+        if (all_known) snprintf(total, sizeof total, "%llu", (unsigned long long)sum_total);
+        else snprintf(total, sizeof total, "?");
+        char label[64];
+        snprintf(label, sizeof label, "total (%d jobs, %d complete)", n, complete);
+        printf("%-51s %9llu %7llu %9s %8llu %8llu %4llu %9.2f\n", label, (unsigned long long)sum_done,
+               (unsigned long long)sum_dead, total, (unsigned long long)sum_rejected, (unsigned long long)sum_failures,
+               (unsigned long long)sum_runs, sum_rate);
+    }
+    return bad ? 2 : 0;
+}
+
 int cmd_status(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: tessera status OUT [--journal] [--verify]\n"
+               "       tessera status --summary [--json] OUT...\n"
                "Progress, rate and ETA of the job writing to OUT, read from OUT/journal.tsj\n"
-               "(while it runs or after). \"complete\" only when no coordinator runs on OUT and the\n"
-               "manifest, the shards and the journal agree. --journal prints every journal entry\n"
-               "first; --verify checks every record's file against the manifest and its sha256\n"
-               "(exit status 1 if any is missing, different, doubled or unlisted).\n");
+               "(while it runs or after, from any node that sees OUT); per-worker throughput, leases\n"
+               "and queues from OUT/stats.json; failures by reason. \"complete\" only when no\n"
+               "coordinator runs on OUT and the manifest, the shards and the journal agree. --journal\n"
+               "prints every journal entry first; --verify checks every record's file against the\n"
+               "manifest and its sha256 (exit status 1 if any is missing, different, doubled or\n"
+               "unlisted). --summary: one line per output folder (job arrays, many datasets) and\n"
+               "their sums; --json prints it as JSON.\n");
         return argc < 2 ? 2 : 0;
     }
-    status s = {.closed = zhashx_new()};
+    if (!strcmp(argv[1], "--summary")) {
+        int json = argc > 2 && !strcmp(argv[2], "--json");
+        int first = 2 + json;
+        if (first >= argc) { fprintf(stderr, "tessera status: --summary needs output folders\n"); return 2; }
+        return summary(argc - first, argv + first, json);
+    }
+    status s = {.closed = zhashx_new(), .reasons = zhashx_new()};
     int verify_all = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--journal")) s.dump = 1;
         else if (!strcmp(argv[i], "--verify")) verify_all = 1;
-        else { fprintf(stderr, "tessera status: unknown option '%s'\n", argv[i]); zhashx_destroy(&s.closed); return 2; }
+        else { fprintf(stderr, "tessera status: unknown option '%s'\n", argv[i]); status_free(&s); return 2; }
     }
     const char *out = argv[1];
-    char path[4096];
-    snprintf(path, sizeof path, "%s/journal.tsj", out);
     uint64_t torn = 0;
-    if (journal_replay(path, visit, &s, &torn) < 0) {
+    char owner[1024], why[1024] = "";
+    int running = 0;
+    if (status_read(out, &s, &torn, &running, owner, sizeof owner) < 0) {
         fprintf(stderr, "tessera status: %s\n", ts_last_error());
-        zhashx_destroy(&s.closed);
+        status_free(&s);
         return 2;
     }
-    char owner[1024], why[1024] = "";
-    int running = output_lock_probe(out, owner, sizeof owner);
-    if (running < 0) { fprintf(stderr, "tessera status: %s\n", ts_last_error()); running = 0; }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    double now = tv.tv_sec + tv.tv_usec * 1e-6;
+    double now = wall_now();
     double rate = s.rate_span > 0 ? s.rate_done / s.rate_span : 0;
     uint64_t finished = s.records_done + s.records_dead;
     int all_finished = s.total_known && finished >= s.total;
-    if (all_finished && !running) {
-        if (torn) snprintf(why, sizeof why, "the journal has a torn tail");
-        else check_agreement(out, &s, why, sizeof why);
-    }
+    const char *state = job_state(out, &s, torn, running, now, why, sizeof why);
     if (running) printf("job:       running (coordinator %s)\n", owner);
-    else if (all_finished && !why[0]) printf("job:       complete\n");
-    else if (all_finished) printf("job:       not complete: %s (run again to repair)\n", why);
-    else printf("job:       %s\n", now - s.last < 10 ? "running" : "stopped (run again to resume)");
+    else if (!strcmp(state, "complete")) printf("job:       complete\n");
+    else if (!strcmp(state, "incomplete")) printf("job:       not complete: %s (run again to repair)\n", why);
+    else printf("job:       %s\n", !strcmp(state, "running") ? "running" : "stopped (run again to resume)");
     printf("records:   %llu done, %llu dead-lettered, of %s", (unsigned long long)s.records_done,
            (unsigned long long)s.records_dead, s.total_known ? "" : "? (dataset not fully read yet)");
     if (s.total_known) printf("%llu (%.1f%%)", (unsigned long long)s.total, s.total ? 100.0 * finished / s.total : 100.0);
     printf("\ntasks:     %llu done, %llu dead, %llu failed attempts, %llu expanded\n", (unsigned long long)s.tasks_done,
            (unsigned long long)s.tasks_dead, (unsigned long long)s.failures, (unsigned long long)s.expanded);
+    if (zhashx_size(s.reasons)) {
+        printf("failures:");
+        const char *sep = "  ";
+        for (void *v = zhashx_first(s.reasons); v; v = zhashx_next(s.reasons)) {
+            printf("%s%s %llu", sep, (const char *)zhashx_cursor(s.reasons), (unsigned long long)(uintptr_t)v);
+            sep = ", ";
+        }
+        printf(" (by reason, every run)\n");
+    }
     if (s.total_known) printf("rejected:  %llu dataset lines\n", (unsigned long long)s.rejected);
     if (s.shards) printf("shards:    %llu closed\n", (unsigned long long)s.shards);
     printf("runs:      %llu (coordinator starts)\n", (unsigned long long)s.runs);
+    for (uint64_t r = 0; r < s.runs && r < 8; r++)
+        if (s.run_info[r][0]) printf("           run %llu: %s\n", (unsigned long long)r + 1, s.run_info[r]);
     printf("rate:      %.2f records/s (the latest run that did work)\n", rate);
     if (s.total_known && !all_finished && rate > 0)
         printf("eta:       %.0f s\n", (double)(s.total - finished) / rate);
     if (torn) printf("journal:   %llu bytes of torn tail (cut at the next start)\n", (unsigned long long)torn);
-    zhashx_destroy(&s.closed);
+    if (running || !strcmp(state, "running")) print_live(out, now);
+    status_free(&s);
     if (!verify_all) return 0;
     int bad = run_verify(out);
     if (bad < 0) { fprintf(stderr, "tessera status: %s\n", ts_last_error()); return 2; }

@@ -17,6 +17,7 @@
 #include "coordinator/dataset.h"
 #include "coordinator/id_set.h"
 #include "coordinator/journal.h"
+#include "coordinator/metrics.h"
 #include "coordinator/output_lock.h"
 #include "coordinator/shard_pack.h"
 #include "coordinator/task_state.h"
@@ -26,6 +27,10 @@
 
 #include <cjson/cJSON.h>
 #include <czmq.h>
+/* czmq includes <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7) macros hide base.h's log
+ * levels: log_info() would log at level 6 and never print. Back to base.h's constants. */
+#undef LOG_INFO
+#undef LOG_DEBUG
 
 #include <dirent.h>
 #include <errno.h>
@@ -65,9 +70,18 @@ typedef struct {
     uint64_t len;
 } task_queue;
 
+/* What one worker did this run (kept after it leaves, for stats.json and /metrics). */
+typedef struct {
+    char name[64];            /* the worker's Hello name (host-pid), else its identity */
+    int stage;
+    uint64_t tasks, records, failures;
+    double joined, last_result;
+} worker_stats;
+
 typedef struct {
     char key[64];
     uint64_t key_hash;
+    worker_stats *stats;      /* in coordinator.wstats */
     zframe_t *identity;
     int stage;                /* TESSERA__STAGE__STAGE_EXPAND / _RENDER */
     uint32_t credit;
@@ -118,6 +132,11 @@ typedef struct {
     reason_count reasons[MAX_REASONS];
     reason_count fallbacks[MAX_REASONS];   /* expander replies rejected, by verdict */
     double started, last_tick, last_heartbeat, last_stats, last_progress;
+    zhashx_t *wstats;         /* identity -> worker_stats, every worker seen this run */
+    metrics_server *metrics;  /* GET /metrics (job key metrics), NULL when off */
+    int draining;             /* a drain was asked for (SIGUSR1): lease nothing more */
+    double drain_started;
+    uint64_t drain_leased, drain_results, drain_handed_back;
     uint64_t manifest_size_replayed, dead_size_replayed;
     uint64_t done_at_start;
 } coordinator;
@@ -281,6 +300,20 @@ static void count_in(reason_count *table, const char *reason) {
     }
 }
 
+static const char *stage_name(int stage) {
+    return stage == TESSERA__STAGE__STAGE_EXPAND ? "expand" : stage == TESSERA__STAGE__STAGE_RENDER ? "render" : "none";
+}
+
+/* Tasks leased to workers now. */
+static uint64_t leases_out(coordinator *c) {
+    uint64_t n = 0;
+    for (uint64_t id = c->watermark; id < c->next_task; id++) {
+        task *t = find_task(c, id);
+        if (t && leased(t)) n++;
+    }
+    return n;
+}
+
 static void write_stats(coordinator *c) {
     if (c->storage_failed) return;
     cJSON *o = cJSON_CreateObject();
@@ -311,6 +344,24 @@ static void write_stats(coordinator *c) {
         cJSON_AddNumberToObject(fb, c->fallbacks[i].reason, (double)c->fallbacks[i].count);
     cJSON_AddNumberToObject(o, "elapsed_s", p->elapsed);
     cJSON_AddNumberToObject(o, "records_per_s", p->records_per_s);
+    cJSON_AddNumberToObject(o, "tasks_leased", (double)leases_out(c));
+    cJSON_AddNumberToObject(o, "queue_expand", (double)c->expand_q.len);
+    cJSON_AddNumberToObject(o, "queue_render", (double)c->render_q.len);
+    cJSON_AddBoolToObject(o, "draining", c->draining);
+    cJSON_AddNumberToObject(o, "written_at", wall_now());
+    cJSON *ws = cJSON_AddArrayToObject(o, "workers");
+    double now = ts_now();
+    for (worker_stats *w = zhashx_first(c->wstats); w; w = zhashx_next(c->wstats)) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "name", w->name);
+        cJSON_AddStringToObject(x, "stage", stage_name(w->stage));
+        cJSON_AddBoolToObject(x, "connected", zhashx_lookup(c->peers, zhashx_cursor(c->wstats)) != NULL);
+        cJSON_AddNumberToObject(x, "tasks", (double)w->tasks);
+        cJSON_AddNumberToObject(x, "records", (double)w->records);
+        cJSON_AddNumberToObject(x, "failures", (double)w->failures);
+        cJSON_AddNumberToObject(x, "records_per_s", now > w->joined ? (double)w->records / (now - w->joined) : 0);
+        cJSON_AddItemToArray(ws, x);
+    }
     char *s = cJSON_Print(o);
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", c->path_stats);
@@ -324,6 +375,58 @@ static void write_stats(coordinator *c) {
     }
     free(s);
     cJSON_Delete(o);
+}
+
+/* ---------- Prometheus /metrics ---------- */
+
+static void metric(FILE *out, const char *name, const char *type, const char *help, double v) {
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/* One scrape: the job's counts (all runs, from the journal and this run), this run's rates,
+ * the queues, failures by reason and per-worker throughput. */
+static void render_metrics(FILE *out, void *ctx) {
+    coordinator *c = ctx;
+    const coordinator_progress *p = &c->p;
+    metric(out, "tessera_tasks_done_total", "counter", "Tasks finished (every run of the job).", (double)p->tasks_done);
+    metric(out, "tessera_tasks_dead_total", "counter", "Tasks given up and dead-lettered.", (double)p->tasks_dead);
+    metric(out, "tessera_tasks_failed_total", "counter", "Failed task attempts this run (retried or given up).", (double)p->tasks_failed);
+    metric(out, "tessera_tasks_leased", "gauge", "Tasks leased to workers now.", (double)leases_out(c));
+    metric(out, "tessera_records_done_total", "counter", "Records finished (every run of the job).", (double)p->records_done);
+    metric(out, "tessera_records_dead_total", "counter", "Records dead-lettered.", (double)p->records_dead);
+    if (p->dataset_done) metric(out, "tessera_records", "gauge", "Records in the dataset (known once it is read).", (double)p->records_total);
+    metric(out, "tessera_rejected_lines_total", "counter", "Dataset lines rejected.", (double)p->rejected);
+    metric(out, "tessera_images_per_second", "gauge", "Records finished per second this run (images for render jobs).", p->records_per_s);
+    metric(out, "tessera_leases_expired_total", "counter", "Leases that ran out.", (double)p->leases_expired);
+    metric(out, "tessera_handed_back_total", "counter", "Leases workers handed back unstarted.", (double)p->handed_back);
+    metric(out, "tessera_workers", "gauge", "Workers connected.", (double)zhashx_size(c->peers));
+    metric(out, "tessera_draining", "gauge", "1 while the coordinator drains (preemption).", c->draining);
+    metric(out, "tessera_job_complete", "gauge", "1 once every record is finished.", p->complete);
+    fprintf(out, "# HELP tessera_queue_depth Tasks queued for a worker, by stage.\n# TYPE tessera_queue_depth gauge\n");
+    fprintf(out, "tessera_queue_depth{stage=\"expand\"} %llu\ntessera_queue_depth{stage=\"render\"} %llu\n",
+            (unsigned long long)c->expand_q.len, (unsigned long long)c->render_q.len);
+    fprintf(out, "# HELP tessera_failures_total Failed attempts this run by reason.\n# TYPE tessera_failures_total counter\n");
+    for (int i = 0; i < MAX_REASONS && c->reasons[i].count; i++) {
+        fputs("tessera_failures_total{reason=\"", out);
+        metrics_label_value(out, c->reasons[i].reason);
+        fprintf(out, "\"} %llu\n", (unsigned long long)c->reasons[i].count);
+    }
+    fprintf(out, "# HELP tessera_worker_records_total Records each worker finished this run.\n"
+                 "# TYPE tessera_worker_records_total counter\n");
+    for (worker_stats *w = zhashx_first(c->wstats); w; w = zhashx_next(c->wstats)) {
+        fputs("tessera_worker_records_total{worker=\"", out);
+        metrics_label_value(out, w->name);
+        fprintf(out, "\",stage=\"%s\"} %llu\n", stage_name(w->stage), (unsigned long long)w->records);
+    }
+    fprintf(out, "# HELP tessera_worker_records_per_second Records per second of each worker since it joined.\n"
+                 "# TYPE tessera_worker_records_per_second gauge\n");
+    double now = ts_now();
+    for (worker_stats *w = zhashx_first(c->wstats); w; w = zhashx_next(c->wstats)) {
+        fputs("tessera_worker_records_per_second{worker=\"", out);
+        metrics_label_value(out, w->name);
+        fprintf(out, "\",stage=\"%s\"} %.6g\n", stage_name(w->stage),
+                now > w->joined ? (double)w->records / (now - w->joined) : 0.0);
+    }
 }
 
 /* ---------- reading the dataset into tasks ---------- */
@@ -412,6 +515,7 @@ static int read_task(coordinator *c) {
 /* Keeps enough tasks queued that no worker starves, within the window. */
 static void fill_queues(coordinator *c) {
     uint64_t ahead = 256;
+    if (c->draining) return;
     while (!c->dataset_done && !c->read_error && c->next_task < c->watermark + (uint64_t)c->job->window &&
            c->expand_q.len + c->render_q.len < ahead) {
         if (c->next_task >= c->watermark + c->cap) grow_ring(c, c->next_task - c->watermark + 1);
@@ -468,6 +572,7 @@ static void send_task(coordinator *c, worker_peer *w, task *t, int stage) {
 }
 
 static void dispatch(coordinator *c, worker_peer *w) {
+    if (c->draining) return; /* preempted: what is leased finishes or comes back; nothing new goes out */
     task_queue *q = w->stage == TESSERA__STAGE__STAGE_EXPAND ? &c->expand_q : &c->render_q;
     while (w->credit > 0 && q->len > 0) {
         task *t = pop(q);
@@ -599,6 +704,15 @@ static void fail_task(coordinator *c, task *t, const char *reason) {
     task_transition(c, t, ev, reason, NULL);
 }
 
+/* A result of n records came from w (per-worker throughput). */
+static void credit_worker(coordinator *c, worker_peer *w, int n) {
+    if (!w || !w->stats) return;
+    w->stats->tasks++;
+    w->stats->records += (uint64_t)n;
+    w->stats->last_result = ts_now();
+    (void)c;
+}
+
 /* Integers go in as raw JSON: exact for 64-bit seeds, and without cJSON's printf+sscanf
  * round trip, which was the coordinator's hottest path. */
 static void add_u64(cJSON *o, const char *name, uint64_t v) {
@@ -637,7 +751,7 @@ static void manifest_line(coordinator *c, const crecord *r, const Tessera__Recor
     cJSON_Delete(o);
 }
 
-static void on_result(coordinator *c, const Tessera__Result *res) {
+static void on_result(coordinator *c, worker_peer *w, const Tessera__Result *res) {
     task *t = find_task(c, res->task_id);
     if (!t || t->lease_id != res->lease_id || !leased(t)) {
         c->p.stale_results++; /* an expired lease's late result, or a duplicate */
@@ -650,6 +764,8 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
             storage_fail(c, res->records[i]->error);
             return;
         }
+    if (c->draining) c->drain_results++;
+    if (w && w->stats && ((res->error && res->error[0]) || res->n_records != (size_t)t->n)) w->stats->failures++;
     if (res->error && res->error[0]) { fail_task(c, t, res->error); return; }
     if (res->n_records != (size_t)t->n) { fail_task(c, t, "protocol: result has the wrong number of records"); return; }
     for (int i = 0; i < t->n; i++) {
@@ -672,9 +788,10 @@ static void on_result(coordinator *c, const Tessera__Result *res) {
             t->recs[i].fallback = fb && fb[0] ? ts_strdup(fb) : NULL;
             if (t->recs[i].fallback) count_in(c->fallbacks, fb);
         }
-        if (!recaption) { task_transition(c, t, TASK_EV_EXPANDED, NULL, NULL); return; }
+        if (!recaption) { credit_worker(c, w, t->n); task_transition(c, t, TASK_EV_EXPANDED, NULL, NULL); return; }
     }
     for (int i = 0; i < t->n; i++) manifest_line(c, &t->recs[i], res->records[i]);
+    credit_worker(c, w, t->n);
     task_transition(c, t, TASK_EV_COMPLETED, NULL, NULL);
 }
 
@@ -715,9 +832,18 @@ static worker_peer *peer_for(coordinator *c, zmq_msg_t *id, int create) {
         for (const char *p = key; *p; p++) w->key_hash = (w->key_hash ^ (uint8_t)*p) * 1099511628211ull;
         w->identity = zframe_new(zmq_msg_data(id), zmq_msg_size(id));
         zhashx_insert(c->peers, key, w);
+        w->stats = zhashx_lookup(c->wstats, key);
+        if (!w->stats) {
+            w->stats = ts_calloc(1, sizeof *w->stats);
+            snprintf(w->stats->name, sizeof w->stats->name, "%.16s", key);
+            w->stats->joined = ts_now();
+            zhashx_insert(c->wstats, key, w->stats);
+        }
     }
     return w;
 }
+
+static void free_stats(void **item) { free(*item); *item = NULL; }
 
 static void peer_destroy(void **item) {
     worker_peer *w = *item;
@@ -751,6 +877,8 @@ static void on_message(coordinator *c, zmq_msg_t *id, zmq_msg_t *body) {
                 if (!w->stage || s == TESSERA__STAGE__STAGE_RENDER) w->stage = s;
         }
         w->credit = 0;
+        if (h->name && h->name[0]) snprintf(w->stats->name, sizeof w->stats->name, "%s", h->name);
+        w->stats->stage = w->stage;
         log_info("worker %s (%s) joined for %s", w->key, h->name,
                  w->stage == TESSERA__STAGE__STAGE_EXPAND ? "expand" : w->stage ? "render" : "nothing this job needs");
         break;
@@ -761,6 +889,7 @@ static void on_message(coordinator *c, zmq_msg_t *id, zmq_msg_t *body) {
             w->stage = s;
         if (w->stage) {
             w->credit = env->work_request->credit > 1024 ? 1024 : env->work_request->credit;
+            w->stats->stage = w->stage;
             dispatch(c, w);
         }
         break;
@@ -772,13 +901,15 @@ static void on_message(coordinator *c, zmq_msg_t *id, zmq_msg_t *body) {
         }
         break;
     case TESSERA__ENVELOPE__BODY_RESULT:
-        on_result(c, env->result);
+        on_result(c, w, env->result);
         break;
     case TESSERA__ENVELOPE__BODY_HAND_BACK:
         for (size_t i = 0; i < env->hand_back->n_task_ids; i++) {
             task *t = find_task(c, env->hand_back->task_ids[i]);
-            if (t && w && t->owner == w->key_hash && leased(t) && task_transition(c, t, TASK_EV_HAND_BACK, NULL, NULL) == 0)
+            if (t && w && t->owner == w->key_hash && leased(t) && task_transition(c, t, TASK_EV_HAND_BACK, NULL, NULL) == 0) {
                 c->p.handed_back++;
+                if (c->draining) c->drain_handed_back++;
+            }
         }
         break;
     default:
@@ -814,6 +945,7 @@ static void receive(coordinator *c, int timeout_ms) {
 /* ---------- timers ---------- */
 
 static void tick(coordinator *c, double now) {
+    metrics_server_poll(c->metrics, render_metrics, c);
     if (now - c->last_tick < 0.05) return;
     c->last_tick = now;
     group_commit(c);
@@ -882,6 +1014,11 @@ static int setup_socket(coordinator *c) {
     if (c->opt->extra_endpoint && zsock_bind(c->router, "%s", c->opt->extra_endpoint) < 0)
         return ts_fail("cannot bind %s: %s", c->opt->extra_endpoint, zmq_strerror(zmq_errno()));
     c->raw = zsock_resolve(c->router);
+    if (j->metrics[0]) {
+        c->metrics = metrics_server_new(j->metrics);
+        if (!c->metrics) return -1;
+        log_info("metrics on %s (GET /metrics)", j->metrics);
+    }
     return 0;
 }
 
@@ -1005,8 +1142,20 @@ static int open_outputs(coordinator *c) {
     c->ids = id_set_new();
     c->rejects = fopen(c->path_rejects, "a");
     if (!c->ids || !c->rejects) return ts_fail("%s: cannot open: %s", c->path_rejects, strerror(errno));
-    const char *kind = j->kind;
-    journal_entry e = {.type = J_START, .a = TS_WIRE_VERSION, .nstr = 1, .str = &kind};
+    /* str[1]: where this run ran, so the journal shows each Slurm restart */
+    char where[256];
+    const char *slurm_job = getenv("SLURM_JOB_ID"), *restart = getenv("SLURM_RESTART_COUNT");
+    const char *array = getenv("SLURM_ARRAY_TASK_ID");
+    char host[128] = "?";
+    gethostname(host, sizeof host - 1);
+    if (slurm_job)
+        snprintf(where, sizeof where, "host=%s slurm_job=%s%s%s restart=%s", host, slurm_job, array ? " array_task=" : "",
+                 array ? array : "", restart ? restart : "0");
+    else snprintf(where, sizeof where, "host=%s pid=%d", host, (int)getpid());
+    if (slurm_job) log_info("Slurm job %s%s%s, SLURM_RESTART_COUNT=%s", slurm_job, array ? " array task " : "",
+                            array ? array : "", restart ? restart : "0 (first run)");
+    const char *strs[2] = {j->kind, where};
+    journal_entry e = {.type = J_START, .a = TS_WIRE_VERSION, .nstr = 2, .str = strs};
     return journal_append(c->journal, &e);
 }
 
@@ -1034,10 +1183,37 @@ static void teardown(coordinator *c) {
     if (c->ring) for (uint64_t i = 0; i < c->cap; i++) if (c->ring[i].used) free_task(&c->ring[i]);
     free(c->ring);
     zhashx_destroy(&c->peers);
+    zhashx_destroy(&c->wstats);
+    metrics_server_destroy(&c->metrics);
     zsock_destroy(&c->router);
     zactor_destroy(&c->auth);
     shard_packer_destroy(&c->packer);
     output_lock_release(&c->lock); /* last: nothing of this run writes after it */
+}
+
+/* ---------- draining (preemption, time limits) ---------- */
+
+/* SIGUSR1: lease nothing more; what is leased finishes (its result is journalled) or is
+ * handed back; then the run ends with 3 and a requeued job resumes from the journal. */
+static void start_drain(coordinator *c) {
+    c->draining = 1;
+    c->drain_started = ts_now();
+    c->drain_leased = leases_out(c);
+    log_info("draining: %llu tasks leased; leasing nothing more (waiting at most %.0f s)",
+             (unsigned long long)c->drain_leased, c->job->drain_seconds);
+    group_commit(c);
+}
+
+/* 1 once nothing is leased (or the drain's time is up); says how it went. */
+static int drain_over(coordinator *c) {
+    uint64_t out = leases_out(c);
+    double took = ts_now() - c->drain_started;
+    if (out && took < c->job->drain_seconds) return 0;
+    log_info("drained in %.2f s: %llu tasks were leased: %llu finished, %llu handed back, %llu still out "
+             "(done again after the restart); %llu records done in all", took, (unsigned long long)c->drain_leased,
+             (unsigned long long)c->drain_results, (unsigned long long)c->drain_handed_back, (unsigned long long)out,
+             (unsigned long long)c->p.records_done);
+    return 1;
 }
 
 int coordinator_run(const coordinator_options *opt, coordinator_progress *final) {
@@ -1053,6 +1229,8 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
     c.ring = ts_calloc(c.cap, sizeof *c.ring);
     c.peers = zhashx_new();
     zhashx_set_destructor(c.peers, peer_destroy);
+    c.wstats = zhashx_new();
+    zhashx_set_destructor(c.wstats, free_stats);
     c.lease_counter = (uint64_t)(wall_now() * 1e6) << 8; /* unique across restarts */
     c.started = ts_now();
     int rc = 0;
@@ -1061,6 +1239,7 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
 
     for (;;) {
         if (opt->stop && __atomic_load_n(opt->stop, __ATOMIC_RELAXED)) { rc = 1; break; }
+        if (opt->drain && __atomic_load_n(opt->drain, __ATOMIC_RELAXED) && !c.draining) start_drain(&c);
         fill_queues(&c);
         if (c.read_error || c.storage_failed) { rc = -1; break; }
         dispatch_all(&c);
@@ -1080,6 +1259,7 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
             break;
         }
         if (opt->stop_after_tasks && c.p.tasks_done >= opt->stop_after_tasks) { rc = 1; break; }
+        if (c.draining && drain_over(&c)) { rc = 3; break; }
     }
     /* tell the workers; on SIGINT they exit too (a later run resumes) */
     for (worker_peer *w = zhashx_first(c.peers); w; w = zhashx_next(c.peers)) send_simple(&c, w, 1);

@@ -12,6 +12,11 @@
  *                      and that the closed tar lacked (shard_pack.h)
  *   coordinator.lock   held while a coordinator runs on the folder (output_lock.h)
  *
+ * Monitoring: stats.json is rewritten every 5 s while the job runs (per-worker throughput,
+ * queues, leases), `tessera status OUT` reads it and the journal from any node, and the job
+ * key `metrics` (tcp://HOST:PORT) serves the same counts to Prometheus (metrics.h).
+ * Drain (preemption, a time limit): see coordinator_options.drain.
+ *
  * Storage faults: a failed write to the output folder (ENOSPC, EDQUOT, EIO, EROFS, by the
  * coordinator or a worker) stops the run with -1 and one line saying what failed; nothing is
  * written after it, so a rerun resumes from what was durable. Duplicate ids: id_set.h.
@@ -38,6 +43,8 @@ typedef struct {
 typedef struct {
     const job_spec *job;
     volatile sig_atomic_t *stop;       /* set (by a signal handler, __atomic_store_n) to stop cleanly */
+    volatile sig_atomic_t *drain;      /* set to drain (preemption): lease nothing more, wait up to
+                                        * job->drain_seconds for leased tasks, return 3 */
     void (*progress)(const coordinator_progress *p, void *ctx);
     void *progress_ctx;
     const char *extra_endpoint;        /* also bind here (bench: inproc://...) */
@@ -52,8 +59,9 @@ int coordinator_take_force_unlock(int *argc, char **argv);
 /* mkdir -p. */
 int coordinator_make_dirs(const char *path);
 
-/* Runs until the job is complete (returns 0), stopped (1) or broken (-1, ts_fail set: a
- * storage failure, an unreadable dataset, a locked output folder). */
+/* Runs until the job is complete (returns 0), stopped (1), drained (3: *options->drain was
+ * set; resume by running again) or broken (-1, ts_fail set: a storage failure, an
+ * unreadable dataset, a locked output folder). */
 int coordinator_run(const coordinator_options *options, coordinator_progress *final);
 
 #endif
