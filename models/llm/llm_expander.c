@@ -1,7 +1,10 @@
 /* llm_expander.c — batched prompt expansion with the embedded LLM (see expander.h). */
 #include "models/llm/llm_expander.h"
 #include "models/formats/gguf.h"
+#include "models/llm/expand_grammar.h"
 #include "models/llm/llm_codec.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,7 @@ struct llm_expander {
     llm_state *state;
     upsample_instruction *instruction;
     char *prompt_format;          /* completion mode: "{prompt}" replaced by the prompt */
+    char *grammar;                /* constrained decoding, NULL: none */
 };
 
 llm_expander_options llm_expander_default_options(void) {
@@ -41,6 +45,14 @@ llm_expander *llm_expander_open(const llm_expander_options *o) {
         if (gguf_get_string(llm_gguf(e->model), "tessera.expander.prompt_format", &f) != 0) goto fail;
         e->prompt_format = gguf_strdup(f);
     }
+    if (o->grammar) e->grammar = ts_strdup(o->grammar);
+    else if (llm_gguf(e->model) && gguf_find_key(llm_gguf(e->model), "tessera.expander.grammar") >= 0) {
+        gguf_str f;
+        if (gguf_get_string(llm_gguf(e->model), "tessera.expander.grammar", &f) != 0) goto fail;
+        e->grammar = gguf_strdup(f);
+    }
+    if (e->grammar && expand_grammar_check_name(e->grammar) != 0) { ts_fail_wrap("%s", o->model); goto fail; }
+    if (e->grammar && !strcmp(e->grammar, "none")) { free(e->grammar); e->grammar = NULL; }
     double v;
     if (o->model_sampling && llm_gguf(e->model)) {
         if (gguf_get_float_or(llm_gguf(e->model), "tessera.expander.temperature", e->options.sampling.temperature, &v) != 0) goto fail;
@@ -77,6 +89,7 @@ void llm_expander_destroy(llm_expander **self) {
     llm_codec_destroy(&e->codec);
     upsample_instruction_destroy(&e->instruction);
     free(e->prompt_format);
+    free(e->grammar);
     llm_destroy(&e->model);
     free(e);
     *self = NULL;
@@ -100,6 +113,41 @@ int llm_expander_run(llm_expander *e, int n, const char *const *prompts, expansi
 }
 
 const llm_sampling *llm_expander_sampling(const llm_expander *e) { return &e->options.sampling; }
+
+const char *llm_expander_grammar(const llm_expander *e) { return e->grammar ? e->grammar : "none"; }
+
+/* Constrained decoding: every token after which the grammar cannot finish the reply is
+ * masked, and the end tokens until it is finished. */
+typedef struct {
+    expand_grammar *grammar;
+    llm_detokenizer detok;
+    const int *end_ids;
+    int n_end;
+} grammar_constraint;
+
+static int restrict_to_grammar(void *ctx, int prompt, const int *generated, int n_generated, int prev,
+                               const char *text, size_t len, float *logits, int vocab) {
+    (void)generated; (void)n_generated;
+    grammar_constraint *c = ctx;
+    if (!expand_grammar_applies(c->grammar, prompt)) return 0;
+    bool complete = expand_grammar_status_after(c->grammar, prompt, text, len, "", 0) == GRAMMAR_COMPLETE;
+    int allowed = 0;
+    for (int t = 0; t < vocab; t++) {
+        if (logits[t] == -INFINITY) continue;
+        bool end = false, ok;
+        for (int k = 0; k < c->n_end; k++) end |= t == c->end_ids[k];
+        if (end) ok = complete;
+        else {
+            size_t pl = 0;
+            const char *piece = c->detok.piece(c->detok.ctx, prev, t, &pl);
+            ok = piece && pl > 0 && expand_grammar_status_after(c->grammar, prompt, text, len, piece, pl) != GRAMMAR_DEAD;
+        }
+        if (ok) allowed++;
+        else logits[t] = -INFINITY;
+    }
+    if (!allowed) return ts_fail("expander grammar: no token continues the reply to prompt %d: \"%.*s\"", prompt, (int)len, text);
+    return 0;
+}
 
 int llm_expander_run_with(llm_expander *e, int n, const char *const *prompts, const llm_sampling *sampling,
                           expansion *out) {
@@ -126,12 +174,23 @@ int llm_expander_run_with(llm_expander *e, int n, const char *const *prompts, co
     gen.n_end = llm_codec_end_ids(e->codec, end_ids, 8);
     gen.end_ids = gen.n_end ? end_ids : NULL;
     llm_detokenizer detok = llm_codec_detokenizer(e->codec);
+    expand_grammar *grammar = NULL;
+    grammar_constraint constraint;
+    llm_constraint hook = {&constraint, restrict_to_grammar};
+    if (e->grammar) {
+        if (!(grammar = expand_grammar_new(e->grammar, n, prompts))) goto done;
+        constraint = (grammar_constraint){grammar, detok, end_ids, gen.n_end};
+        if (!gen.n_end) constraint.end_ids = &llm_get_config(e->model)->eos_id, constraint.n_end = 1;
+        gen.constraint = &hook;
+    }
     llm_output *outputs = ts_calloc((size_t)n, sizeof(llm_output));
     if (llm_generate(e->model, e->state, n, (const int *const *)ids, lens, sampling ? sampling : &e->options.sampling,
                      &gen, &detok, outputs) != 0) {
         free(outputs);
+        expand_grammar_destroy(&grammar);
         goto done;
     }
+    expand_grammar_destroy(&grammar);
     for (int i = 0; i < n; i++) {
         out[i].raw = ts_strdup(outputs[i].text ? outputs[i].text : "");
         char *clean = upsample_clean(out[i].raw, outputs[i].finish == LLM_FINISH_LENGTH, &out[i].verdict);

@@ -10,7 +10,9 @@
  * options or from the GGUF key tessera.expander.prompt_format. The format replaces the
  * whole conversation (with BOS before it); the reply is judged the same way. Such a model
  * may also say how to sample it (tessera.expander.temperature, .repeat_penalty): those
- * replace the defaults when model_sampling is set.
+ * replace the defaults when model_sampling is set, and name the grammar its replies are
+ * decoded under (tessera.expander.grammar, expand_grammar.h: constrained decoding that
+ * keeps what the prompt names).
  */
 #ifndef TESSERA_LLM_EXPANDER_H
 #define TESSERA_LLM_EXPANDER_H
@@ -25,6 +27,8 @@ typedef struct llm_expander_options {
     const char *prompt_format;   /* NULL: the model's tessera.expander.prompt_format, else chat */
     const char *system_file;     /* NULL: built in */
     const char *examples_file;   /* NULL: built in */
+    const char *grammar;         /* constrained decoding (expand_grammar.h): "none", "shapes";
+                                  * NULL: the model's tessera.expander.grammar, else none */
     llm_sampling sampling;
     bool model_sampling;         /* the model's tessera.expander.* sampling keys win over .sampling */
     int max_tokens;              /* per reply */
@@ -52,6 +56,8 @@ int llm_expander_run_with(llm_expander *self, int n, const char *const *prompts,
                           expansion *out);
 /* The sampling settings in force (after the model's own, see model_sampling). */
 const llm_sampling *llm_expander_sampling(const llm_expander *self);
+/* The grammar replies are decoded under ("none" when unconstrained). */
+const char *llm_expander_grammar(const llm_expander *self);
 void expansion_free(expansion *e, int n);
 
 #endif

@@ -249,7 +249,15 @@ int llm_generate(const llm *m, llm_state *s, int n_prompts, const int *const *pr
         for (int r = 0; r < n_rows; r++) {
             slot *sl = &slots[row_slot[r]];
             llm_output *o = &out[sl->prompt];
-            int next = llm_sampler_sample(sl->sampler, logits + (size_t)r * c->vocab_size, sl->history, sl->n_history);
+            float *row = logits + (size_t)r * c->vocab_size;
+            if (gen->constraint) {
+                int plen = prompt_lens[sl->prompt];
+                if (gen->constraint->restrict_logits(gen->constraint->ctx, sl->prompt, sl->history + plen,
+                                                     sl->n_history - plen, sl->history[sl->n_history - 1],
+                                                     sl->text ? sl->text : "", sl->text_len,
+                                                     row, c->vocab_size) != 0) { rc = -1; break; }
+            }
+            int next = llm_sampler_sample(sl->sampler, row, sl->history, sl->n_history);
             int prev = sl->history[sl->n_history - 1];
             if (is_end(m, gen, next)) { finish_slot(sl, o, LLM_FINISH_END_TOKEN); active--; goto store; }
             sl->history[sl->n_history++] = next;
@@ -279,6 +287,7 @@ int llm_generate(const llm *m, llm_state *s, int n_prompts, const int *const *pr
                 sl->text = NULL;
             }
         }
+        if (rc) break;
     }
     for (int i = 0; i < S; i++) {
         free(slots[i].history);

@@ -43,12 +43,25 @@ typedef struct llm_detokenizer {
     const char *(*piece)(void *ctx, int prev, int token, size_t *len);
 } llm_detokenizer;
 
+/* A constraint on what may be generated (constrained decoding, e.g. a grammar): before each
+ * new token of prompt `prompt` is chosen, restrict_logits() sets logits[t] = -INFINITY for
+ * every token t that may not come next, given the tokens and text generated so far (end
+ * tokens included: masking them keeps the sequence going); prev is the token before the
+ * next one (the prompt's last at first), as the detokenizer takes it. It must leave at least
+ * one token; -1 (with ts_fail) stops the generation as an error. */
+typedef struct llm_constraint {
+    void *ctx;
+    int (*restrict_logits)(void *ctx, int prompt, const int *generated, int n_generated, int prev,
+                           const char *text, size_t text_len, float *logits, int vocab_size);
+} llm_constraint;
+
 typedef struct llm_generation {
     int max_tokens;                /* new tokens per prompt; <= 0: until the context is full */
     const char *const *stop;       /* stop strings (need a detokenizer); the text ends before one */
     int n_stop;
     const int *end_ids;            /* tokens that end a sequence; NULL: the model's eos_id */
     int n_end;
+    const llm_constraint *constraint; /* NULL: none; needs a detokenizer for its text */
 } llm_generation;
 
 typedef enum { LLM_FINISH_LENGTH = 0, LLM_FINISH_END_TOKEN, LLM_FINISH_STOP } llm_finish;

@@ -18,8 +18,8 @@ import json
 import os
 import random
 
-import numpy as np
-from PIL import Image, ImageDraw
+# numpy and PIL are imported where images are made, so that the captions and the grammar
+# (expansion_check.py) need nothing but Python itself.
 
 IMAGE_SIZE = 48                      # pixels; 16 per grid cell
 CELL = IMAGE_SIZE // 3
@@ -65,6 +65,8 @@ def random_scene(rng):
 
 def render(scene):
     """The scene as an RGB uint8 array (IMAGE_SIZE x IMAGE_SIZE x 3), no anti-aliasing."""
+    import numpy as np
+    from PIL import Image, ImageDraw
     img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUND)
     draw = ImageDraw.Draw(img)
     for o in scene:
@@ -160,6 +162,7 @@ def main():
         return
     if not args.out:
         ap.error("--out is required")
+    from PIL import Image
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "captions.jsonl"), "w") as f:
         for i in range(args.n):
