@@ -40,7 +40,8 @@ typedef struct {
     int failed;
 } collected;
 
-static void keep(void *user, int i, render_output *out, const char *error) {
+static void keep(void *user, void *tag, int i, render_output *out, const char *error) {
+    (void)tag;
     collected *c = user;
     if (error) { fprintf(stderr, "bench render: record %d: %s\n", i, error); c->failed++; return; }
     c->png[i] = out->bytes, c->size[i] = out->size;

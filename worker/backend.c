@@ -196,13 +196,17 @@ static int model_render(ts_renderer *self, const render_request *req, render_out
     return rc;
 }
 
-/* ---- many records: batches through a pipeline of three stages ---- */
+/* ---- render sessions: batches through a pipeline of three stage threads ---- */
 
 /* Records of one txt2img call. The text stage drops a record whose prompt fails (its error
  * goes into failed[]); a failure of the whole call is `error`. */
-typedef struct {
+typedef struct render_batch render_batch;
+struct render_batch {
+    render_batch *next;                  /* the session's input queue */
+    const render_request *reqs;          /* the submission's */
+    void *tag;
     int n;
-    int *index;                          /* into the caller's requests */
+    int *index;                          /* into reqs */
     const char **prompts, **negatives;
     uint64_t *seeds;
     txt2img_request req;
@@ -212,7 +216,7 @@ typedef struct {
     int n_failed;
     int *failed;
     char **failed_error;
-} render_batch;
+};
 
 /* A one-slot handoff between two stages. */
 typedef struct {
@@ -260,6 +264,25 @@ static render_batch *handoff_take(handoff *h) {
     return b;
 }
 
+struct render_session {
+    ts_renderer *renderer;
+    model_renderer *m;                   /* pipelined: the model */
+    render_batching how;
+    render_done_fn done;
+    void *user;
+    /* the text stage's input: batches queued by submit */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    render_batch *head, *tail;
+    bool closing;
+    handoff to_unet, to_decode;
+    pthread_t threads[3];
+    int started;
+    double t0;
+    double busy[3];                      /* text, U-Net, decode: each written by its stage only */
+    int batches, images;                 /* the submitter's */
+};
+
 static bool same_str(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
 
 /* Records that may share a txt2img call: the same size, steps, cfg and sampler. */
@@ -268,150 +291,199 @@ static bool batchable(const render_request *a, const render_request *b) {
            same_str(a->sampler, b->sampler);
 }
 
-/* Cuts the requests into batches of up to `batch` batchable ones, in request order. */
-static render_batch *make_batches(const render_request *reqs, int n, const render_batching *how, int *count) {
-    int batch = how->batch;
-    render_batch *b = ts_calloc((size_t)n, sizeof *b);
-    bool *taken = ts_calloc((size_t)n, sizeof *taken);
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (taken[i]) continue;
-        render_batch *t = &b[k++];
-        t->index = ts_calloc((size_t)batch, sizeof *t->index);
-        for (int j = i; j < n && t->n < batch; j++)
-            if (!taken[j] && batchable(&reqs[i], &reqs[j])) t->index[t->n++] = j, taken[j] = true;
-        t->prompts = ts_calloc((size_t)t->n, sizeof *t->prompts);
-        t->negatives = ts_calloc((size_t)t->n, sizeof *t->negatives);
-        t->seeds = ts_calloc((size_t)t->n, sizeof *t->seeds);
-        t->failed = ts_calloc((size_t)t->n, sizeof *t->failed);
-        t->failed_error = ts_calloc((size_t)t->n, sizeof *t->failed_error);
-        for (int j = 0; j < t->n; j++) {
-            const render_request *q = &reqs[t->index[j]];
-            t->prompts[j] = q->prompt, t->negatives[j] = q->negative ? q->negative : "", t->seeds[j] = q->seed;
-        }
-        t->req = request_of(&reqs[i]);
-        t->req.batch = t->n;
-        t->req.unet_batch = how->unet_shared;
-        t->req.prompts = t->prompts, t->req.negatives = t->negatives, t->req.seeds = t->seeds;
-    }
-    free(taken);
-    *count = k;
-    return b;
-}
-
 static void batch_free(render_batch *b) {
     txt2img_text_free(&b->text);
     txt2img_result_free(&b->result);
     for (int j = 0; j < b->n_failed; j++) free(b->failed_error[j]);
     free(b->index), free(b->prompts), free(b->negatives), free(b->seeds), free(b->failed), free(b->failed_error);
     free(b->error);
+    free(b);
 }
-
-typedef struct {
-    model_renderer *m;
-    const render_request *reqs;
-    render_batch *batches;
-    int count;
-    handoff to_unet, to_decode;
-    render_done_fn done;
-    void *user;
-    double text_busy, decode_busy;   /* each written by its own stage only, read after the join */
-} render_pipeline;
 
 /* Text stage: encodes each batch; a batch that fails is encoded record by record, and the
  * records that fail alone leave it with their error. */
-static void *text_stage(void *arg) {
-    render_pipeline *p = arg;
-    for (int k = 0; k < p->count; k++) {
-        render_batch *b = &p->batches[k];
-        double t0 = ts_now();
-        if (txt2img_encode(p->m->pipeline, &b->req, &b->text) < 0) {
-            int kept = 0;
-            for (int j = 0; j < b->n; j++) {
-                txt2img_request one = b->req;
-                one.batch = 1, one.prompts = &b->prompts[j], one.negatives = &b->negatives[j], one.seeds = &b->seeds[j];
-                txt2img_text *t = NULL;
-                if (txt2img_encode(p->m->pipeline, &one, &t) < 0) {
-                    b->failed[b->n_failed] = b->index[j];
-                    b->failed_error[b->n_failed++] = ts_strdup(ts_last_error());
-                    continue;
-                }
-                txt2img_text_free(&t);
-                b->index[kept] = b->index[j], b->prompts[kept] = b->prompts[j];
-                b->negatives[kept] = b->negatives[j], b->seeds[kept++] = b->seeds[j];
-            }
-            b->n = b->req.batch = kept;
-            if (kept && txt2img_encode(p->m->pipeline, &b->req, &b->text) < 0) b->error = ts_strdup(ts_last_error());
+static void encode_batch(txt2img *pipeline, render_batch *b) {
+    if (txt2img_encode(pipeline, &b->req, &b->text) == 0) return;
+    int kept = 0;
+    for (int j = 0; j < b->n; j++) {
+        txt2img_request one = b->req;
+        one.batch = 1, one.prompts = &b->prompts[j], one.negatives = &b->negatives[j], one.seeds = &b->seeds[j];
+        txt2img_text *t = NULL;
+        if (txt2img_encode(pipeline, &one, &t) < 0) {
+            b->failed[b->n_failed] = b->index[j];
+            b->failed_error[b->n_failed++] = ts_strdup(ts_last_error());
+            continue;
         }
-        p->text_busy += ts_now() - t0;
-        handoff_put(&p->to_unet, b);
+        txt2img_text_free(&t);
+        b->index[kept] = b->index[j], b->prompts[kept] = b->prompts[j];
+        b->negatives[kept] = b->negatives[j], b->seeds[kept++] = b->seeds[j];
     }
-    handoff_close(&p->to_unet);
+    b->n = b->req.batch = kept;
+    if (kept && txt2img_encode(pipeline, &b->req, &b->text) < 0) b->error = ts_strdup(ts_last_error());
+}
+
+static void *text_stage(void *arg) {
+    render_session *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->head && !s->closing) pthread_cond_wait(&s->changed, &s->lock);
+        render_batch *b = s->head;
+        if (b) s->head = b->next, s->tail = s->head ? s->tail : NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (!b) break;
+        double t0 = ts_now();
+        encode_batch(s->m->pipeline, b);
+        s->busy[0] += ts_now() - t0;
+        handoff_put(&s->to_unet, b);
+    }
+    handoff_close(&s->to_unet);
+    return NULL;
+}
+
+static void *unet_stage(void *arg) {
+    render_session *s = arg;
+    render_batch *b;
+    while ((b = handoff_take(&s->to_unet))) {
+        double t0 = ts_now();
+        if (b->n && !b->error && txt2img_sample(s->m->pipeline, &b->req, b->text, &b->result) < 0)
+            b->error = ts_strdup(ts_last_error());
+        txt2img_text_free(&b->text);
+        s->busy[1] += ts_now() - t0;
+        handoff_put(&s->to_decode, b);
+    }
+    handoff_close(&s->to_decode);
     return NULL;
 }
 
 /* Decode stage: VAE, PNG, done() for every record of each sampled batch. */
 static void *decode_stage(void *arg) {
-    render_pipeline *p = arg;
+    render_session *s = arg;
     render_batch *b;
-    while ((b = handoff_take(&p->to_decode))) {
+    while ((b = handoff_take(&s->to_decode))) {
         double t0 = ts_now();
-        for (int j = 0; j < b->n_failed; j++) p->done(p->user, b->failed[j], NULL, b->failed_error[j]);
-        if (b->n && !b->error && txt2img_decode(p->m->pipeline, &b->req, &b->result) < 0)
+        for (int j = 0; j < b->n_failed; j++) s->done(s->user, b->tag, b->failed[j], NULL, b->failed_error[j]);
+        if (b->n && !b->error && txt2img_decode(s->m->pipeline, &b->req, &b->result) < 0)
             b->error = ts_strdup(ts_last_error());
         for (int j = 0; j < b->n; j++) {
             render_output out = {0};
-            if (b->error) { p->done(p->user, b->index[j], NULL, b->error); continue; }
-            txt2img_request one = request_of(&p->reqs[b->index[j]]);
-            if (png_of(p->m, &one, b->result.rgb[j], b->result.width, b->result.height, &out) < 0)
-                p->done(p->user, b->index[j], NULL, ts_last_error());
+            if (b->error) { s->done(s->user, b->tag, b->index[j], NULL, b->error); continue; }
+            txt2img_request one = request_of(&b->reqs[b->index[j]]);
+            if (png_of(s->m, &one, b->result.rgb[j], b->result.width, b->result.height, &out) < 0)
+                s->done(s->user, b->tag, b->index[j], NULL, ts_last_error());
             else
-                p->done(p->user, b->index[j], &out, NULL);
+                s->done(s->user, b->tag, b->index[j], &out, NULL);
         }
-        txt2img_result_free(&b->result);
-        p->decode_busy += ts_now() - t0;
+        s->busy[2] += ts_now() - t0;
+        batch_free(b);
     }
     return NULL;
 }
 
-static int model_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
-                             render_done_fn done, void *user, render_stats *stats) {
-    render_pipeline p = {.m = self->state, .reqs = reqs, .done = done, .user = user};
-    p.batches = make_batches(reqs, n, how, &p.count);
-    handoff_init(&p.to_unet);
-    handoff_init(&p.to_decode);
-    double t0 = ts_now(), unet_busy = 0;
-    pthread_t text, decode;
-    int rc = 0;
-    if (pthread_create(&text, NULL, text_stage, &p) != 0) rc = ts_fail("render: cannot start the text thread");
-    if (rc == 0 && pthread_create(&decode, NULL, decode_stage, &p) != 0) {
-        rc = ts_fail("render: cannot start the decode thread");
-        /* drain the text stage so it can end */
-        while (handoff_take(&p.to_unet)) {}
-        pthread_join(text, NULL);
+render_session *render_session_new(ts_renderer *renderer, const render_batching *how, render_done_fn done, void *user) {
+    render_batching one = {.batch = 1};
+    if (!how || how->batch < 1) how = &one;
+    if (how->batch > 64) { ts_fail("render: batch %d out of [1, 64]", how->batch); return NULL; }
+    render_session *s = ts_calloc(1, sizeof *s);
+    s->renderer = renderer, s->how = *how, s->done = done, s->user = user, s->t0 = ts_now();
+    if (!renderer->pipelined) return s;
+    s->m = renderer->state;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->changed, NULL);
+    handoff_init(&s->to_unet);
+    handoff_init(&s->to_decode);
+    void *(*stage[3])(void *) = {text_stage, unet_stage, decode_stage};
+    for (; s->started < 3; s->started++)
+        if (pthread_create(&s->threads[s->started], NULL, stage[s->started], s) != 0) break;
+    if (s->started < 3) {
+        ts_fail("render: cannot start the pipeline's threads");
+        render_session_destroy(&s, NULL);
     }
-    if (rc == 0) {
-        /* U-Net stage, in the caller's thread */
-        render_batch *b;
-        while ((b = handoff_take(&p.to_unet))) {
-            double t1 = ts_now();
-            if (b->n && !b->error && txt2img_sample(p.m->pipeline, &b->req, b->text, &b->result) < 0)
-                b->error = ts_strdup(ts_last_error());
-            txt2img_text_free(&b->text);
-            unet_busy += ts_now() - t1;
-            handoff_put(&p.to_decode, b);
+    return s;
+}
+
+int render_session_submit(render_session *s, const render_request *reqs, int n, void *tag) {
+    s->images += n;
+    if (!s->m) {   /* inline, one record at a time */
+        for (int i = 0; i < n; i++) {
+            render_output out = {0};
+            double t0 = ts_now();
+            if (s->renderer->render(s->renderer, &reqs[i], &out) < 0) s->done(s->user, tag, i, NULL, ts_last_error());
+            else s->done(s->user, tag, i, &out, NULL);
+            s->busy[1] += ts_now() - t0;
+            s->batches++;
         }
-        handoff_close(&p.to_decode);
-        pthread_join(text, NULL);
-        pthread_join(decode, NULL);
+        return 0;
+    }
+    /* batches of up to how.batch batchable records, in request order */
+    bool *taken = ts_calloc((size_t)(n ? n : 1), sizeof *taken);
+    for (int i = 0; i < n; i++) {
+        if (taken[i]) continue;
+        render_batch *b = ts_calloc(1, sizeof *b);
+        b->reqs = reqs, b->tag = tag;
+        b->index = ts_calloc((size_t)s->how.batch, sizeof *b->index);
+        for (int j = i; j < n && b->n < s->how.batch; j++)
+            if (!taken[j] && batchable(&reqs[i], &reqs[j])) b->index[b->n++] = j, taken[j] = true;
+        b->prompts = ts_calloc((size_t)b->n, sizeof *b->prompts);
+        b->negatives = ts_calloc((size_t)b->n, sizeof *b->negatives);
+        b->seeds = ts_calloc((size_t)b->n, sizeof *b->seeds);
+        b->failed = ts_calloc((size_t)b->n, sizeof *b->failed);
+        b->failed_error = ts_calloc((size_t)b->n, sizeof *b->failed_error);
+        for (int j = 0; j < b->n; j++) {
+            const render_request *q = &reqs[b->index[j]];
+            b->prompts[j] = q->prompt, b->negatives[j] = q->negative ? q->negative : "", b->seeds[j] = q->seed;
+        }
+        b->req = request_of(&reqs[i]);
+        b->req.batch = b->n;
+        b->req.prompts = b->prompts, b->req.negatives = b->negatives, b->req.seeds = b->seeds;
+        b->req.unet_batch = s->how.unet_shared;
+        pthread_mutex_lock(&s->lock);
+        if (s->tail) s->tail->next = b;
+        else s->head = b;
+        s->tail = b;
+        pthread_cond_broadcast(&s->changed);
+        pthread_mutex_unlock(&s->lock);
+        s->batches++;
+    }
+    free(taken);
+    return 0;
+}
+
+void render_session_destroy(render_session **self, render_stats *stats) {
+    render_session *s = *self;
+    if (!s) return;
+    if (s->m) {
+        pthread_mutex_lock(&s->lock);
+        s->closing = true;
+        pthread_cond_broadcast(&s->changed);
+        pthread_mutex_unlock(&s->lock);
+        if (s->started < 3) {   /* a stage missing: close the handoffs it would have closed */
+            handoff_close(&s->to_unet);
+            handoff_close(&s->to_decode);
+        }
+        for (int i = 0; i < s->started; i++) pthread_join(s->threads[i], NULL);
+        /* what a missing stage left behind */
+        for (render_batch *b = s->head, *next; b; b = next) next = b->next, batch_free(b);
+        render_batch *b;
+        if ((b = s->to_unet.slot)) batch_free(b);
+        if ((b = s->to_decode.slot)) batch_free(b);
+        handoff_fini(&s->to_unet);
+        handoff_fini(&s->to_decode);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->changed);
     }
     if (stats)
-        *stats = (render_stats){.wall = ts_now() - t0, .unet_busy = unet_busy, .text_busy = p.text_busy,
-                                .decode_busy = p.decode_busy, .batches = p.count, .images = n};
-    for (int k = 0; k < p.count; k++) batch_free(&p.batches[k]);
-    free(p.batches);
-    handoff_fini(&p.to_unet);
-    handoff_fini(&p.to_decode);
+        *stats = (render_stats){.wall = ts_now() - s->t0, .text_busy = s->busy[0], .unet_busy = s->busy[1],
+                                .decode_busy = s->busy[2], .batches = s->batches, .images = s->images};
+    free(s);
+    *self = NULL;
+}
+
+int backend_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
+                        render_done_fn done, void *user, render_stats *stats) {
+    render_session *s = render_session_new(self, how, done, user);
+    if (!s) return -1;
+    int rc = render_session_submit(s, reqs, n, NULL);
+    render_session_destroy(&s, stats);
     return rc;
 }
 
@@ -438,7 +510,7 @@ static ts_renderer *model_renderer_new(const char *name, const char *model) {
     r->name = name;
     r->state = m;
     r->render = model_render;
-    r->render_many = model_render_many;
+    r->pipelined = true;
     r->destroy = model_renderer_destroy;
     return r;
 }
@@ -482,23 +554,6 @@ ts_renderer *backend_renderer_new(const char *kind, const char *model) {
     const backend_entry *b = find(kind);
     if (!b || !b->new_renderer) { ts_fail("no render backend '%s' in this build", kind); return NULL; }
     return b->new_renderer(b->name, model);
-}
-
-/* Renderers without a pipeline of their own render one record at a time. */
-int backend_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
-                        render_done_fn done, void *user, render_stats *stats) {
-    render_batching one = {.batch = 1};
-    if (!how || how->batch < 1) how = &one;
-    if (how->batch > 64) return ts_fail("render: batch %d out of [1, 64]", how->batch);
-    if (self->render_many) return self->render_many(self, reqs, n, how, done, user, stats);
-    double t0 = ts_now();
-    for (int i = 0; i < n; i++) {
-        render_output out = {0};
-        if (self->render(self, &reqs[i], &out) < 0) done(user, i, NULL, ts_last_error());
-        else done(user, i, &out, NULL);
-    }
-    if (stats) *stats = (render_stats){.wall = ts_now() - t0, .unet_busy = ts_now() - t0, .batches = n, .images = n};
-    return 0;
 }
 
 void backend_expander_destroy(ts_expander **self) {

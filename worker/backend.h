@@ -53,11 +53,9 @@ typedef struct {
     char ext[8];         /* "png" */
 } render_output;
 
-typedef struct render_stats render_stats;
-
-/* How backend_render_many groups records (job keys workers.batch, workers.unet_shared). */
+/* How a render session groups records (job keys workers.batch, workers.unet_shared). */
 typedef struct {
-    int batch;           /* records in one txt2img call (1..64) */
+    int batch;           /* records of one submission in one txt2img call (1..64) */
     bool unet_shared;    /* false: each record's U-Net rows run on their own, its bytes those of a
                             batch of one. true: one U-Net call a step for the records whose
                             prompts have the same token count: faster, but a record's pixels may
@@ -65,9 +63,10 @@ typedef struct {
                             linear path depend on the row count; README, render throughput) */
 } render_batching;
 
-/* A rendered record: called once for each request of backend_render_many, from one thread
- * at a time, with the image (out->bytes passes to the callee) or the error. */
-typedef void (*render_done_fn)(void *user, int index, render_output *out, const char *error);
+/* A rendered record: called once for each submitted request, from one thread at a time (not
+ * necessarily the submitter's), with the image (out->bytes passes to the callee) or the
+ * error; tag is the submission's. */
+typedef void (*render_done_fn)(void *user, void *tag, int index, render_output *out, const char *error);
 
 typedef struct ts_renderer ts_renderer;
 struct ts_renderer {
@@ -75,11 +74,36 @@ struct ts_renderer {
     void *state;
     int (*render)(ts_renderer *self, const render_request *req, render_output *out);
     void (*destroy)(ts_renderer *self);
-    /* Optional (backend_render_many): many records, up to `batch` of the same size, steps,
-     * cfg and sampler in one model call, the model's stages overlapped. */
-    int (*render_many)(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
-                       render_done_fn done, void *user, render_stats *stats);
+    bool pipelined;      /* sessions run stage threads (the model renderer); else render() inline */
 };
+
+/* Where a session's time went (seconds since render_session_new). */
+typedef struct {
+    double wall;
+    double unet_busy, text_busy, decode_busy;   /* each stage's working time (U-Net: sampling) */
+    int batches, images;
+} render_stats;
+
+/*
+ * A render session: records in, images out through done(). Records of one submission (a
+ * task) that have the same size, steps, cfg and sampler go `batch` at a time into one model
+ * call. The model renderer runs a pipeline of three stages, each in its own thread with its
+ * own model component, that stays up across submissions: text encoding of the next batch and
+ * VAE decode + PNG encoding + done() of the last batch go on while the U-Net samples, so the
+ * U-Net does not wait between batches nor between a worker's tasks. Other renderers render
+ * inline in render_session_submit. Without how->unet_shared a record's image does not depend
+ * on the records it is batched with: its bytes are those of a batch of one. A record that
+ * fails (a bad prompt) gets its error; the others go on.
+ */
+typedef struct render_session render_session;
+render_session *render_session_new(ts_renderer *renderer, const render_batching *how, render_done_fn done, void *user);
+/* Queues n requests; reqs (and its strings) must live until their done() calls. */
+int render_session_submit(render_session *self, const render_request *reqs, int n, void *tag);
+/* Waits until every submitted request is done, then ends the threads; stats may be NULL. */
+void render_session_destroy(render_session **self, render_stats *stats);
+/* A session for just these requests: new, submit (tag NULL), destroy. */
+int backend_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
+                        render_done_fn done, void *user, render_stats *stats);
 
 /* kind: "null", "echo" or a name from backend.c's table; model: path from the job spec. */
 ts_expander *backend_expander_new(const char *kind, const char *model);
@@ -87,20 +111,6 @@ ts_renderer *backend_renderer_new(const char *kind, const char *model);
 /* The faithfulness check on a model expander's replies (models/llm/expand_check.h): check is
  * "none" or "keep-words" (NULL, "": none), retries < 0 the default. -1 for a bad name. */
 int backend_expander_set_check(ts_expander *self, const char *check, int retries);
-/* Renders n requests, how->batch at a time: done(user, i, ...) for each i, in any order, from
- * one thread at a time (not necessarily the caller's; all calls are over when this returns).
- * Without how->unet_shared a record's image does not depend on the records it is batched with:
- * its bytes are those of a batch of one. A record that fails (a bad prompt) gets its error; the others go on.
- * The model renderer runs a pipeline of three stages, each in its own thread with its own
- * model component: text encoding of batch k+1 and VAE decode + PNG encoding + done() of
- * batch k-1 while the U-Net samples batch k. stats (NULL: none) gets where the time went. */
-struct render_stats {
-    double wall;                              /* seconds of the whole call */
-    double unet_busy, text_busy, decode_busy; /* seconds each stage worked (U-Net: sampling) */
-    int batches, images;
-};
-int backend_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
-                        render_done_fn done, void *user, render_stats *stats);
 void backend_expander_destroy(ts_expander **self);
 void backend_renderer_destroy(ts_renderer **self);
 
