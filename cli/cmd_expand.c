@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "models/llm/expand_check.h"
+#include "models/llm/expand_grammar.h"
 #include "models/llm/llm_expander.h"
 #include "models/formats/model_files.h"
 #include "worker/llm_http.h"
@@ -35,6 +36,8 @@ static int usage(int status) {
             "  --template NAME      chatml | llama3 | llama2 | mistral (default: the model's)\n"
             "  --prompt-format F    base models: complete F with {prompt} replaced, no chat\n"
             "                       (default: the GGUF's tessera.expander.prompt_format)\n"
+            "  --grammar G          none | shapes: decode under a grammar that keeps the prompt\n"
+            "                       (default: the GGUF's tessera.expander.grammar, else none)\n"
             "  --tokenizer PATH     tokenizer.json / .gguf override\n"
             "  --system FILE        the instruction (default: built in)\n"
             "  --examples FILE      worked examples, 'short<TAB>description' per line\n"
@@ -94,6 +97,10 @@ int cmd_expand(int argc, char **argv) {
         else if (strcmp(a, "-f") == 0) { if (!TAKE() || read_prompts(v, &prompts, &n) != 0) { fprintf(stderr, "tessera: error: %s\n", ts_last_error()); return 2; } }
         else if (strcmp(a, "--template") == 0) { if (!(eo.template_name = TAKE())) return 2; }
         else if (strcmp(a, "--prompt-format") == 0) { if (!(eo.prompt_format = TAKE())) return 2; }
+        else if (strcmp(a, "--grammar") == 0) {
+            if (!(eo.grammar = TAKE())) return 2;
+            if (expand_grammar_check_name(eo.grammar) != 0) { fprintf(stderr, "tessera: error: %s\n", ts_last_error()); return 2; }
+        }
         else if (strcmp(a, "--tokenizer") == 0) { if (!(eo.tokenizer = TAKE())) return 2; }
         else if (strcmp(a, "--system") == 0) { if (!(eo.system_file = ho.system_file = TAKE())) return 2; }
         else if (strcmp(a, "--examples") == 0) { if (!(eo.examples_file = ho.examples_file = TAKE())) return 2; }

@@ -11,7 +11,7 @@ and scores every image against its *short* prompt with `tessera eval shapes`, st
 counts) and lenient, with exact McNemar tests on the paired per-prompt verdicts.
 
     python tools/shapes/ablation.py --out /tmp/shapes-ablation [--runtime diffusers]
-    python tools/shapes/ablation.py --out /tmp/x --demo-prompts   # demo/prompts_expanded.txt
+    python tools/shapes/ablation.py --out /tmp/x --demo-prompts   # demo/prompts_expanded{,_hf}.txt
 
 --runtime tessera (issue 19) runs every row as a `tessera run` job: kind render for (a) and
 (b), kind generate with `expand.check: keep-words` (expand.retries 16) for (c); seed = prompt
@@ -134,24 +134,32 @@ def run_job(tessera, work, model_dir, prompts, expander=None, retries=16):
     return records, result
 
 
-def expander_faithfulness(tessera, expander, shorts, out, retries=(None, 0, 4, 16)):
-    """What the expander keeps of the short prompts: `tessera expand` greedy (None: no check),
-    then with the keep-words check and 0/4/16 retries. The accepted expansions are drawn
-    exactly and scored against their short prompts; fallbacks (the short prompt itself) are
-    counted apart. Returns markdown table lines."""
+FAITHFULNESS_ROWS = (("none", None), ("none", 0), ("none", 4), ("none", 16), ("shapes", None), ("shapes", 16))
+
+
+def expander_faithfulness(tessera, expander, shorts, out, rows=FAITHFULNESS_ROWS):
+    """What the expander keeps of the short prompts: `tessera expand` greedy, without the
+    grammar (--grammar none) and with the keep-words check and 0/4/16 retries (None: no
+    check), then under the shapes grammar. The accepted expansions are drawn exactly and
+    scored against their short prompts; fallbacks (the short prompt itself) are counted
+    apart; "kept" is expansion_check.py's verdict (the world's meaning). Returns markdown
+    table lines."""
+    import expansion_check
     src = os.path.join(out, "short_prompts.txt")
-    lines = ["| expander | fell back | object | shape | colour | count | position | size | checks | strict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in retries:
+    open(src, "w").write("\n".join(shorts) + "\n")
+    lines = ["| expander | fell back | object | shape | colour | count | position | size | checks | strict "
+             "| kept (expansion_check.py) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for grammar, r in rows:
         args = [tessera, "-q", "expand", "-m", expander, "--prompt-format", "{prompt}" + SEP, "-f", src,
-                "--temp", "0", "--repeat-penalty", "1"]
+                "--temp", "0", "--repeat-penalty", "1", "--grammar", grammar]
         if r is not None:
             args += ["--check", "keep-words", "--check-retries", str(r)]
         got = subprocess.run(args, check=True, capture_output=True, text=True,
                              env=dict(os.environ, OMP_NUM_THREADS="1")).stdout.rstrip("\n").split("\n")
         assert len(got) == len(shorts)
         accepted = [i for i in range(len(shorts)) if got[i] != shorts[i]]
-        name = "greedy" if r is None else f"keep-words, {r} retries"
+        name = ("greedy" if r is None else f"keep-words, {r} retries") + \
+            (", shapes grammar" if grammar != "none" else ", no grammar")
         d = os.path.join(out, "faithfulness", name.replace(" ", "_").replace(",", ""))
         os.makedirs(d, exist_ok=True)
         acc = os.path.join(d, "short.txt")
@@ -159,10 +167,11 @@ def expander_faithfulness(tessera, expander, shorts, out, retries=(None, 0, 4, 1
         open(os.path.join(d, "expanded.txt"), "w").write("\n".join(got) + "\n")
         draw_exactly([got[i] for i in accepted], os.path.join(d, "images"))
         sc = score(tessera, os.path.join(d, "images"), acc)
+        kept = sum(expansion_check.keeps(shorts[i], got[i]) for i in accepted)
         cells = [f"{100 * sc['attributes'][a]['accuracy']:.1f}" if sc["attributes"][a]["total"] else "–" for a in
                  ("object", "shape", "colour", "count", "position", "size")]
         lines.append(f"| {name} | {len(shorts) - len(accepted)} | " + " | ".join(cells) +
-                     f" | {100 * sc['checks_accuracy']:.1f} | {100 * sc['strict']:.1f} |")
+                     f" | {100 * sc['checks_accuracy']:.1f} | {100 * sc['strict']:.1f} | {kept} of {len(shorts)} |")
     return lines
 
 
@@ -185,16 +194,27 @@ def main():
     ap.add_argument("--n", type=int, default=N_PROMPTS)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--retries", type=int, default=16, help="expand.retries of the keep-words check")
+    ap.add_argument("--baseline-expander", default=None,
+                    help="(runtime tessera) also row (c0): the expander in this file, e.g. the demo's before it "
+                         "named a grammar, with the same check and retries")
     ap.add_argument("--demo-prompts", action="store_true",
-                    help="only expand demo/prompts.txt into demo/prompts_expanded.txt (for the CI test)")
+                    help="only expand demo/prompts.txt into demo/prompts_expanded.txt (tessera, as the demo "
+                         "does) and demo/prompts_expanded_hf.txt (transformers, greedy, no grammar) for the CI tests")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.demo_prompts:
-        shorts = [l.strip() for l in open(os.path.join(args.demo, "prompts.txt")) if l.strip()]
-        expanded = expand_reference(os.path.join(args.demo, "expander.gguf"), shorts)
-        open(os.path.join(args.demo, "prompts_expanded.txt"), "w").write("\n".join(expanded) + "\n")
-        return 0
     tessera = args.tessera or os.path.join(ROOT, "build", "release", "tessera")
+    if args.demo_prompts:
+        # transformers' greedy expansions (no grammar), and what `tessera expand` makes of the
+        # prompts as the file says (under its grammar): tests/parity/test_demo_expander.sh
+        # holds the second to the first wherever the first keeps its prompt.
+        src = os.path.join(args.demo, "prompts.txt")
+        shorts = [l.strip() for l in open(src) if l.strip()]
+        expanded = expand_reference(os.path.join(args.demo, "expander.gguf"), shorts)
+        open(os.path.join(args.demo, "prompts_expanded_hf.txt"), "w").write("\n".join(expanded) + "\n")
+        got = subprocess.run([tessera, "-q", "expand", "-m", os.path.join(args.demo, "expander.gguf"), "-f", src],
+                             check=True, capture_output=True, text=True).stdout
+        open(os.path.join(args.demo, "prompts_expanded.txt"), "w").write(got)
+        return 0
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
     shorts = heldout_prompts(args.n)
@@ -220,6 +240,13 @@ def main():
                 expanded = [records[i].get("expanded") or shorts[i] for i in range(len(shorts))]
                 fallbacks = [records[i].get("expand_fallback") for i in range(len(shorts))]
             print(f"({key}) {label}: strict {results[key]['strict']:.3f} ({time.time()-t0:.0f}s)", flush=True)
+        if args.baseline_expander:
+            records0, results["c0"] = run_job(tessera, os.path.join(args.out, "c0"), os.path.join(args.demo,
+                                              "model-descriptive"), shorts, args.baseline_expander, args.retries)
+            n_fb0 = sum(1 for i in range(len(shorts)) if records0[i].get("expand_fallback"))
+            rows.append(("c0", f"descriptive model, expanded by {os.path.basename(args.baseline_expander)} "
+                               f"(keep-words, {args.retries} retries; {n_fb0} fell back)", None, None))
+            print(f"(c0) strict {results['c0']['strict']:.3f} ({time.time()-t0:.0f}s)", flush=True)
     open(os.path.join(args.out, "expanded_prompts.txt"), "w").write("\n".join(expanded) + "\n")
     # (c*): the accepted expansions drawn exactly, scored against their short prompts.
     accepted = [i for i in range(len(shorts)) if not (fallbacks and fallbacks[i])]
@@ -245,7 +272,7 @@ def main():
                      f"{r['extra_objects']} | **{100 * r['strict']:.1f}** | {100 * r['lenient']:.1f} |")
     lines += ["", "Paired over the same prompts and seeds (exact McNemar test on per-prompt verdicts):", "",
               "| | strict: wins / losses | p | lenient: wins / losses | p |", "|---|---|---|---|---|"]
-    for x, y in [("c", "a"), ("b", "a"), ("c", "b")]:
+    for x, y in [("c", "a"), ("b", "a"), ("c", "b")] + ([("c", "c0")] if "c0" in results else []):
         cells = []
         for k in (0, 1):
             w, l, p = mcnemar([v[k] for v in results[x]["verdicts"]], [v[k] for v in results[y]["verdicts"]])

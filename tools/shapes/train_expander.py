@@ -106,6 +106,9 @@ def export_gguf(model, tokens, merges, vocab, path):
     w.add_string("tessera.expander.prompt_format", "{prompt} =>")
     w.add_float32("tessera.expander.temperature", 0.0)
     w.add_float32("tessera.expander.repeat_penalty", 1.0)
+    # Decode under the shapes world's grammar (models/llm/expand_grammar.h): the reply may only
+    # be a descriptive caption that keeps every phrase of the short prompt (issue 19).
+    w.add_string("tessera.expander.grammar", "shapes")
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
