@@ -1,8 +1,8 @@
 /*
  * bench.h — the sub-benchmarks of `tessera bench`, one line each.
  * To add one: write `int bench_NAME(int argc, char **argv)` in cli/bench_NAME.c (argv[0]
- * is the sub-benchmark's name; `tessera bench` has already applied --threads), then add
- * a line here. A benchmark prints its figures to stdout and returns the exit status.
+ * is the sub-benchmark's name; make contexts with bench_ctx_new(), which applies `tessera
+ * bench --threads`), then add a line here. A benchmark prints its figures to stdout and returns the exit status.
  * Speed targets are ratios against a baseline measured in the same run (README, Kernels).
  */
 #ifndef TESSERA_BENCH_H
@@ -21,6 +21,11 @@
 #define DECLARE_BENCH(name, summary) int bench_##name(int argc, char **argv);
 TESSERA_BENCHES(DECLARE_BENCH)
 #undef DECLARE_BENCH
+
+/* A CPU context with `tessera bench --threads` threads (all cores by default); NULL on failure. */
+#include "kernels/backend.h"
+ts_ctx *bench_ctx_new(void);
+int bench_threads(void);   /* the threads that context has */
 
 /* Seconds per call of fn(arg): one warm-up, then the best of `reps` timed calls. */
 double bench_best_seconds(void (*fn)(void *arg), void *arg, int reps);

@@ -45,7 +45,8 @@ int bench_caption(int argc, char **argv) {
         return 2;
     }
     llava *v = llava_open(model, mmproj);
-    if (!v) { fprintf(stderr, "tessera bench caption: %s\n", ts_last_error()); return 1; }
+    ts_ctx *ctx = bench_ctx_new();
+    if (!v || !ctx) { fprintf(stderr, "tessera bench caption: %s\n", ts_last_error()); llava_destroy(&v); ts_ctx_destroy(&ctx); return 1; }
     const clip_vision_config *vc = llava_vision_config(v);
     const llm_config *lc = llm_get_config(llava_llm(v));
     const int P = vc->image_size, K = llava_image_tokens(v), D = lc->dim, V = lc->vocab_size;
@@ -62,10 +63,10 @@ int bench_caption(int argc, char **argv) {
     /* the vision tower: N calls of one image, then one call of N */
     double t0 = ts_now(), c0 = cpu_now();
     for (int i = 0; i < N; i++)
-        if (llava_encode_images(v, pixels + (size_t)i * 3 * P * P, 1, features + (size_t)i * K * D)) goto fail;
+        if (llava_encode_images(v, ctx, pixels + (size_t)i * 3 * P * P, 1, features + (size_t)i * K * D)) goto fail;
     double one = N / (ts_now() - t0), one_cpu = N / (cpu_now() - c0);
     t0 = ts_now(), c0 = cpu_now();
-    if (llava_encode_images(v, pixels, N, features)) goto fail;
+    if (llava_encode_images(v, ctx, pixels, N, features)) goto fail;
     double batched = N / (ts_now() - t0), batched_cpu = N / (cpu_now() - c0);
     printf("vision tower, one image per call: %8.3f images/s %8.3f images/cpu-s\n", one, one_cpu);
     printf("vision tower, %2d images per call: %8.3f images/s %8.3f images/cpu-s   (%.2fx wall, %.2fx per cpu-s)\n", N,
@@ -79,8 +80,8 @@ int bench_caption(int argc, char **argv) {
     }
     ids[0] = lc->bos_id >= 0 ? lc->bos_id : ids[0];
     for (int i = 0; i < K; i++) ids[1 + PROMPT_TEXT_IDS / 2 + i] = LLM_EMBEDDING_ROW;
-    llm_state *s1 = llm_state_new(llava_llm(v), 1, n_ids + G + 1, 512);
-    llm_state *sn = llm_state_new(llava_llm(v), S, n_ids + G + 1, 512 > S ? 512 : S);
+    llm_state *s1 = llm_state_new(llava_llm(v), ctx, 1, n_ids + G + 1, 512);
+    llm_state *sn = llm_state_new(llava_llm(v), ctx, S, n_ids + G + 1, 512 > S ? 512 : S);
     if (!s1 || !sn) goto fail;
     long tokens_one = 0, tokens_batch = 0;
     t0 = ts_now(), c0 = cpu_now();
@@ -115,5 +116,6 @@ fail:
     if (status) fprintf(stderr, "tessera bench caption: %s\n", ts_last_error());
     free(pixels), free(features);
     llava_destroy(&v);
+    ts_ctx_destroy(&ctx);
     return status;
 }

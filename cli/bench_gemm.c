@@ -12,16 +12,18 @@
 #include <string.h>
 
 typedef struct {
+    ts_ctx *ctx;
     int M, N, K;
     float *A, *B, *C;
 } gemm_case;
 
 static void run_gemm(void *arg) {
     gemm_case *g = arg;
-    gemm(false, false, g->M, g->N, g->K, 1.0f, g->A, g->K, g->B, g->N, 0.0f, g->C, g->N);
+    gemm(g->ctx, false, false, g->M, g->N, g->K, 1.0f, g->A, g->K, g->B, g->N, 0.0f, g->C, g->N);
 }
 
 typedef struct {
+    ts_ctx *ctx;
     int N, C, H, W, OC;
     float *x, *y;
     tensor w, b;
@@ -30,18 +32,19 @@ typedef struct {
 
 static void run_conv(void *arg) {
     conv_case *c = arg;
-    c->status |= conv2d(c->y, c->x, c->N, c->C, c->H, c->W, &c->w, &c->b,
+    c->status |= conv2d(c->ctx, c->y, c->x, c->N, c->C, c->H, c->W, &c->w, &c->b,
                         (conv2d_params){.stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1});
 }
 
 typedef struct {
+    ts_ctx *ctx;
     attention_params p;
     float *q, *k, *v, *o;
 } attn_case;
 
 static void run_attention(void *arg) {
     attn_case *c = arg;
-    attention(c->o, c->q, c->k, c->v, c->p);
+    attention(c->ctx, c->o, c->q, c->k, c->v, c->p);
 }
 
 static float *random_floats(size_t n) {
@@ -56,8 +59,8 @@ typedef struct { double wall, cpu; } rate;
 
 static rate rate_of(double flops, bench_time t) { return (rate){flops / t.wall * 1e-9, flops / t.cpu * 1e-9}; }
 
-static rate gemm_rate(int M, int N, int K, int reps) {
-    gemm_case g = {M, N, K, random_floats((size_t)M * K), random_floats((size_t)K * N), random_floats((size_t)M * N)};
+static rate gemm_rate(ts_ctx *ctx, int M, int N, int K, int reps) {
+    gemm_case g = {ctx, M, N, K, random_floats((size_t)M * K), random_floats((size_t)K * N), random_floats((size_t)M * N)};
     bench_time t = bench_best_time(run_gemm, &g, reps);
     free(g.A); free(g.B); free(g.C);
     return rate_of(2.0 * M * N * K, t);
@@ -77,7 +80,9 @@ int bench_gemm(int argc, char **argv) {
     printf("GFLOP/s is of wall time; 'per cpu-s' divides by the process CPU time instead, which\n"
            "stays comparable when the machine is shared. Ratios are to sgemm 2048^3 of this run.\n");
     printf("  %-30s %10s %12s %11s %10s\n", "", "GFLOP/s", "per cpu-s", "ratio wall", "ratio cpu");
-    rate sq = gemm_rate(2048, 2048, 2048, reps), tall = gemm_rate(4096, 320, 1280, reps);
+    ts_ctx *ctx = bench_ctx_new();
+    if (!ctx) { fprintf(stderr, "tessera bench: %s\n", ts_last_error()); return 1; }
+    rate sq = gemm_rate(ctx, 2048, 2048, 2048, reps), tall = gemm_rate(ctx, 4096, 320, 1280, reps);
     printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", "sgemm M=N=K=2048", sq.wall, sq.cpu, 1.0, 1.0);
     printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", "sgemm M=4096 N=320 K=1280", tall.wall, tall.cpu,
            tall.wall / sq.wall, tall.cpu / sq.cpu);
@@ -88,12 +93,12 @@ int bench_gemm(int argc, char **argv) {
         {CONV_BACKEND_ONEDNN, true, "onednn cached"},    /* conv2d_weight_cache: no weight reorder */
         {CONV_BACKEND_IM2COL, false, "im2col+sgemm"},
     };
-    conv2d_backend chosen = conv2d_get_backend();
+    conv2d_backend chosen = conv2d_get_backend(ctx);
     printf("conv2d 3x3 pad 1, batch 2 (default: %s for these shapes)\n", conv2d_backend_name(chosen));
     int status = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int C = shapes[s].C, H = shapes[s].H;
-        conv_case c = {.N = 2, .C = C, .H = H, .W = H, .OC = C};
+        conv_case c = {.ctx = ctx, .N = 2, .C = C, .H = H, .W = H, .OC = C};
         c.x = random_floats((size_t)2 * C * H * H);
         c.y = ts_aligned_alloc((size_t)2 * C * H * H * sizeof(float));
         float *w = random_floats((size_t)C * C * 9), *b = random_floats((size_t)C);
@@ -102,11 +107,11 @@ int bench_gemm(int argc, char **argv) {
         double flops = 2.0 * 2 * C * H * H * (double)C * 9;
         for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
             if (!conv2d_backend_available(variants[k].backend)) continue;
-            conv2d_set_backend(variants[k].backend);
-            conv2d_weight_cache(variants[k].cache ? (size_t)1 << 30 : 0);
+            conv2d_set_backend(ctx, variants[k].backend);
+            conv2d_weight_cache(ctx, variants[k].cache ? (size_t)1 << 30 : 0);
             rate r = rate_of(flops, bench_best_time(run_conv, &c, reps));
-            conv2d_weight_cache_clear();
-            conv2d_weight_cache(0);
+            conv2d_weight_cache_clear(ctx);
+            conv2d_weight_cache(ctx, 0);
             char label[64];
             snprintf(label, sizeof label, "%d@%dx%d %s", C, H, H, variants[k].label);
             printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", label, r.wall, r.cpu, r.wall / sq.wall, r.cpu / sq.cpu);
@@ -114,13 +119,13 @@ int bench_gemm(int argc, char **argv) {
         if (c.status) { fprintf(stderr, "tessera bench: conv2d failed: %s\n", ts_last_error()); status = 1; }
         free(c.x); free(c.y); free(w); free(b);
     }
-    conv2d_set_backend(CONV_BACKEND_AUTO);
+    conv2d_set_backend(ctx, CONV_BACKEND_AUTO);
 
     /* SD 1.x attention at the 64x64 level: self (4096 keys) and cross (77 keys), CFG batch 2. */
     static const struct { int heads, head_dim; int64_t n_q, n_kv; } attn[] = {{8, 40, 4096, 4096}, {8, 40, 4096, 77}};
     printf("attention, batch 2, heads x head_dim, queries x keys\n");
     for (size_t a = 0; a < sizeof attn / sizeof attn[0]; a++) {
-        attn_case c = {.p = {.batch = 2, .heads = attn[a].heads, .head_dim = attn[a].head_dim,
+        attn_case c = {.ctx = ctx, .p = {.batch = 2, .heads = attn[a].heads, .head_dim = attn[a].head_dim,
                              .n_q = attn[a].n_q, .n_kv = attn[a].n_kv}};
         int width = attn[a].heads * attn[a].head_dim;
         c.q = random_floats((size_t)2 * attn[a].n_q * width);
@@ -135,5 +140,6 @@ int bench_gemm(int argc, char **argv) {
         printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", label, r.wall, r.cpu, r.wall / sq.wall, r.cpu / sq.cpu);
         free(c.q); free(c.k); free(c.v); free(c.o);
     }
+    ts_ctx_destroy(&ctx);
     return status;
 }

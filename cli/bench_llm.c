@@ -28,10 +28,10 @@ typedef struct { double prefill, decode, prefill_cpu, decode_cpu; int status; } 
 
 /* Prefill `seqs` prompts of P tokens (chunks of up to 512 batch tokens), then G decode
  * steps of one token per sequence. Returns tokens/s of each phase. */
-static rates measure(const llm *m, int seqs, int P, int G) {
+static rates measure(const llm *m, ts_ctx *ctx, int seqs, int P, int G) {
     rates r = {0};
     const int V = llm_get_config(m)->vocab_size, chunk = 512;
-    llm_state *s = llm_state_new(m, seqs, P + G + 1, chunk > seqs ? chunk : seqs);
+    llm_state *s = llm_state_new(m, ctx, seqs, P + G + 1, chunk > seqs ? chunk : seqs);
     if (!s) { r.status = -1; return r; }
     int total = seqs * P;
     int *tok = ts_malloc((size_t)total * sizeof(int)), *seq = ts_malloc((size_t)total * sizeof(int));
@@ -87,20 +87,22 @@ int bench_llm(int argc, char **argv) {
         return 2;
     }
     llm *m = llm_open(model);
-    if (!m) { fprintf(stderr, "tessera bench llm: %s\n", ts_last_error()); return 1; }
+    ts_ctx *ctx = m ? bench_ctx_new() : NULL;
+    if (!m || !ctx) { fprintf(stderr, "tessera bench llm: %s\n", ts_last_error()); llm_destroy(&m); return 1; }
     const llm_config *c = llm_get_config(m);
     printf("model: %s (%s, %.0fM parameters, %s, %d layers, dim %d, vocab %d)\n", model, c->arch,
            (double)llm_parameter_count(m) * 1e-6, llm_weight_type(m), c->n_layers, c->dim, c->vocab_size);
     printf("prompt %d tokens, %d decode steps\n", P, G);
     printf("%-6s %14s %14s %18s %18s\n", "batch", "prefill tok/s", "decode tok/s", "prefill tok/cpu-s", "decode tok/cpu-s");
-    rates one = measure(m, 1, P, G);
+    rates one = measure(m, ctx, 1, P, G);
     if (!one.status) printf("%-6d %14.1f %14.2f %18.1f %18.2f\n", 1, one.prefill, one.decode, one.prefill_cpu, one.decode_cpu);
-    rates many = one.status ? one : measure(m, B, P, G);
+    rates many = one.status ? one : measure(m, ctx, B, P, G);
     if (!many.status) printf("%-6d %14.1f %14.2f %18.1f %18.2f\n", B, many.prefill, many.decode, many.prefill_cpu, many.decode_cpu);
     int status = one.status || many.status;
     if (status) fprintf(stderr, "tessera bench llm: %s\n", ts_last_error());
     else printf("batching gain (batch-%d decode over batch-1): %.2fx wall, %.2fx per cpu-second\n", B,
                 many.decode / one.decode, many.decode_cpu / one.decode_cpu);
     llm_destroy(&m);
+    ts_ctx_destroy(&ctx);
     return status;
 }

@@ -19,13 +19,14 @@
 #include <sys/resource.h>
 
 typedef struct {
+    ts_ctx *ctx;
     int n;
     float *a, *b, *c;
 } sgemm_case;
 
 static void run_sgemm(void *arg) {
     sgemm_case *g = arg;
-    gemm(false, false, g->n, g->n, g->n, 1.0f, g->a, g->n, g->b, g->n, 0.0f, g->c, g->n);
+    gemm(g->ctx, false, false, g->n, g->n, g->n, 1.0f, g->a, g->n, g->b, g->n, 0.0f, g->c, g->n);
 }
 
 static float *filled(size_t n, float v) {
@@ -36,8 +37,8 @@ static float *filled(size_t n, float v) {
 }
 
 /* sgemm GFLOP/s at 2048^3: the fp32 rate the U-Net's GEMMs and convolutions aim at. */
-static double sgemm_peak(void) {
-    sgemm_case g = {2048, filled(2048u * 2048, 1), filled(2048u * 2048, 1), filled(2048u * 2048, 1)};
+static double sgemm_peak(ts_ctx *ctx) {
+    sgemm_case g = {ctx, 2048, filled(2048u * 2048, 1), filled(2048u * 2048, 1), filled(2048u * 2048, 1)};
     double s = bench_best_seconds(run_sgemm, &g, 3);
     free(g.a), free(g.b), free(g.c);
     return 2.0 * 2048.0 * 2048.0 * 2048.0 / s * 1e-9;
@@ -88,7 +89,8 @@ int bench_unet(int argc, char **argv) {
         fprintf(stderr, "tessera bench unet: --res must be a multiple of 64; --batch, --reps, --tokens positive\n");
         return 2;
     }
-    if (threads > 0) ts_set_threads(threads);
+    ts_ctx *ctx = threads > 0 ? ts_ctx_new("cpu", threads) : bench_ctx_new();
+    if (!ctx) { fprintf(stderr, "tessera bench unet: %s\n", ts_last_error()); return 1; }
 
     unet_config cfg;
     if (unet_config_preset(arch, &cfg)) { fprintf(stderr, "tessera bench unet: %s\n", ts_last_error()); return 2; }
@@ -97,13 +99,13 @@ int bench_unet(int argc, char **argv) {
     if (!u) { fprintf(stderr, "tessera bench unet: %s\n", ts_last_error()); return 1; }
     int H = res / 8, W = res / 8, C = cfg.in_channels, D = cfg.cross_attention_dim;
     printf("unet %s, %dx%d (latents %dx%d), batch %d, %d tokens, %s weights (%.2f GB), %d threads, built in %.1f s\n",
-           arch, res, res, H, W, batch, tokens, dtype_name(wtype), (double)unet_weight_bytes(u) / 1e9, ts_get_threads(),
+           arch, res, res, H, W, batch, tokens, dtype_name(wtype), (double)unet_weight_bytes(u) / 1e9, ts_ctx_threads(ctx),
            ts_now() - t0);
 
-    double peak = sgemm_peak();
+    double peak = sgemm_peak(ctx);
     printf("sgemm 2048^3 before: %.1f GFLOP/s\n", peak);
 
-    float *x = filled((size_t)batch * C * H * W, 2), *ctx = filled((size_t)batch * tokens * D, 2);
+    float *x = filled((size_t)batch * C * H * W, 2), *text_ctx = filled((size_t)batch * tokens * D, 2);
     float *out = ts_aligned_alloc((size_t)batch * cfg.out_channels * H * W * sizeof(float));
     float *t = ts_malloc((size_t)batch * sizeof(float)), *text = NULL, *ids = NULL;
     for (int b = 0; b < batch; b++) t[b] = 999.0f - 100.0f * b;
@@ -117,13 +119,13 @@ int bench_unet(int argc, char **argv) {
     }
     int status = 0;
     t0 = ts_now();
-    if (unet_forward(u, x, batch, H, W, t, ctx, tokens, text, ids, out)) status = 1;
+    if (unet_forward(u, ctx, x, batch, H, W, t, text_ctx, tokens, text, ids, out)) status = 1;
     double warm = ts_now() - t0;
     unet_profile_enable(u, true);
     double best = 1e30, total = 0, cpu0 = cpu_seconds();
     for (int r = 0; r < reps && !status; r++) {
         t0 = ts_now();
-        if (unet_forward(u, x, batch, H, W, t, ctx, tokens, text, ids, out)) status = 1;
+        if (unet_forward(u, ctx, x, batch, H, W, t, text_ctx, tokens, text, ids, out)) status = 1;
         double dt = ts_now() - t0;
         total += dt;
         if (dt < best) best = dt;
@@ -133,7 +135,7 @@ int bench_unet(int argc, char **argv) {
     } else {
         /* Measured again after the U-Net: on a shared machine the better of the two is
          * closer to what the cores can do. */
-        double again = sgemm_peak();
+        double again = sgemm_peak(ctx);
         printf("sgemm 2048^3 after: %.1f GFLOP/s\n", again);
         if (again > peak) peak = again;
         double flops = unet_forward_flops(u, batch, H, W, tokens);
@@ -144,7 +146,7 @@ int bench_unet(int argc, char **argv) {
         printf("seconds per CFG step (2 images): %.3f s\n", per_step);
         /* CPU time shows what the wall clock hides on a shared machine: time lost waiting for a core */
         printf("CPU seconds per call: %.3f (all threads; wall x threads = %.3f)\n", (cpu_seconds() - cpu0) / reps,
-               total / reps * ts_get_threads());
+               total / reps * ts_ctx_threads(ctx));
         printf("GFLOP/s: %.1f = %.0f %% of the in-run sgemm peak (the better of before/after)\n", flops / best * 1e-9, 100.0 * flops / best * 1e-9 / peak);
         const unet_profile *p = unet_get_profile(u);
         double sum = 0;
@@ -159,9 +161,10 @@ int bench_unet(int argc, char **argv) {
         printf("%-20s %10.3f %6.1f%%\n", "(untimed glue)", (total - sum) / reps, 100.0 * (total - sum) / total);
     }
     printf("peak RSS: %.2f GB\n", peak_rss_gb());
-    if (ts_get_threads() > 1 && !getenv("OMP_WAIT_POLICY"))
+    if (ts_ctx_threads(ctx) > 1 && !getenv("OMP_WAIT_POLICY"))
         printf("(on a shared machine, OMP_WAIT_POLICY=passive keeps waiting threads from spinning away the CPU)\n");
-    free(x), free(ctx), free(out), free(t), free(text), free(ids);
+    free(x), free(text_ctx), free(out), free(t), free(text), free(ids);
     unet_destroy(&u);
+    ts_ctx_destroy(&ctx);
     return status;
 }

@@ -63,7 +63,8 @@ int bench_vae(int argc, char **argv) {
                     .block_out = {128, 256, 512, 512}, .layers_per_block = 2, .norm_groups = 32,
                     .post_quant_conv = true, .scaling_factor = VAE_SCALING_SD, .sample_size = 512};
     vae *v = vae_new_random(&c, 1234);
-    if (!v) { fprintf(stderr, "tessera bench vae: %s\n", ts_last_error()); return 1; }
+    ts_ctx *ctx = bench_ctx_new();
+    if (!v || !ctx) { fprintf(stderr, "tessera bench vae: %s\n", ts_last_error()); vae_destroy(&v); return 1; }
     float *z = ts_malloc((size_t)4 * h * h * sizeof(float));
     float *img = ts_malloc((size_t)3 * res * res * sizeof(float));
     for (int i = 0; i < 4 * h * h; i++) z[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
@@ -76,7 +77,7 @@ int bench_vae(int argc, char **argv) {
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
             double t0 = ts_now();
-            if (vae_decode(v, z, 1, h, h, img, &t) < 0) {
+            if (vae_decode(v, ctx, z, 1, h, h, img, &t) < 0) {
                 fprintf(stderr, "tessera bench vae: %s\n", ts_last_error());
                 status = 1;
                 break;
@@ -93,5 +94,6 @@ int bench_vae(int argc, char **argv) {
     }
     free(z), free(img);
     vae_destroy(&v);
+    ts_ctx_destroy(&ctx);
     return status;
 }

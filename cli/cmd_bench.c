@@ -82,6 +82,17 @@ static int take_threads_option(int argc, char **argv, int *threads) {
     return kept;
 }
 
+static int threads_option;   /* --threads, for bench_ctx_new */
+
+ts_ctx *bench_ctx_new(void) { return ts_ctx_new("cpu", threads_option); }
+
+int bench_threads(void) {
+    ts_ctx *ctx = bench_ctx_new();
+    int n = ctx ? ts_ctx_threads(ctx) : 1;
+    ts_ctx_destroy(&ctx);
+    return n;
+}
+
 int cmd_bench(int argc, char **argv) {
     int threads = 0;
     argc = take_threads_option(argc, argv, &threads);
@@ -92,8 +103,8 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "tessera bench: unknown option '%s'\n", argv[1]);
         return usage(2);
     }
-    ts_set_threads(threads);
-    printf("threads: %d\n", ts_get_threads());
+    threads_option = threads;
+    printf("threads: %d\n", bench_threads());
     if (strcmp(argv[1], "all") == 0) {
         int status = 0;
         for (int b = 0; b < bench_count; b++) {

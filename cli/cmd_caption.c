@@ -84,11 +84,12 @@ int cmd_caption(int argc, char **argv) {
     if (!model || n_images == 0) { free(images); return usage(2); }
 
     llava *v = llava_open(model, mmproj);
+    ts_ctx *ctx = ts_ctx_new("cpu", 0);
     char *prompt = NULL;
     int *ids = NULL, n_ids = 0;
     llm_state *s = NULL;
     float *features = NULL;
-    if (!v || !(prompt = caption_prompt(tpl, style, alt)) || llava_tokenize_prompt(v, prompt, &ids, &n_ids)) {
+    if (!v || !ctx || !(prompt = caption_prompt(tpl, style, alt)) || llava_tokenize_prompt(v, prompt, &ids, &n_ids)) {
         fprintf(stderr, "tessera caption: %s\n", ts_last_error());
         goto done;
     }
@@ -97,7 +98,7 @@ int cmd_caption(int argc, char **argv) {
     if (pad >= 0) pre.pad_to_square = pad;
     const int K = llava_image_tokens(v), D = llm_get_config(llava_llm(v))->dim;
     features = ts_malloc((size_t)K * D * sizeof(float));
-    if (!(s = llm_state_new(llava_llm(v), 1, n_ids + (int)max_new + 1, 512))) {
+    if (!(s = llm_state_new(llava_llm(v), ctx, 1, n_ids + (int)max_new + 1, 512))) {
         fprintf(stderr, "tessera caption: %s\n", ts_last_error());
         goto done;
     }
@@ -108,7 +109,7 @@ int cmd_caption(int argc, char **argv) {
         int H, W, *out = NULL, n_out = 0;
         double t0 = ts_now();
         if (image_read(images[i], &img) || image_preprocess(&img, &pre, &px, &H, &W) ||
-            llava_encode_images(v, px, 1, features) || llava_generate(v, s, 0, ids, n_ids, features, (int)max_new, &out, &n_out)) {
+            llava_encode_images(v, ctx, px, 1, features) || llava_generate(v, s, 0, ids, n_ids, features, (int)max_new, &out, &n_out)) {
             fprintf(stderr, "tessera caption: %s\n", ts_last_error());
             status = 1;
         } else {
@@ -134,6 +135,7 @@ done:
     free(ids);
     free(prompt);
     llava_destroy(&v);
+    ts_ctx_destroy(&ctx);
     free(images);
     return status;
 }

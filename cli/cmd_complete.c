@@ -82,6 +82,7 @@ int cmd_complete(int argc, char **argv) {
     llm_codec *codec = NULL;
     int *tokens = NULL, n = 0, status = 1;
     llm_state *s = NULL;
+    ts_ctx *compute = NULL;
     if (ids) {
         tokens = ts_malloc((strlen(ids) / 2 + 2) * sizeof(int));
         for (char *p = (char *)ids, *e; *p; p = e) {
@@ -100,7 +101,8 @@ int cmd_complete(int argc, char **argv) {
     if (n == 0) { fprintf(stderr, "tessera complete: empty prompt\n"); goto done; }
     int ctx = n + (int)max_tokens + 1;
     if (ctx > c->max_seq_len && c->max_seq_len > 0) ctx = c->max_seq_len;
-    s = llm_state_new(m, 1, ctx, n < 512 ? n : 512);
+    compute = ts_ctx_new("cpu", 0);
+    s = compute ? llm_state_new(m, compute, 1, ctx, n < 512 ? n : 512) : NULL;
     if (!s) { fprintf(stderr, "tessera complete: %s\n", ts_last_error()); goto done; }
     llm_generation gen = {.max_tokens = (int)max_tokens, .stop = stops, .n_stop = n_stop};
     int ends[8] = {1, 2};   /* llama2.c: BOS delimits stories */
@@ -130,6 +132,7 @@ int cmd_complete(int argc, char **argv) {
 done:
     free(tokens);
     llm_state_destroy(&s);
+    ts_ctx_destroy(&compute);
     llm_codec_destroy(&codec);
     llm_destroy(&m);
     return status;

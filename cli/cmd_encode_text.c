@@ -62,15 +62,17 @@ int cmd_encode_text(int argc, char **argv) {
     }
     if (!model || !prompt || !out) return usage(2);
     text_encoder *te = text_encoder_load(model, tokenizer);
-    if (!te) { fprintf(stderr, "tessera encode-text: %s\n", ts_last_error()); return 1; }
+    ts_ctx *ctx = te ? ts_ctx_new("cpu", 0) : NULL;
+    if (!ctx) { fprintf(stderr, "tessera encode-text: %s\n", ts_last_error()); text_encoder_destroy(&te); return 1; }
     const char *prompts[2] = {negative, prompt};
     int count = negative ? 2 : 1;
     text_conditioning c;
     int status = 0;
     double t0 = ts_now();
-    if (text_encoder_encode(te, negative ? prompts : prompts + 1, count, &o, &c) != 0) {
+    if (text_encoder_encode(te, ctx, negative ? prompts : prompts + 1, count, &o, &c) != 0) {
         fprintf(stderr, "tessera encode-text: %s\n", ts_last_error());
         text_encoder_destroy(&te);
+        ts_ctx_destroy(&ctx);
         return 1;
     }
     log_info("%s: %s, context [%d, %d, %d] in %.3f s", model, text_family_name(text_encoder_family(te)), c.batch,
@@ -83,5 +85,6 @@ int cmd_encode_text(int argc, char **argv) {
     if (status) fprintf(stderr, "tessera encode-text: %s\n", ts_last_error());
     text_conditioning_free(&c);
     text_encoder_destroy(&te);
+    ts_ctx_destroy(&ctx);
     return status;
 }

@@ -231,7 +231,7 @@ int cmd_txt2img(int argc, char **argv) {
         seed = rnd;
     }
     r.seed = (uint64_t)seed;
-    ts_set_threads(threads);
+    o.threads = threads;
     char label[256];
     model_label(o.model, label, sizeof label);
     if (from_png.model[0] && strcmp(from_png.model, label) != 0)

@@ -8,7 +8,7 @@
 #include "cli/commands.h"
 #include "kernels/base.h"
 #include "kernels/comm.h"
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 #ifdef TESSERA_HAVE_CUDA
 #include "kernels/cuda/cuda.h"
 #endif
@@ -80,8 +80,14 @@ int cmd_version(int argc, char **argv) {
 #endif
     mpi = comm_have_mpi(); /* kernels/comm_mpi.c built on an MPI library */
     printf("tessera %s\n", TESSERA_VERSION);
+    ts_ctx *ctx = ts_ctx_new("cpu", 0);
     printf("features: openblas=%s onednn=%s cuda=%s nccl=%s mpi=%s openmp=yes threads=%d\n",
-           yes_no(blas), yes_no(dnnl), yes_no(cuda), yes_no(nccl), yes_no(mpi), ts_get_threads());
+           yes_no(blas), yes_no(dnnl), yes_no(cuda), yes_no(nccl), yes_no(mpi), ctx ? ts_ctx_threads(ctx) : 1);
+    ts_ctx_destroy(&ctx);
+    printf("backends:");
+    const char *const *names = ts_backend_names();
+    for (int i = 0; names[i]; i++) printf(" %s", names[i]);
+    printf("\n");
 #ifdef TESSERA_HAVE_CUDA
     int devices = cuda_device_count();   /* the CUDA library is built: say what it sees */
     printf("cuda devices: %d\n", devices);

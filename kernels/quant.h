@@ -32,63 +32,35 @@
 #ifndef TESSERA_QUANT_H
 #define TESSERA_QUANT_H
 
-#include "base.h"
+#include "kernels/tensor.h"
 
-typedef enum {
-    QT_F32 = 0,
-    QT_F16,
-    QT_BF16,
-    QT_Q8_0,
-    QT_Q4_0,
-    QT_Q4_K,
-    QT_Q6_K,
-    QT_Q4_1,
-    QT_Q5_0,
-    QT_Q5_1,
-    QT_Q2_K,
-    QT_Q3_K,
-    QT_Q5_K,
-    QT_IQ4_NL,
-    QT_IQ4_XS,
-    QT_COUNT
-} qtype;
-
-const char *qtype_name(qtype t);                 /* "Q8_0", ... */
-int qtype_block_values(qtype t);                 /* values per block: 1, 32 or 256 */
-size_t qtype_block_bytes(qtype t);               /* bytes per block */
-/* Bytes of one row of n values; 0 if n is not a whole number of blocks. */
-size_t qtype_row_bytes(qtype t, int64_t n);
+/* The formats are dtypes (tensor.h: DT_Q8_0 ... DT_IQ4_XS, with F32/F16/BF16 rows as one-value
+ * "blocks"); dtype_block_values / dtype_block_bytes / dtype_row_bytes give their sizes. */
 
 /* dst[0..n) = the values of one row (n a multiple of the block size). */
-void dequantize_row(qtype t, const void *src, float *dst, int64_t n);
+void dequantize_row(dtype t, const void *src, float *dst, int64_t n);
 /* sum_i row[i] * x[i] over one quantized row of n values. */
-float quant_dot(qtype t, const void *row, const float *x, int64_t n);
+float quant_dot(dtype t, const void *row, const float *x, int64_t n);
 /* sum_i a[i] * b[i], vectorised. */
 float dot_f32(const float *a, const float *b, int64_t n);
 
 /* A matrix [rows, cols] of quantized rows; a view (does not own data). */
 typedef struct qmatrix {
-    qtype type;
+    dtype type;
     int64_t rows, cols;
     const void *data;
     size_t row_bytes;
 } qmatrix;
 
 /* Makes a view; -1 with a message naming `what` if cols does not fit the block size. */
-int qmatrix_view(qmatrix *out, qtype t, int64_t rows, int64_t cols, const void *data, const char *what);
+int qmatrix_view(qmatrix *out, dtype t, int64_t rows, int64_t cols, const void *data, const char *what);
 size_t qmatrix_nbytes(const qmatrix *m);
 /* One row dequantized into dst[cols] (embedding lookup). */
 void qmatrix_row(const qmatrix *m, int64_t r, float *dst);
 
-/*
- * y[n, W.rows] = x[n, W.cols] * W^T, multithreaded over output rows.
- * Small n: each thread dequantizes one weight row into cache and dots it with the
- * activation rows, four at a time. Large n (prefill): a slab of weight rows is
- * dequantized and handed to gemm.
- */
-void qmatmul(float *y, const float *x, int64_t n, const qmatrix *W);
-/* At and above this many activation rows qmatmul takes the gemm path: dequantizing a slab
- * costs about as much as a row pass, and BLAS beats row dots once enough rows share it. */
+/* The product y = x W^T on such a matrix is an op: qmatmul in ops.h. At and above this many
+ * activation rows the CPU's qmatmul takes the gemm path: dequantizing a slab costs about as much
+ * as a row pass, and BLAS beats row dots once enough rows share it. */
 #define QMATMUL_GEMM_MIN_ROWS 32
 
 #endif

@@ -12,15 +12,31 @@
 
 /* ---- dtypes ------------------------------------------------------------ */
 
-static const struct { const char *name; size_t size; } dtype_table[DT_COUNT] = {
-    [DT_F32] = {"F32", 4}, [DT_F16] = {"F16", 2}, [DT_BF16] = {"BF16", 2},
-    [DT_F64] = {"F64", 8}, [DT_I64] = {"I64", 8}, [DT_I32] = {"I32", 4},
-    [DT_I16] = {"I16", 2}, [DT_I8] = {"I8", 1},   [DT_U8] = {"U8", 1},
-    [DT_BOOL] = {"BOOL", 1},
+/* size: bytes per element (0 for block types); values, bytes: per block (quant.h's layouts). */
+static const struct { const char *name; size_t size; int values; size_t bytes; } dtype_table[DT_COUNT] = {
+    [DT_F32] = {"F32", 4, 1, 4},  [DT_F16] = {"F16", 2, 1, 2}, [DT_BF16] = {"BF16", 2, 1, 2},
+    [DT_F64] = {"F64", 8, 1, 8},  [DT_I64] = {"I64", 8, 1, 8}, [DT_I32] = {"I32", 4, 1, 4},
+    [DT_I16] = {"I16", 2, 1, 2},  [DT_I8] = {"I8", 1, 1, 1},   [DT_U8] = {"U8", 1, 1, 1},
+    [DT_BOOL] = {"BOOL", 1, 1, 1},
+    [DT_Q8_0] = {"Q8_0", 0, 32, 34},     [DT_Q4_0] = {"Q4_0", 0, 32, 18},
+    [DT_Q4_K] = {"Q4_K", 0, 256, 144},   [DT_Q6_K] = {"Q6_K", 0, 256, 210},
+    [DT_Q4_1] = {"Q4_1", 0, 32, 20},     [DT_Q5_0] = {"Q5_0", 0, 32, 22},
+    [DT_Q5_1] = {"Q5_1", 0, 32, 24},     [DT_Q2_K] = {"Q2_K", 0, 256, 84},
+    [DT_Q3_K] = {"Q3_K", 0, 256, 110},   [DT_Q5_K] = {"Q5_K", 0, 256, 176},
+    [DT_IQ4_NL] = {"IQ4_NL", 0, 32, 18}, [DT_IQ4_XS] = {"IQ4_XS", 0, 256, 136},
 };
 
 size_t dtype_size(dtype t) { return (unsigned)t < DT_COUNT ? dtype_table[t].size : 0; }
 const char *dtype_name(dtype t) { return (unsigned)t < DT_COUNT ? dtype_table[t].name : "?"; }
+int dtype_block_values(dtype t) { return (unsigned)t < DT_COUNT ? dtype_table[t].values : 0; }
+size_t dtype_block_bytes(dtype t) { return (unsigned)t < DT_COUNT ? dtype_table[t].bytes : 0; }
+bool dtype_is_quantized(dtype t) { return (unsigned)t < DT_COUNT && dtype_table[t].values > 1; }
+
+size_t dtype_row_bytes(dtype t, int64_t n) {
+    int bv = dtype_block_values(t);
+    if (bv == 0 || n <= 0 || n % bv) return 0;
+    return (size_t)(n / bv) * dtype_block_bytes(t);
+}
 
 int dtype_from_name(const char *name, dtype *out) {
     for (int i = 0; i < DT_COUNT; i++)
@@ -390,25 +406,3 @@ size_t arena_mark(const arena *a) { return a->used; }
 void arena_reset(arena *a, size_t mark) { a->used = mark; }
 size_t arena_used(const arena *a) { return a->used; }
 size_t arena_peak(const arena *a) { return a->peak; }
-
-/* ---- threads ----------------------------------------------------------- */
-
-static int thread_count = 0;
-
-void ts_set_threads(int n) {
-#ifdef _OPENMP
-    if (n <= 0) n = omp_get_num_procs();
-    omp_set_num_threads(n);
-#else
-    if (n <= 0) n = 1;
-#endif
-    thread_count = n;
-}
-
-int ts_get_threads(void) {
-#ifdef _OPENMP
-    return thread_count > 0 ? thread_count : omp_get_max_threads();
-#else
-    return thread_count > 0 ? thread_count : 1;
-#endif
-}

@@ -26,11 +26,31 @@ typedef enum {
     DT_I8,
     DT_U8,
     DT_BOOL,
+    /* ggml's block-quantized weight formats (GGUF); kernels/quant.h gives their layouts */
+    DT_Q8_0,
+    DT_Q4_0,
+    DT_Q4_K,
+    DT_Q6_K,
+    DT_Q4_1,
+    DT_Q5_0,
+    DT_Q5_1,
+    DT_Q2_K,
+    DT_Q3_K,
+    DT_Q5_K,
+    DT_IQ4_NL,
+    DT_IQ4_XS,
     DT_COUNT
 } dtype;
 
+/* Bytes of one element; 0 for the block types, which have no per-element size. */
 size_t dtype_size(dtype t);
-const char *dtype_name(dtype t);           /* "F32", "F16", "BF16", ... as in safetensors */
+const char *dtype_name(dtype t);           /* "F32", "F16", "BF16", "Q8_0", ... as in safetensors / GGUF */
+/* Elements per block (1 for plain types, 32 or 256 for the block types) and its bytes. */
+int dtype_block_values(dtype t);
+size_t dtype_block_bytes(dtype t);
+bool dtype_is_quantized(dtype t);
+/* Bytes of one row of n values; 0 if n is not a whole number of blocks. */
+size_t dtype_row_bytes(dtype t, int64_t n);
 int dtype_from_name(const char *name, dtype *out); /* -1 (with ts_fail) if unknown */
 
 /* Exact IEEE conversions, round-to-nearest-even, NaN/Inf/subnormals preserved. */
@@ -52,6 +72,7 @@ typedef struct tensor {
     int64_t stride[TENSOR_MAX_DIMS]; /* in elements */
     void *data;
     bool owns_data;                  /* true only for tensor_new() */
+    struct ts_buffer *buffer;        /* the backend buffer data lies in (backend.h); NULL: host memory */
 } tensor;
 
 /* A contiguous view over existing memory. ndim 1..4, shape given outermost first. */
@@ -100,8 +121,5 @@ void arena_reset(arena *self, size_t mark);
 size_t arena_used(const arena *self);
 size_t arena_peak(const arena *self);
 
-/* Threads: OpenMP underneath; this also sets the BLAS library's thread count. */
-void ts_set_threads(int n);      /* n <= 0: all cores */
-int ts_get_threads(void);
 
 #endif

@@ -85,3 +85,18 @@ float *fixture_npy(const char *rel, tensor *shape_out) {
     tensor_free(&t);
     return f;
 }
+
+static ts_ctx *the_ctx;
+static void test_ctx_free(void) { ts_ctx_destroy(&the_ctx); }
+
+ts_ctx *test_ctx(void) {
+    if (!the_ctx) {
+        the_ctx = ts_ctx_new("cpu", 0);
+        if (!the_ctx) {
+            fprintf(stderr, "test_ctx: %s\n", ts_last_error());
+            exit(1);
+        }
+        atexit(test_ctx_free);
+    }
+    return the_ctx;
+}

@@ -19,7 +19,7 @@
 #define TESSERA_TEST_H
 
 #include "kernels/base.h"
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 #include <stdio.h>
 
 extern int test_passed, test_failed;
@@ -53,6 +53,9 @@ _Noreturn void test_skip(const char *why, ...) __attribute__((format(printf, 1, 
 bool test_arrays_close(const float *got, const float *want, size_t n, float tol, const char *what);
 /* Largest absolute difference, and the largest |want|. */
 float test_max_abs_diff(const float *got, const float *want, size_t n, float *max_want);
+
+/* The test's CPU context (all cores), made on first use and kept for the whole program. */
+ts_ctx *test_ctx(void);
 
 /* $TESSERA_FIXTURES/rel and $TESSERA_DATA/rel (static buffers, rotate through 8). */
 const char *fixture_path(const char *rel);

@@ -17,6 +17,7 @@
 
 typedef struct {
     llava *model;
+    ts_ctx *compute;              /* where the vision tower and the LLM run */
     llm_state *state;
     int ctx;
 } captioner;
@@ -119,7 +120,7 @@ static int caption_records(ts_expander *self, const char *const *prompts, const 
     }
     /* one vision-tower call for the task's images, then their captions decoded together */
     float *features = ts_malloc((size_t)(batch ? batch : 1) * K * D * sizeof(float));
-    int rc = batch ? llava_encode_images(c->model, pixels, batch, features) : 0;
+    int rc = batch ? llava_encode_images(c->model, c->compute, pixels, batch, features) : 0;
     int **ids = ts_calloc((size_t)n, sizeof *ids), *n_ids = ts_calloc((size_t)n, sizeof *n_ids), *which = ts_calloc((size_t)n, sizeof *which);
     const float **feats = ts_calloc((size_t)n, sizeof *feats);
     int m = 0, max_new = 64;
@@ -167,6 +168,7 @@ static void captioner_destroy(ts_expander *self) {
     captioner *c = self->state;
     llm_state_destroy(&c->state);
     llava_destroy(&c->model);
+    ts_ctx_destroy(&c->compute);
     free(c);
     free(self);
 }
@@ -185,9 +187,11 @@ ts_expander *captioner_expander_new(const char *name, const char *model) {
      * positions hold LLaVA-1.5's 576 image rows, the prompt and 320 new tokens */
     int max_ctx = c->model ? llm_get_config(llava_llm(c->model))->max_seq_len : 0;
     c->ctx = max_ctx > 0 && max_ctx < 1024 ? max_ctx : 1024;
-    if (!c->model || !llava_codec(c->model) ||
-        !(c->state = llm_state_new(llava_llm(c->model), CAPTION_SEQUENCES, c->ctx, 512))) {
+    if (c->model) c->compute = ts_ctx_new("cpu", 0);
+    if (!c->model || !llava_codec(c->model) || !c->compute ||
+        !(c->state = llm_state_new(llava_llm(c->model), c->compute, CAPTION_SEQUENCES, c->ctx, 512))) {
         llava_destroy(&c->model);
+        ts_ctx_destroy(&c->compute);
         free(c);
         return NULL;
     }

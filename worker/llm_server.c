@@ -16,6 +16,7 @@
 
 struct llm_server {
     llm_server_options o;
+    ts_ctx *compute;                 /* where the model runs */
     struct MHD_Daemon *daemon;
     llm *model;
     llm_codec *codec;
@@ -204,7 +205,9 @@ llm_server *llm_server_start(const llm_server_options *o) {
     if (!s->codec || llm_codec_set_template(s->codec, o->template_name) != 0) goto fail;
     int ctx = llm_get_config(s->model)->max_seq_len;
     if (ctx <= 0 || ctx > 4096) ctx = 4096;
-    s->state = llm_state_new(s->model, 1, ctx, 512);
+    s->compute = ts_ctx_new("cpu", 0);
+    if (!s->compute) goto fail;
+    s->state = llm_state_new(s->model, s->compute, 1, ctx, 512);
     if (!s->state) goto fail;
     const char *slash = strrchr(o->model, '/');
     snprintf(s->model_name, sizeof s->model_name, "%s", slash ? slash + 1 : o->model);
@@ -238,6 +241,7 @@ void llm_server_stop(llm_server **self) {
     llm_server *s = *self;
     if (s->daemon) MHD_stop_daemon(s->daemon);
     llm_state_destroy(&s->state);
+    ts_ctx_destroy(&s->compute);
     llm_codec_destroy(&s->codec);
     llm_destroy(&s->model);
     pthread_mutex_destroy(&s->lock);

@@ -199,51 +199,48 @@ bool taesd_has_decoder(const taesd *self) { return self->has_decoder; }
 
 /* ---- forward ------------------------------------------------------------------ */
 
-static void relu(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
-}
-
-static int run_conv(const taesd_conv *c, float *out, const float *x, int *H, int *W, int stride) {
+static int run_conv(ts_ctx *ctx, const taesd_conv *c, float *out, const float *x, int *H, int *W, int stride) {
     int pad = (int)c->w.shape[2] / 2;
     conv2d_params p = {stride, stride, pad, pad, 1};
     int OH, OW;
     conv2d_out_size(*H, *W, &c->w, p, &OH, &OW);
-    if (conv2d(out, x, 1, c->cin, *H, *W, &c->w, c->has_bias ? &c->b : NULL, p) < 0) return -1;
+    if (conv2d(ctx, out, x, 1, c->cin, *H, *W, &c->w, c->has_bias ? &c->b : NULL, p) < 0) return -1;
     *H = OH, *W = OW;
     return 0;
 }
 
 /* x [64, H, W] in place; t1, t2 scratch. */
-static int run_block(const taesd_layer *L, float *x, float *t1, float *t2, int H, int W) {
+static int run_block(ts_ctx *ctx, const taesd_layer *L, float *x, float *t1, float *t2, int H, int W) {
     int64_t hw = (int64_t)H * W, n = L->width * hw;
     int h = H, w = W;
     if (L->has_pool) {   /* x += conv(relu(groupnorm(conv(x)))) */
         conv2d_params one = {1, 1, 0, 0, 1};
-        if (conv2d(t1, x, 1, L->width, H, W, &L->pool_in, NULL, one) < 0) return -1;
-        if (group_norm(t1, t1, 1, L->pool_width, hw, TAESD_POOL_GROUPS, &L->pool_norm_w, &L->pool_norm_b, 1e-5f) < 0)
+        if (conv2d(ctx, t1, x, 1, L->width, H, W, &L->pool_in, NULL, one) < 0) return -1;
+        if (group_norm(ctx, t1, t1, 1, L->pool_width, hw, TAESD_POOL_GROUPS, &L->pool_norm_w, &L->pool_norm_b, 1e-5f) < 0)
             return -1;
-        relu(t1, L->pool_width * hw);
-        if (conv2d(t2, t1, 1, L->pool_width, H, W, &L->pool_out, NULL, one) < 0) return -1;
-        add_inplace(x, t2, n);
+        relu(ctx, t1, t1, L->pool_width * hw);
+        if (conv2d(ctx, t2, t1, 1, L->pool_width, H, W, &L->pool_out, NULL, one) < 0) return -1;
+        add_inplace(ctx, x, t2, n);
     }
-    if (run_conv(&L->c0, t1, x, &h, &w, 1) < 0) return -1;
-    relu(t1, n);
-    if (run_conv(&L->c2, t2, t1, &h, &w, 1) < 0) return -1;
-    relu(t2, n);
-    if (run_conv(&L->c4, t1, t2, &h, &w, 1) < 0) return -1;
+    if (run_conv(ctx, &L->c0, t1, x, &h, &w, 1) < 0) return -1;
+    relu(ctx, t1, t1, n);
+    if (run_conv(ctx, &L->c2, t2, t1, &h, &w, 1) < 0) return -1;
+    relu(ctx, t2, t2, n);
+    if (run_conv(ctx, &L->c4, t1, t2, &h, &w, 1) < 0) return -1;
     if (L->has_skip) {
-        if (run_conv(&L->skip, t2, x, &h, &w, 1) < 0) return -1;
-        for (int64_t i = 0; i < n; i++) x[i] = t1[i] + t2[i];
+        if (run_conv(ctx, &L->skip, t2, x, &h, &w, 1) < 0) return -1;
+        copy_floats(ctx, x, t1, n);   /* x = t1 + t2 */
+        add_inplace(ctx, x, t2, n);
     } else {
-        add_inplace(x, t1, n);
+        add_inplace(ctx, x, t1, n);
     }
-    relu(x, n);
+    relu(ctx, x, x, n);
     return 0;
 }
 
 /* Runs the stack on one input [C, H, W]; the result (channels *C, size *H x *W) is
  * copied into out. Buffers hold the largest activation, found by walking the shapes. */
-static int run_stack(const taesd_stack *s, const float *in, int C, int H, int W, float *out) {
+static int run_stack(ts_ctx *ctx, const taesd_stack *s, const float *in, int C, int H, int W, float *out) {
     size_t cap = (size_t)C * H * W;
     int c = C, h = H, w = W;
     for (int i = 0; i < s->count; i++) {
@@ -255,7 +252,7 @@ static int run_stack(const taesd_stack *s, const float *in, int C, int H, int W,
         if (need > cap) cap = need;
     }
     float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
-    memcpy(x, in, (size_t)C * H * W * sizeof(float));
+    copy_floats(ctx, x, in, (int64_t)C * H * W);
     int rc = -1;
     c = C, h = H, w = W;
     for (int i = 0; i < s->count; i++) {
@@ -263,51 +260,51 @@ static int run_stack(const taesd_stack *s, const float *in, int C, int H, int W,
         int64_t n = (int64_t)c * h * w;
         switch (L->kind) {
         case LAYER_CLAMP:
-            for (int64_t k = 0; k < n; k++) x[k] = tanhf(x[k] / 3.0f) * 3.0f;
+            scaled_tanh(ctx, x, x, n, 3.0f);
             break;
-        case LAYER_RELU: relu(x, n); break;
+        case LAYER_RELU: relu(ctx, x, x, n); break;
         case LAYER_CONV: case LAYER_CONV_S2:
-            if (run_conv(&L->conv, t1, x, &h, &w, L->kind == LAYER_CONV_S2 ? 2 : 1) < 0) goto done;
+            if (run_conv(ctx, &L->conv, t1, x, &h, &w, L->kind == LAYER_CONV_S2 ? 2 : 1) < 0) goto done;
             c = L->conv.cout;
             { float *tmp = x; x = t1; t1 = tmp; }
             break;
         case LAYER_UPSAMPLE:
-            upsample_nearest2x(t1, x, 1, c, h, w);
+            upsample_nearest2x(ctx, t1, x, 1, c, h, w);
             h *= 2, w *= 2;
             { float *tmp = x; x = t1; t1 = tmp; }
             break;
         case LAYER_BLOCK:
-            if (run_block(L, x, t1, t2, h, w) < 0) goto done;
+            if (run_block(ctx, L, x, t1, t2, h, w) < 0) goto done;
             break;
         }
     }
-    memcpy(out, x, (size_t)c * h * w * sizeof(float));
+    copy_floats(ctx, out, x, (int64_t)c * h * w);
     rc = 0;
 done:
     free(x), free(t1), free(t2);
     return rc;
 }
 
-int taesd_encode(taesd *self, const float *image, int N, int H, int W, float *latent) {
+int taesd_encode(taesd *self, ts_ctx *ctx, const float *image, int N, int H, int W, float *latent) {
     if (!self->has_encoder) return ts_fail("TAESD encode: no encoder weights loaded");
     if (N < 1 || H < 8 || W < 8 || H % 8 || W % 8)
         return ts_fail("TAESD encode: image size %dx%d is not a positive multiple of 8", W, H);
     size_t xs = (size_t)3 * H * W, zs = (size_t)self->latent_channels * (H / 8) * (W / 8);
     for (int n = 0; n < N; n++)
-        if (run_stack(&self->encoder, image + n * xs, 3, H, W, latent + n * zs) < 0)
+        if (run_stack(ctx, &self->encoder, image + n * xs, 3, H, W, latent + n * zs) < 0)
             return ts_fail_wrap("TAESD encode");
     return 0;
 }
 
-int taesd_decode(taesd *self, const float *latent, int N, int h, int w, float *image) {
+int taesd_decode(taesd *self, ts_ctx *ctx, const float *latent, int N, int h, int w, float *image) {
     if (!self->has_decoder) return ts_fail("TAESD decode: no decoder weights loaded");
     if (N < 1 || h < 1 || w < 1) return ts_fail("TAESD decode: bad latent size %dx%d", w, h);
     size_t zs = (size_t)self->latent_channels * h * w, xs = (size_t)3 * 64 * h * w;
     for (int n = 0; n < N; n++) {
         float *out = image + n * xs;
-        if (run_stack(&self->decoder, latent + n * zs, self->latent_channels, h, w, out) < 0)
+        if (run_stack(ctx, &self->decoder, latent + n * zs, self->latent_channels, h, w, out) < 0)
             return ts_fail_wrap("TAESD decode");
-        for (size_t k = 0; k < xs; k++) out[k] = out[k] < 0 ? 0 : out[k] > 1 ? 1 : out[k];
+        clamp(ctx, out, out, (int64_t)xs, 0.0f, 1.0f);
     }
     return 0;
 }

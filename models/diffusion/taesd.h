@@ -20,7 +20,7 @@
 #ifndef TESSERA_TAESD_H
 #define TESSERA_TAESD_H
 
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 
 typedef struct taesd taesd;
 
@@ -34,8 +34,8 @@ bool taesd_has_encoder(const taesd *self);
 bool taesd_has_decoder(const taesd *self);
 
 /* image [N, 3, H, W] in [0, 1] (H, W multiples of 8) -> latent [N, L, H/8, W/8] */
-int taesd_encode(taesd *self, const float *image, int N, int H, int W, float *latent);
+int taesd_encode(taesd *self, ts_ctx *ctx, const float *image, int N, int H, int W, float *latent);
 /* latent [N, L, h, w] -> image [N, 3, 8h, 8w], clamped to [0, 1] as the reference does */
-int taesd_decode(taesd *self, const float *latent, int N, int h, int w, float *image);
+int taesd_decode(taesd *self, ts_ctx *ctx, const float *latent, int N, int h, int w, float *image);
 
 #endif

@@ -24,9 +24,6 @@
 #include "models/diffusion/unet_internal.h"
 
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,15 +67,11 @@ struct unet {
     int owned_count;
     size_t weight_bytes;
     int64_t param_count;
-    int64_t max_row_len;              /* longest weight row (elements), for the widening scratch */
-    float *scratch;                   /* per thread: a block of weight rows widened to F32 (weight_gemm) */
-    size_t scratch_per_thread;
-    int scratch_threads;
+    ts_ctx *ctx;                      /* where the forward in progress runs (unet_forward's) */
     arena *arena;
     size_t arena_capacity;
     bool profiling;
     unet_profile prof;
-    int force_split;                  /* tests only: see unet_debug_force_split */
 };
 
 /* ---- the table ---------------------------------------------------------- */
@@ -247,8 +240,6 @@ static int bind(loader *L, wb *dst, const char *name, bool bias, int ndim, int64
                        safetensors_path(u->file), full, dtype_name(dst->w.type));
     u->weight_bytes += tensor_nbytes(&dst->w);
     u->param_count += tensor_numel(&dst->w);
-    int64_t row_len = tensor_numel(&dst->w) / dst->w.shape[0];
-    if (row_len > u->max_row_len) u->max_row_len = row_len;
     if (!bias) return 0;
     snprintf(full, sizeof full, "%s%s.bias", L->prefix, name);
     if (u->file) {
@@ -474,7 +465,6 @@ void unet_destroy(unet **self) {
     free(u->blocks);
     for (int i = 0; i < u->owned_count; i++) free(u->owned[i]);
     free(u->owned);
-    free(u->scratch);
     safetensors_close(&u->file);
     arena_destroy(&u->arena);
     free(u);
@@ -505,7 +495,6 @@ void unet_profile_enable(unet *self, bool on) {
 
 const unet_profile *unet_get_profile(const unet *self) { return &self->prof; }
 
-void unet_debug_force_split(unet *self, int mode) { self->force_split = mode; }
 
 /* Runs STMT, charging its time and FLOPs to OP while profiling. */
 #define TIMED(U_, OP_, FLOPS_, ...)                                \
@@ -520,249 +509,44 @@ void unet_debug_force_split(unet *self, int mode) { self->force_split = mode; }
 
 /* ---- the math of one layer ------------------------------------------------ */
 
-/*
- * Every product with a weight goes through weight_gemm: one OpenMP region per layer, in
- * which each thread takes its share of the weight's rows (output channels) and, block by
- * block, widens them from F16/BF16 into its own scratch of about WIDEN_BLOCK_BYTES and runs
- * a single-threaded GEMM on them while they are still in cache. So the F32 copy never makes
- * a round trip through memory (SD 1.5's weights are 3.4 GB as F32), the widening is
- * spread over the threads, and there is no barrier per block: on a shared machine each
- * barrier can wait a whole time slice for a preempted thread. F32 weights are used in place.
- */
-enum { WIDEN_BLOCK_BYTES = 4 << 20, WIDEN_MIN_ROWS = 32 };
-
-typedef struct {
-    bool weight_left;        /* C[o0:o0+ob, :] = Wb op(X)  (else C[:, o0:o0+ob] = op(X) Wb^T) */
-    bool trans_x;
-    int other;               /* N when weight_left, else M: the side the weight does not set */
-    int K;
-    const float *X;
-    int ldx;
-    int64_t x_stride;        /* per image */
-    float *C;
-    int ldc;
-    int64_t c_stride;        /* per image */
-    int count;               /* images */
-    float beta;
-    const float *fill_bias;  /* weight_left only: C rows start as the bias (then beta must be 1) */
-} weight_product;
-
-static size_t scratch_floats_per_thread(int64_t max_row_len) {
-    size_t block = WIDEN_BLOCK_BYTES / sizeof(float), min_rows = (size_t)WIDEN_MIN_ROWS * (size_t)max_row_len;
-    return block > min_rows ? block : min_rows;
-}
-
-static void ensure_scratch(unet *u) {
-    int threads = ts_get_threads();
-    if (threads <= u->scratch_threads) return;
-    free(u->scratch);
-    u->scratch_per_thread = scratch_floats_per_thread(u->max_row_len);
-    u->scratch = ts_aligned_alloc((size_t)threads * u->scratch_per_thread * sizeof(float));
-    u->scratch_threads = threads;
-}
-
-/* Weight rows [o0, o0 + ob) (as Wb) against columns [s0, s1) of the other side, every image. */
-static void weight_block(const weight_product *p, const float *Wb, int64_t o0, int64_t ob, int64_t s0, int64_t s1) {
-    int n = (int)(s1 - s0);
-    if (n <= 0 || ob <= 0) return;
-    for (int i = 0; i < p->count; i++) {
-        const float *X = p->X + i * p->x_stride;
-        float *C = p->C + i * p->c_stride;
-        if (p->weight_left) {
-            float *Co = C + o0 * p->ldc + s0;
-            if (p->fill_bias)
-                for (int64_t r = 0; r < ob; r++)
-                    for (int j = 0; j < n; j++) Co[r * p->ldc + j] = p->fill_bias[o0 + r];
-            gemm(false, p->trans_x, (int)ob, n, p->K, 1.0f, Wb, p->K, X + (p->trans_x ? s0 * p->ldx : s0), p->ldx,
-                 p->beta, Co, p->ldc);
-        } else {
-            gemm(p->trans_x, true, n, (int)ob, p->K, 1.0f, X + (p->trans_x ? s0 : s0 * p->ldx), p->ldx, Wb, p->K,
-                 p->beta, C + s0 * p->ldc + o0, p->ldc);
-        }
-    }
-}
-
-/*
- * Two ways to share a product out. When the weight is the smaller operand (deep levels: few
- * positions, many channels) each thread takes whole weight blocks and widens them alone.
- * When the activations are the larger one (outer levels), splitting the weight rows would
- * make every thread pack all of the activations again for each block, so instead the
- * threads widen each weight block together and share its tiles of positions (one barrier
- * per block, a few per layer at those sizes).
- * Blocks and tiles have fixed sizes whatever the thread count, so every GEMM call, and so
- * every number, is the same on 1 thread or 64 (kernels/gemm.c says why that matters).
- */
-enum { POSITION_TILE = 512 };
-
-static void weight_gemm(unet *u, const tensor *w, const weight_product *p, unet_op op) {
-    int64_t rows = w->shape[0], row_len = tensor_numel(w) / rows;
-    double flops = 2.0 * (double)rows * row_len * p->other * p->count;
+/* Every product with a weight goes through the weight_gemm op (F16/BF16 weights widened a
+ * block at a time, never as a whole F32 copy), charged to OP while profiling. */
+static void product(unet *u, const tensor *w, weight_gemm_params p, unet_op op) {
     double t0 = u->profiling ? ts_now() : 0, widen_s = 0;
-    int threads = ts_get_threads();
-    if (flops < 2e6 && !u->force_split) threads = 1;
-    size_t es = dtype_size(w->type);
-    bool f32 = w->type == DT_F32;
-    bool split_positions = u->force_split ? u->force_split == 2 : p->other >= rows;
-    int64_t block = f32 ? rows : (int64_t)(u->scratch_per_thread / (size_t)row_len);
-    if (u->force_split) block = WIDEN_MIN_ROWS / 2;   /* tests: many blocks */
-    #pragma omp parallel num_threads(threads) reduction(+:widen_s)
-    {
-        int t = 0;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
-        if (split_positions) {
-            for (int64_t o0 = 0; o0 < rows; o0 += block) {
-                int64_t ob = rows - o0 < block ? rows - o0 : block;
-                const float *Wb = (const float *)w->data + o0 * row_len;
-                if (!f32) {
-                    enum { CHUNK = 1 << 15 };
-                    int64_t n = ob * row_len, chunks = (n + CHUNK - 1) / CHUNK;
-                    double w0 = t == 0 && u->profiling ? ts_now() : 0;
-                    #pragma omp for schedule(static)
-                    for (int64_t c = 0; c < chunks; c++) {
-                        int64_t at = c * CHUNK, m = n - at < CHUNK ? n - at : CHUNK;
-                        convert_to_f32(u->scratch + at, (const char *)w->data + (size_t)(o0 * row_len + at) * es, w->type, (size_t)m);
-                    }   /* implicit barrier: the block is whole before anyone reads it */
-                    if (t == 0 && u->profiling) widen_s += ts_now() - w0;
-                    Wb = u->scratch;
-                }
-                #pragma omp for schedule(static)
-                for (int64_t s0 = 0; s0 < p->other; s0 += POSITION_TILE) {
-                    int64_t s1 = p->other - s0 < POSITION_TILE ? p->other : s0 + POSITION_TILE;
-                    weight_block(p, Wb, o0, ob, s0, s1);
-                }   /* implicit barrier: nobody widens the next block over this one early */
-            }
-        } else {
-            float *scratch = u->scratch + (size_t)t * u->scratch_per_thread;
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t o0 = 0; o0 < rows; o0 += block) {
-                int64_t ob = rows - o0 < block ? rows - o0 : block;
-                const float *Wb = (const float *)w->data + o0 * row_len;
-                if (!f32) {
-                    double w0 = t == 0 && u->profiling ? ts_now() : 0;
-                    convert_to_f32(scratch, (const char *)w->data + (size_t)(o0 * row_len) * es, w->type, (size_t)(ob * row_len));
-                    if (t == 0 && u->profiling) widen_s += ts_now() - w0;
-                    Wb = scratch;
-                }
-                weight_block(p, Wb, o0, ob, 0, p->other);
-            }
-        }
-    }
+    if (u->profiling) p.widen_seconds = &widen_s;
+    if (weight_gemm(u->ctx, w, &p)) log_error("U-Net: %s", ts_last_error());   /* shapes were checked at load: a bug */
     if (u->profiling) {
-        double total = ts_now() - t0;
-        u->prof.seconds[UNET_OP_WIDEN] += widen_s;   /* as seen by thread 0 */
-        u->prof.seconds[op] += total - widen_s;
-        u->prof.flops[op] += flops;
+        int64_t rows = w->shape[0], row_len = tensor_numel(w) / rows;
+        u->prof.seconds[UNET_OP_WIDEN] += widen_s;
+        u->prof.seconds[op] += ts_now() - t0 - widen_s;
+        u->prof.flops[op] += 2.0 * (double)rows * row_len * p.other * p.count;
     }
 }
 
 /* y[rows, out] (=|+=) x[rows, in] W^T + b, with W [out, in]. */
 static void dense(unet *u, float *y, const float *x, int64_t rows, const wb *l, bool accumulate) {
     int out = (int)l->w.shape[0], in = (int)l->w.shape[1];
-    weight_product p = {.weight_left = false, .other = (int)rows, .K = in, .X = x, .ldx = in, .C = y, .ldc = out,
-                        .count = 1, .beta = accumulate ? 1.0f : 0.0f};
-    weight_gemm(u, &l->w, &p, UNET_OP_LINEAR);
-    if (l->b.data) TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(y, rows, out, &l->b));
+    product(u, &l->w, (weight_gemm_params){.weight_left = false, .other = (int)rows, .K = in, .X = x, .ldx = in, .C = y,
+                                           .ldc = out, .count = 1, .beta = accumulate ? 1.0f : 0.0f},
+            UNET_OP_LINEAR);
+    if (l->b.data) TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(u->ctx, y, rows, out, &l->b));
 }
 
-/* col[r][b * ld_img + oh * OW + ow] = x[b][c][oh*s - p + kh][ow*s - p + kw], r = (c*KH + kh)*KW + kw:
- * the receptive fields of all B images side by side, so one GEMM can cover the batch.
- * Hand-written: the kernels' im2col is private to their conv2d, which takes whole weights. */
-static void im2col_batch(float *col, const float *x, int B, int C, int H, int W, int KH, int KW, int OH, int OW,
-                         int stride, int pad) {
-    int64_t rows = (int64_t)C * KH * KW, ohw = (int64_t)OH * OW, ld = (int64_t)B * ohw;
-    #pragma omp parallel for schedule(static) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int64_t r = 0; r < rows; r++) {
-            int c = (int)(r / (KH * KW)), kh = (int)(r / KW % KH), kw = (int)(r % KW);
-            const float *xc = x + ((int64_t)b * C + c) * H * W;
-            float *dst = col + r * ld + b * ohw;
-            for (int oh = 0; oh < OH; oh++) {
-                int ih = oh * stride - pad + kh;
-                float *d = dst + (int64_t)oh * OW;
-                if (ih < 0 || ih >= H) { memset(d, 0, (size_t)OW * sizeof(float)); continue; }
-                const float *src = xc + (int64_t)ih * W;
-                if (stride == 1) {
-                    int lo = pad - kw, hi = W + pad - kw;   /* valid ow: 0 <= ow - pad + kw < W */
-                    if (lo < 0) lo = 0;
-                    if (hi > OW) hi = OW;
-                    if (hi < lo) hi = lo;
-                    for (int ow = 0; ow < lo; ow++) d[ow] = 0.0f;
-                    if (hi > lo) memcpy(d + lo, src + lo - pad + kw, (size_t)(hi - lo) * sizeof(float));
-                    for (int ow = hi; ow < OW; ow++) d[ow] = 0.0f;
-                } else {
-                    for (int ow = 0; ow < OW; ow++) {
-                        int iw = ow * stride - pad + kw;
-                        d[ow] = iw >= 0 && iw < W ? src[iw] : 0.0f;
-                    }
-                }
-            }
-        }
-}
-
-/* out[B, OC, OH, OW] = conv(x) + bias. Outer levels: the kernels' conv2d. Deeper ones: im2col
- * over the batch, then weight_gemm over blocks of widened output-channel rows; large images
- * get one GEMM per image straight into the NCHW output, small ones one GEMM over the whole
- * batch and a scatter. */
+/* out[B, OC, OH, OW] = conv(x) + bias: the conv2d op, which picks oneDNN at the outer levels
+ * and blocked weight products at the deep ones (kernels/cpu/conv.c). */
 static void conv(unet *u, float *out, const float *x, int B, int C, int H, int W, const wb *l, int stride, int pad) {
-    arena *a = u->arena;
-    size_t mark = arena_mark(a);
     int OC = (int)l->w.shape[0], KH = (int)l->w.shape[2], KW = (int)l->w.shape[3];
     int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
-    int64_t K = (int64_t)C * KH * KW, ohw = (int64_t)OH * OW, n_all = (int64_t)B * ohw;
     unet_op op = KH == 1 && KW == 1 ? UNET_OP_LINEAR : UNET_OP_CONV3X3;
-    if (!u->force_split && n_all >= OC / 2) {
-        /* Many positions per weight (outer levels): the kernels' direct convolution (oneDNN)
-         * beat im2col + sgemm by 20-35% per CPU-second at 320/640 channels, 16x16 to 64x64,
-         * and widening the whole (small) weight costs little there. Deeper levels, where the
-         * weights are large and the positions few, stay on the blocked path below. */
-        conv2d_params p = {.stride_h = stride, .stride_w = stride, .pad_h = pad, .pad_w = pad, .groups = 1};
-        int rc = 0;
-        TIMED(u, op, 2.0 * (double)OC * K * n_all, rc = conv2d(out, x, B, C, H, W, &l->w, &l->b, p));
-        if (rc) log_error("U-Net conv: %s", ts_last_error());   /* shapes were checked at load: a bug */
-        return;
-    }
-    float *col = arena_floats(a, (size_t)(K * n_all));
-    TIMED(u, op, 0, im2col_batch(col, x, B, C, H, W, KH, KW, OH, OW, stride, pad));
-    float *bias = arena_floats(a, (size_t)OC);
-    tensor_copy_to_f32(bias, &l->b);
-    bool per_image = ohw >= 1024 || B == 1;
-    float *tmp = per_image ? NULL : arena_floats(a, (size_t)(OC * n_all));
-    weight_product prod = {.weight_left = true, .other = (int)(per_image ? ohw : n_all), .K = (int)K, .X = col,
-                           .ldx = (int)n_all, .x_stride = ohw, .C = per_image ? out : tmp,
-                           .ldc = (int)(per_image ? ohw : n_all), .c_stride = (int64_t)OC * ohw,
-                           .count = per_image ? B : 1, .beta = per_image ? 1.0f : 0.0f, .fill_bias = per_image ? bias : NULL};
-    weight_gemm(u, &l->w, &prod, op);
-    if (!per_image)
-        TIMED(u, UNET_OP_OTHER, 0,
-              for (int b = 0; b < B; b++)
-                  for (int o = 0; o < OC; o++) {
-                      const float *src = tmp + (int64_t)o * n_all + b * ohw;
-                      float *dst = out + ((int64_t)b * OC + o) * ohw;
-                      for (int64_t j = 0; j < ohw; j++) dst[j] = src[j] + bias[o];
-                  });
-    arena_reset(a, mark);
+    conv2d_params p = {.stride_h = stride, .stride_w = stride, .pad_h = pad, .pad_w = pad, .groups = 1};
+    int rc = 0;
+    TIMED(u, op, 2.0 * OC * (double)C * KH * KW * B * OH * OW, rc = conv2d(u->ctx, out, x, B, C, H, W, &l->w, &l->b, p));
+    if (rc) log_error("U-Net conv: %s", ts_last_error());   /* shapes were checked at load: a bug */
 }
 
 static void group_norm_silu(unet *u, float *out, const float *x, int B, int C, int64_t HW, const wb *n, float eps, bool act) {
-    TIMED(u, UNET_OP_NORM, 0, group_norm(out, x, B, C, HW, u->cfg.norm_num_groups, &n->w, &n->b, eps));
-    if (act) TIMED(u, UNET_OP_OTHER, 0, silu(out, out, (int64_t)B * C * HW));
-}
-
-/* Sinusoidal embedding of n values as diffusers' get_timestep_embedding computes it (float32). */
-static void timestep_embedding(float *out, const float *t, int n, int dim, bool flip, float shift) {
-    int half = dim / 2;
-    for (int i = 0; i < n; i++) {
-        float *o = out + (size_t)i * dim;
-        for (int j = 0; j < half; j++) {
-            float e = (-9.21034049987792969f * (float)j) / ((float)half - shift); /* -ln(10000) j / (half - shift) */
-            float arg = t[i] * expf(e);
-            o[flip ? half + j : j] = sinf(arg);
-            o[flip ? j : half + j] = cosf(arg);
-        }
-        if (dim % 2) o[dim - 1] = 0;
-    }
+    TIMED(u, UNET_OP_NORM, 0, group_norm(u->ctx, out, x, B, C, HW, u->cfg.norm_num_groups, &n->w, &n->b, eps));
+    if (act) TIMED(u, UNET_OP_OTHER, 0, silu(u->ctx, out, out, (int64_t)B * C * HW));
 }
 
 /* out [B, C, HW] = ResNet(x [B, Cin, HW]); semb [B, time_dim] is silu(time embedding). */
@@ -777,20 +561,20 @@ static void resnet_forward(unet *u, const block *b, float *out, const float *x, 
     conv(u, h, t, B, Cin, H, W, &b->conv1, 1, 1);
     float *e = arena_floats(a, (size_t)B * C);
     dense(u, e, semb, B, &b->time_proj, false);
-    TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(h, B, C, HW, e));
+    tensor e_per_image = tensor_f32(e, B, C, 0, 0);
+    TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(u->ctx, h, B, C, HW, &e_per_image));
     group_norm_silu(u, h, h, B, C, HW, &b->norm2, u->cfg.norm_eps, true);
     conv(u, out, h, B, C, H, W, &b->conv2, 1, 1);
     if (b->shortcut.w.data) {
         /* out[b] += W [C, Cin] x[b] [Cin, HW] + bias: the 1x1 shortcut as GEMMs straight from NCHW */
-        weight_product p = {.weight_left = true, .other = (int)HW, .K = Cin, .X = x, .ldx = (int)HW,
-                            .x_stride = (int64_t)Cin * HW, .C = out, .ldc = (int)HW, .c_stride = (int64_t)C * HW,
-                            .count = B, .beta = 1.0f};
-        weight_gemm(u, &b->shortcut.w, &p, UNET_OP_LINEAR);
-        float *bias = arena_floats(a, (size_t)B * C);
-        for (int n = 0; n < B; n++) tensor_copy_to_f32(bias + (size_t)n * C, &b->shortcut.b);
-        TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(out, B, C, HW, bias));
+        product(u, &b->shortcut.w,
+                (weight_gemm_params){.weight_left = true, .other = (int)HW, .K = Cin, .X = x, .ldx = (int)HW,
+                                     .x_stride = (int64_t)Cin * HW, .C = out, .ldc = (int)HW,
+                                     .c_stride = (int64_t)C * HW, .count = B, .beta = 1.0f},
+                UNET_OP_LINEAR);
+        TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(u->ctx, out, B, C, HW, &b->shortcut.b));
     } else {
-        TIMED(u, UNET_OP_OTHER, 0, add_inplace(out, x, (int64_t)B * C * HW));
+        TIMED(u, UNET_OP_OTHER, 0, add_inplace(u->ctx, out, x, (int64_t)B * C * HW));
     }
     arena_reset(a, mark);
 }
@@ -802,11 +586,11 @@ static void attend(unet *u, float *out, const float *q, const float *k, const fl
                    int64_t nq, int64_t nkv) {
     attention_params p = {.batch = B, .heads = heads, .head_dim = C / heads, .n_q = nq, .n_kv = nkv,
                           .scale = 1.0f / sqrtf((float)(C / heads))};
-    TIMED(u, UNET_OP_ATTENTION, 4.0 * B * (double)nq * nkv * C, attention(out, q, k, v, p));
+    TIMED(u, UNET_OP_ATTENTION, 4.0 * B * (double)nq * nkv * C, attention(u->ctx, out, q, k, v, p));
 }
 
 static void layer_norm_rows(unet *u, float *out, const float *x, int64_t rows, int C, const wb *n) {
-    TIMED(u, UNET_OP_NORM, 0, layer_norm(out, x, rows, C, &n->w, &n->b, 1e-5f));
+    TIMED(u, UNET_OP_NORM, 0, layer_norm(u->ctx, out, x, rows, C, &n->w, &n->b, 1e-5f));
 }
 
 /* out [B, C, HW] = x + Transformer2D(x); ctx [B, T, D]. */
@@ -820,10 +604,11 @@ static void transformer_forward(unet *u, const block *b, float *out, const float
     group_norm_silu(u, g, x, B, C, HW, &b->norm1, 1e-6f, false);
     /* proj_in: hs[b] [HW, C] = g[b]^T W^T, reading NCHW directly */
     float *hs = arena_floats(a, (size_t)rows * C);
-    weight_product pin = {.weight_left = false, .trans_x = true, .other = (int)HW, .K = C, .X = g, .ldx = (int)HW,
-                          .x_stride = (int64_t)C * HW, .C = hs, .ldc = C, .c_stride = HW * C, .count = B, .beta = 0.0f};
-    weight_gemm(u, &b->conv1.w, &pin, UNET_OP_LINEAR);
-    TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(hs, rows, C, &b->conv1.b));
+    product(u, &b->conv1.w,
+            (weight_gemm_params){.weight_left = false, .trans_x = true, .other = (int)HW, .K = C, .X = g, .ldx = (int)HW,
+                                 .x_stride = (int64_t)C * HW, .C = hs, .ldc = C, .c_stride = HW * C, .count = B},
+            UNET_OP_LINEAR);
+    TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(u->ctx, hs, rows, C, &b->conv1.b));
 
     float *nrm = arena_floats(a, (size_t)rows * C), *q = arena_floats(a, (size_t)rows * C);
     int64_t kv_rows = rows > (int64_t)B * T ? rows : (int64_t)B * T;   /* self- or cross-attention keys */
@@ -848,17 +633,17 @@ static void transformer_forward(unet *u, const block *b, float *out, const float
 
         layer_norm_rows(u, nrm, hs, rows, C, &t->norm3);
         dense(u, ff, nrm, rows, &t->ff_in, false);
-        TIMED(u, UNET_OP_OTHER, 0, geglu(gated, ff, rows, inner));
+        TIMED(u, UNET_OP_OTHER, 0, geglu(u->ctx, gated, ff, rows, inner));
         dense(u, hs, gated, rows, &t->ff_out, true);
     }
     /* proj_out: out[b] [C, HW] = x[b] + W hs[b]^T + bias, written back as NCHW */
-    memcpy(out, x, (size_t)B * C * HW * sizeof(float));
-    weight_product pout = {.weight_left = true, .trans_x = true, .other = (int)HW, .K = C, .X = hs, .ldx = C,
-                           .x_stride = HW * C, .C = out, .ldc = (int)HW, .c_stride = (int64_t)C * HW, .count = B, .beta = 1.0f};
-    weight_gemm(u, &b->conv2.w, &pout, UNET_OP_LINEAR);
-    float *bias = arena_floats(a, (size_t)B * C);
-    for (int n = 0; n < B; n++) tensor_copy_to_f32(bias + (size_t)n * C, &b->conv2.b);
-    TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(out, B, C, HW, bias));
+    copy_floats(u->ctx, out, x, (int64_t)B * C * HW);
+    product(u, &b->conv2.w,
+            (weight_gemm_params){.weight_left = true, .trans_x = true, .other = (int)HW, .K = C, .X = hs, .ldx = C,
+                                 .x_stride = HW * C, .C = out, .ldc = (int)HW, .c_stride = (int64_t)C * HW, .count = B,
+                                 .beta = 1.0f},
+            UNET_OP_LINEAR);
+    TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(u->ctx, out, B, C, HW, &b->conv2.b));
     arena_reset(a, mark);
 }
 
@@ -891,7 +676,7 @@ static size_t arena_bytes_needed(const unet *u, int B, int H, int W, int T) {
     return keep + temp + emb + (1u << 20) + (size_t)u->block_count * 1024;
 }
 
-int unet_forward(unet *self, const float *x, int B, int H, int W, const float *timesteps, const float *context, int T,
+int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context, int T,
                  const float *text_embeds, const float *time_ids, float *out) {
     unet *u = self;
     const unet_config *c = &u->cfg;
@@ -912,30 +697,29 @@ int unet_forward(unet *self, const float *x, int B, int H, int W, const float *t
     }
     arena *a = u->arena;
     arena_reset(a, 0);
-    ensure_scratch(u);
+    u->ctx = ctx;
 
     /* Time embedding, plus SDXL's pooled text and size/crop ids; resnets use silu of it. */
     int c0 = c->block_out_channels[0], td = u->time_dim;
     float *sin_t = arena_floats(a, (size_t)B * c0), *emb1 = arena_floats(a, (size_t)B * td);
     float *emb = arena_floats(a, (size_t)B * td);
-    timestep_embedding(sin_t, timesteps, B, c0, c->flip_sin_to_cos, c->freq_shift);
+    timestep_embedding(ctx, sin_t, timesteps, B, c0, c->flip_sin_to_cos, c->freq_shift);
     dense(u, emb1, sin_t, B, &u->time_1, false);
-    silu(emb1, emb1, (int64_t)B * td);
+    silu(ctx, emb1, emb1, (int64_t)B * td);
     dense(u, emb, emb1, B, &u->time_2, false);
     if (c->text_time) {
         int tdim = unet_text_embeds_dim(u), ad = c->addition_time_embed_dim, pin = c->projection_class_embeddings_input_dim;
         float *add_in = arena_floats(a, (size_t)B * pin), *ids = arena_floats(a, (size_t)B * 6 * ad);
-        timestep_embedding(ids, time_ids, B * 6, ad, c->flip_sin_to_cos, c->freq_shift);
-        for (int n = 0; n < B; n++) {
-            memcpy(add_in + (size_t)n * pin, text_embeds + (size_t)n * tdim, (size_t)tdim * sizeof(float));
-            memcpy(add_in + (size_t)n * pin + tdim, ids + (size_t)n * 6 * ad, (size_t)6 * ad * sizeof(float));
-        }
+        timestep_embedding(ctx, ids, time_ids, B * 6, ad, c->flip_sin_to_cos, c->freq_shift);
+        /* add_in[n] = [text_embeds[n], ids[n]] */
+        copy_2d(ctx, add_in, pin, text_embeds, tdim, B, tdim);
+        copy_2d(ctx, add_in + tdim, pin, ids, 6 * ad, B, 6 * ad);
         dense(u, emb1, add_in, B, &u->add_1, false);
-        silu(emb1, emb1, (int64_t)B * td);
+        silu(ctx, emb1, emb1, (int64_t)B * td);
         dense(u, emb, emb1, B, &u->add_2, true);
     }
     float *semb = arena_floats(a, (size_t)B * td);
-    silu(semb, emb, (int64_t)B * td);
+    silu(ctx, semb, emb, (int64_t)B * td);
 
     const float *skip_data[UNET_MAX_LEVELS * 8 + 2];
     int nskips = 0, h = H, w = W;
@@ -949,11 +733,8 @@ int unet_forward(unet *self, const float *x, int B, int H, int W, const float *t
             const float *skip = skip_data[--nskips];
             int c1 = b->in_ch - b->skip_ch, c2 = b->skip_ch;
             float *cat = arena_floats(a, (size_t)B * b->in_ch * hw);
-            TIMED(u, UNET_OP_OTHER, 0,
-                  for (int n = 0; n < B; n++) {
-                      memcpy(cat + (size_t)n * b->in_ch * hw, cur + (size_t)n * c1 * hw, (size_t)c1 * hw * sizeof(float));
-                      memcpy(cat + ((size_t)n * b->in_ch + c1) * hw, skip + (size_t)n * c2 * hw, (size_t)c2 * hw * sizeof(float));
-                  });
+            TIMED(u, UNET_OP_OTHER, 0, copy_2d(ctx, cat, (int64_t)b->in_ch * hw, cur, (int64_t)c1 * hw, B, (int64_t)c1 * hw);
+                  copy_2d(ctx, cat + (int64_t)c1 * hw, (int64_t)b->in_ch * hw, skip, (int64_t)c2 * hw, B, (int64_t)c2 * hw));
             in = cat;
         }
         float *o;
@@ -980,14 +761,14 @@ int unet_forward(unet *self, const float *x, int B, int H, int W, const float *t
         case BLK_UPSAMPLE: {
             size_t mark = arena_mark(a);
             float *up = arena_floats(a, (size_t)B * b->in_ch * hw * 4);
-            TIMED(u, UNET_OP_OTHER, 0, upsample_nearest2x(up, in, B, b->in_ch, h, w));
+            TIMED(u, UNET_OP_OTHER, 0, upsample_nearest2x(ctx, up, in, B, b->in_ch, h, w));
             h *= 2, w *= 2;
             float *res = arena_floats(a, (size_t)B * b->out_ch * h * w);
             conv(u, res, up, B, b->in_ch, h, w, &b->conv1, 1, 1);
             /* keep only the result: move it down over the upsampled copy */
             arena_reset(a, mark);
             o = arena_floats(a, (size_t)B * b->out_ch * h * w);
-            memmove(o, res, (size_t)B * b->out_ch * h * w * sizeof(float));
+            copy_floats(ctx, o, res, (int64_t)B * b->out_ch * h * w);
             break;
         }
         case BLK_OUT: {
@@ -1005,6 +786,7 @@ int unet_forward(unet *self, const float *x, int B, int H, int W, const float *t
         if (b->push) skip_data[nskips++] = o;
         cur = o;
     }
+    u->ctx = NULL;
     return 0;
 }
 

@@ -12,7 +12,7 @@
  * Weights stay in the file's dtype (F32/F16/BF16, memory-mapped) and are widened per layer.
  *
  * Evaluating (one call per sampler step; batch = cond and uncond together for CFG):
- *   unet_forward(u, x, B, H, W, timesteps, context, T, text_embeds, time_ids, out);
+ *   unet_forward(u, ctx, x, B, H, W, timesteps, context, T, text_embeds, time_ids, out);
  *     x           [B, in_channels, H, W] latents (H, W multiples of 2^(levels-1))
  *     timesteps   [B] (float: samplers may pass fractional timesteps)
  *     context     [B, T, cross_attention_dim] text encoder hidden states
@@ -29,7 +29,7 @@
 #ifndef TESSERA_UNET_H
 #define TESSERA_UNET_H
 
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 
 #define UNET_MAX_LEVELS 6
 
@@ -76,7 +76,7 @@ int unet_cross_attention_dim(const unet *self);
 int unet_text_embeds_dim(const unet *self);      /* SDXL pooled width; 0 without text_time */
 size_t unet_weight_bytes(const unet *self);
 
-int unet_forward(unet *self, const float *x, int B, int H, int W, const float *timesteps,
+int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps,
                  const float *context, int T, const float *text_embeds, const float *time_ids,
                  float *out);
 

@@ -17,10 +17,4 @@ int unet_config_infer(const safetensors *st, const char *prefix, unet_config *c)
  * bad config. Tests compare it with diffusers' count for the full-size presets. */
 int64_t unet_config_param_count(const unet_config *config);
 
-/* For tests: how weight_gemm shares products among threads. 0: by size (the default);
- * 1: always by weight rows; 2: always by positions. Forced modes also thread small products
- * and widen 16 rows at a time, so every loop runs several blocks; they also keep every
- * convolution on the im2col path (mode 0 sends outer-level ones to the kernels' conv2d). */
-void unet_debug_force_split(unet *self, int mode);
-
 #endif

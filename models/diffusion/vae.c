@@ -465,60 +465,60 @@ int vae_downscale(const vae *self) { return 1 << (self->config.levels - 1); }
 static const conv2d_params SAME3 = {1, 1, 1, 1, 1}, POINT = {1, 1, 0, 0, 1};
 
 /* x [cin, H, W] -> x [cout, H, W], in place; t1, t2 scratch of the same capacity. */
-static int resnet_forward(const vae_resnet *r, float *x, float *t1, float *t2, int H, int W, int groups) {
+static int resnet_forward(ts_ctx *ctx, const vae_resnet *r, float *x, float *t1, float *t2, int H, int W, int groups) {
     int64_t hw = (int64_t)H * W;
-    if (group_norm(t1, x, 1, r->cin, hw, groups, &r->norm1_w, &r->norm1_b, VAE_EPS) < 0) return -1;
-    silu(t1, t1, r->cin * hw);
-    if (conv2d(t2, t1, 1, r->cin, H, W, &r->conv1_w, &r->conv1_b, SAME3) < 0) return -1;
-    if (group_norm(t2, t2, 1, r->cout, hw, groups, &r->norm2_w, &r->norm2_b, VAE_EPS) < 0) return -1;
-    silu(t2, t2, r->cout * hw);
-    if (conv2d(t1, t2, 1, r->cout, H, W, &r->conv2_w, &r->conv2_b, SAME3) < 0) return -1;
+    if (group_norm(ctx, t1, x, 1, r->cin, hw, groups, &r->norm1_w, &r->norm1_b, VAE_EPS) < 0) return -1;
+    silu(ctx, t1, t1, r->cin * hw);
+    if (conv2d(ctx, t2, t1, 1, r->cin, H, W, &r->conv1_w, &r->conv1_b, SAME3) < 0) return -1;
+    if (group_norm(ctx, t2, t2, 1, r->cout, hw, groups, &r->norm2_w, &r->norm2_b, VAE_EPS) < 0) return -1;
+    silu(ctx, t2, t2, r->cout * hw);
+    if (conv2d(ctx, t1, t2, 1, r->cout, H, W, &r->conv2_w, &r->conv2_b, SAME3) < 0) return -1;
     if (r->has_shortcut) {
-        if (conv2d(t2, x, 1, r->cin, H, W, &r->short_w, &r->short_b, POINT) < 0) return -1;
-        int64_t n = r->cout * hw;
-        for (int64_t i = 0; i < n; i++) x[i] = t2[i] + t1[i];
+        if (conv2d(ctx, t2, x, 1, r->cin, H, W, &r->short_w, &r->short_b, POINT) < 0) return -1;
+        copy_floats(ctx, x, t2, r->cout * hw);   /* x = shortcut + h */
+        add_inplace(ctx, x, t1, r->cout * hw);
     } else {
-        add_inplace(x, t1, r->cout * hw);
+        add_inplace(ctx, x, t1, r->cout * hw);
     }
     return 0;
 }
 
 /* Single-head self-attention over the H*W positions, residual added into x [C, H*W]. */
-static int attention_forward(const vae_attention *a, float *x, int64_t hw, int groups) {
+static int attention_forward(ts_ctx *ctx, const vae_attention *a, float *x, int64_t hw, int groups) {
     int c = a->channels;
     size_t n = (size_t)c * (size_t)hw;
     float *h = ts_aligned_alloc(n * sizeof(float)), *t = ts_aligned_alloc(n * sizeof(float));
     float *q = ts_aligned_alloc(n * sizeof(float)), *k = ts_aligned_alloc(n * sizeof(float));
     float *v = ts_aligned_alloc(n * sizeof(float));
     int rc = -1;
-    if (group_norm(h, x, 1, c, hw, groups, &a->norm_w, &a->norm_b, VAE_EPS) < 0) goto done;
-    nchw_to_nhwc(t, h, 1, c, hw);
-    if (linear(q, t, hw, &a->q_w, &a->q_b) < 0 || linear(k, t, hw, &a->k_w, &a->k_b) < 0 ||
-        linear(v, t, hw, &a->v_w, &a->v_b) < 0)
+    if (group_norm(ctx, h, x, 1, c, hw, groups, &a->norm_w, &a->norm_b, VAE_EPS) < 0) goto done;
+    nchw_to_nhwc(ctx, t, h, 1, c, hw);
+    if (linear(ctx, q, t, hw, &a->q_w, &a->q_b) < 0 || linear(ctx, k, t, hw, &a->k_w, &a->k_b) < 0 ||
+        linear(ctx, v, t, hw, &a->v_w, &a->v_b) < 0)
         goto done;
-    attention(h, q, k, v, (attention_params){.batch = 1, .heads = 1, .head_dim = c, .n_q = hw, .n_kv = hw,
+    attention(ctx, h, q, k, v, (attention_params){.batch = 1, .heads = 1, .head_dim = c, .n_q = hw, .n_kv = hw,
                                               .scale = 1.0f / sqrtf((float)c)});
-    if (linear(t, h, hw, &a->out_w, &a->out_b) < 0) goto done;
-    nhwc_to_nchw(h, t, 1, c, hw);
-    add_inplace(x, h, (int64_t)n);
+    if (linear(ctx, t, h, hw, &a->out_w, &a->out_b) < 0) goto done;
+    nhwc_to_nchw(ctx, h, t, 1, c, hw);
+    add_inplace(ctx, x, h, (int64_t)n);
     rc = 0;
 done:
     free(h), free(t), free(q), free(k), free(v);
     return rc;
 }
 
-static int mid_forward(const vae_coder *c, float *x, float *t1, float *t2, int H, int W, int groups) {
-    if (resnet_forward(&c->mid_resnets[0], x, t1, t2, H, W, groups) < 0) return -1;
-    if (attention_forward(&c->mid_attention, x, (int64_t)H * W, groups) < 0) return -1;
-    return resnet_forward(&c->mid_resnets[1], x, t1, t2, H, W, groups);
+static int mid_forward(ts_ctx *ctx, const vae_coder *c, float *x, float *t1, float *t2, int H, int W, int groups) {
+    if (resnet_forward(ctx, &c->mid_resnets[0], x, t1, t2, H, W, groups) < 0) return -1;
+    if (attention_forward(ctx, &c->mid_attention, x, (int64_t)H * W, groups) < 0) return -1;
+    return resnet_forward(ctx, &c->mid_resnets[1], x, t1, t2, H, W, groups);
 }
 
 /* norm_out, SiLU, conv_out: x [C, H, W] -> out [C_out, H, W]. */
-static int output_forward(const vae_coder *c, int ch, float *x, float *t1, float *out, int H, int W, int groups) {
+static int output_forward(ts_ctx *ctx, const vae_coder *c, int ch, float *x, float *t1, float *out, int H, int W, int groups) {
     int64_t hw = (int64_t)H * W;
-    if (group_norm(t1, x, 1, ch, hw, groups, &c->norm_out_w, &c->norm_out_b, VAE_EPS) < 0) return -1;
-    silu(t1, t1, ch * hw);
-    return conv2d(out, t1, 1, ch, H, W, &c->conv_out_w, &c->conv_out_b, SAME3);
+    if (group_norm(ctx, t1, x, 1, ch, hw, groups, &c->norm_out_w, &c->norm_out_b, VAE_EPS) < 0) return -1;
+    silu(ctx, t1, t1, ch * hw);
+    return conv2d(ctx, out, t1, 1, ch, H, W, &c->conv_out_w, &c->conv_out_b, SAME3);
 }
 
 /* Floats of the largest activation of a pass whose full resolution is H x W: at level i
@@ -539,26 +539,22 @@ static size_t buffer_floats(const vae_config *c, int H, int W) {
 
 /* out [C, 2h, 2w] = conv3x3(upsample_nearest2x(x [C, h, w])), as four 2x2 convolutions
  * (make_phase_weights); t [C, h+1, w+1] scratch. */
-static int upsample_conv(const vae_level *L, const float *x, float *t, float *out, int C, int h, int w) {
+static int upsample_conv(ts_ctx *ctx, const vae_level *L, const float *x, float *t, float *out, int C, int h, int w) {
     const conv2d_params pad1 = {1, 1, 1, 1, 1};
     int ph = h + 1, pw = w + 1;
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < 2; b++) {
-            if (conv2d(t, x, 1, C, h, w, &L->phase_w[a * 2 + b], &L->sampler_b, pad1) < 0) return -1;
+            if (conv2d(ctx, t, x, 1, C, h, w, &L->phase_w[a * 2 + b], &L->sampler_b, pad1) < 0) return -1;
             /* phase (a, b): output (2i+a, 2j+b) is conv output (i+a, j+b) */
-            #pragma omp parallel for schedule(static) if ((int64_t)C * h * w >= 65536)
-            for (int c = 0; c < C; c++)
-                for (int i = 0; i < h; i++) {
-                    const float *src = t + ((size_t)c * ph + i + a) * pw + b;
-                    float *dst = out + ((size_t)c * 2 * h + 2 * i + a) * (2 * w) + b;
-                    for (int j = 0; j < w; j++) dst[2 * j] = src[j];
-                }
+            copy_strided(ctx, out + (int64_t)a * 2 * w + b, (const int64_t[3]){(int64_t)4 * h * w, 4 * w, 2},
+                         t + (int64_t)a * pw + b, (const int64_t[3]){(int64_t)ph * pw, pw, 1},
+                         (const int64_t[3]){C, h, w});
         }
     return 0;
 }
 
 /* One latent [L, h, w] -> image [out, h*f, w*f]. */
-static int decode_one(vae *self, const float *z, int h, int w, float *image) {
+static int decode_one(ts_ctx *ctx, vae *self, const float *z, int h, int w, float *image) {
     const vae_config *c = &self->config;
     const vae_coder *d = &self->decoder;
     int f = vae_downscale(self), H = h * f, W = w * f, g = c->norm_groups;
@@ -567,66 +563,65 @@ static int decode_one(vae *self, const float *z, int h, int w, float *image) {
     int rc = -1;
     const float *in = z;
     if (c->post_quant_conv) {
-        if (conv2d(t2, z, 1, c->latent_channels, h, w, &self->post_quant_w, &self->post_quant_b, POINT) < 0) goto done;
+        if (conv2d(ctx, t2, z, 1, c->latent_channels, h, w, &self->post_quant_w, &self->post_quant_b, POINT) < 0) goto done;
         in = t2;
     }
-    if (conv2d(x, in, 1, c->latent_channels, h, w, &d->conv_in_w, &d->conv_in_b, SAME3) < 0) goto done;
-    if (mid_forward(d, x, t1, t2, h, w, g) < 0) goto done;
+    if (conv2d(ctx, x, in, 1, c->latent_channels, h, w, &d->conv_in_w, &d->conv_in_b, SAME3) < 0) goto done;
+    if (mid_forward(ctx, d, x, t1, t2, h, w, g) < 0) goto done;
     int ch = c->block_out[c->levels - 1];
     for (int i = 0; i < c->levels; i++) {
         const vae_level *L = &d->level[i];
         for (int j = 0; j < L->count; j++)
-            if (resnet_forward(&L->resnets[j], x, t1, t2, h, w, g) < 0) goto done;
+            if (resnet_forward(ctx, &L->resnets[j], x, t1, t2, h, w, g) < 0) goto done;
         ch = L->cout;
         if (L->has_sampler) {
-            if (upsample_conv(L, x, t1, t2, ch, h, w) < 0) goto done;
+            if (upsample_conv(ctx, L, x, t1, t2, ch, h, w) < 0) goto done;
             float *up = t2;
             t2 = x, x = up;
             h *= 2, w *= 2;
         }
     }
-    rc = output_forward(d, ch, x, t1, image, h, w, g);
+    rc = output_forward(ctx, d, ch, x, t1, image, h, w, g);
 done:
     free(x), free(t1), free(t2);
     return rc;
 }
 
 /* One image [C, H, W] -> latent mean [L, H/f, W/f]. */
-static int encode_one(vae *self, const float *image, int H, int W, float *mean) {
+static int encode_one(ts_ctx *ctx, vae *self, const float *image, int H, int W, float *mean) {
     const vae_config *c = &self->config;
     const vae_coder *e = &self->encoder;
     int g = c->norm_groups, h = H, w = W;
     size_t cap = buffer_floats(c, H, W);
     float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
     int rc = -1;
-    if (conv2d(x, image, 1, c->in_channels, h, w, &e->conv_in_w, &e->conv_in_b, SAME3) < 0) goto done;
+    if (conv2d(ctx, x, image, 1, c->in_channels, h, w, &e->conv_in_w, &e->conv_in_b, SAME3) < 0) goto done;
     int ch = c->block_out[0];
     for (int i = 0; i < c->levels; i++) {
         const vae_level *L = &e->level[i];
         for (int j = 0; j < L->count; j++)
-            if (resnet_forward(&L->resnets[j], x, t1, t2, h, w, g) < 0) goto done;
+            if (resnet_forward(ctx, &L->resnets[j], x, t1, t2, h, w, g) < 0) goto done;
         ch = L->cout;
         if (L->has_sampler) {
             /* diffusers' Downsample2D pads (0, 1, 0, 1) then convolves with stride 2, no padding */
             int ph = h + 1, pw = w + 1;
-            memset(t1, 0, (size_t)ch * ph * pw * sizeof(float));
-            for (int k = 0; k < ch; k++)
-                for (int y = 0; y < h; y++)
-                    memcpy(t1 + ((size_t)k * ph + y) * pw, x + ((size_t)k * h + y) * w, (size_t)w * sizeof(float));
-            if (conv2d(x, t1, 1, ch, ph, pw, &L->sampler_w, &L->sampler_b, (conv2d_params){2, 2, 0, 0, 1}) < 0)
+            fill(ctx, t1, 0.0f, (int64_t)ch * ph * pw);
+            copy_strided(ctx, t1, (const int64_t[3]){(int64_t)ph * pw, pw, 1}, x, (const int64_t[3]){(int64_t)h * w, w, 1},
+                         (const int64_t[3]){ch, h, w});
+            if (conv2d(ctx, x, t1, 1, ch, ph, pw, &L->sampler_w, &L->sampler_b, (conv2d_params){2, 2, 0, 0, 1}) < 0)
                 goto done;
             h /= 2, w /= 2;
         }
     }
-    if (mid_forward(e, x, t1, t2, h, w, g) < 0) goto done;
+    if (mid_forward(ctx, e, x, t1, t2, h, w, g) < 0) goto done;
     int l2 = 2 * c->latent_channels;
-    if (output_forward(e, ch, x, t1, t2, h, w, g) < 0) goto done;
+    if (output_forward(ctx, e, ch, x, t1, t2, h, w, g) < 0) goto done;
     const float *moments = t2;
     if (c->quant_conv) {
-        if (conv2d(t1, t2, 1, l2, h, w, &self->quant_w, &self->quant_b, POINT) < 0) goto done;
+        if (conv2d(ctx, t1, t2, 1, l2, h, w, &self->quant_w, &self->quant_b, POINT) < 0) goto done;
         moments = t1;
     }
-    memcpy(mean, moments, (size_t)c->latent_channels * h * w * sizeof(float));   /* mean, then logvar */
+    copy_floats(ctx, mean, moments, (int64_t)c->latent_channels * h * w);   /* mean, then logvar */
     rc = 0;
 done:
     free(x), free(t1), free(t2);
@@ -637,37 +632,25 @@ done:
 
 typedef struct { float *data; int h, w; } tile_image;
 
-/* b[:, y, :] = a[:, end-extent+y, :] * (1 - y/extent) + b[:, y, :] * (y/extent) */
-static void blend_v(const tile_image *a, tile_image *b, int C, int extent) {
+/* Tile b fades in from its neighbour a above (blend_v) or to the left (blend_h), as diffusers'
+ * blend_v / blend_h: over the first `extent` rows or columns of b. */
+static void blend_v(ts_ctx *ctx, const tile_image *a, tile_image *b, int C, int extent) {
     if (a->h < extent) extent = a->h;
     if (b->h < extent) extent = b->h;
-    for (int y = 0; y < extent; y++) {
-        float wb = (float)((double)y / extent), wa = (float)(1.0 - (double)y / extent);
-        for (int c = 0; c < C; c++) {
-            const float *ra = a->data + ((size_t)c * a->h + (a->h - extent + y)) * a->w;
-            float *rb = b->data + ((size_t)c * b->h + y) * b->w;
-            int n = a->w < b->w ? a->w : b->w;
-            for (int x = 0; x < n; x++) rb[x] = ra[x] * wa + rb[x] * wb;
-        }
-    }
+    int n = a->w < b->w ? a->w : b->w;
+    crossfade(ctx, b->data, (int64_t)b->h * b->w, b->w, a->data + (int64_t)(a->h - extent) * a->w, (int64_t)a->h * a->w,
+              a->w, C, extent, n, extent, true);
 }
 
-static void blend_h(const tile_image *a, tile_image *b, int C, int extent) {
+static void blend_h(ts_ctx *ctx, const tile_image *a, tile_image *b, int C, int extent) {
     if (a->w < extent) extent = a->w;
     if (b->w < extent) extent = b->w;
     int rows = a->h < b->h ? a->h : b->h;
-    for (int c = 0; c < C; c++)
-        for (int y = 0; y < rows; y++) {
-            const float *ra = a->data + ((size_t)c * a->h + y) * a->w;
-            float *rb = b->data + ((size_t)c * b->h + y) * b->w;
-            for (int x = 0; x < extent; x++) {
-                float wb = (float)((double)x / extent), wa = (float)(1.0 - (double)x / extent);
-                rb[x] = ra[a->w - extent + x] * wa + rb[x] * wb;
-            }
-        }
+    crossfade(ctx, b->data, (int64_t)b->h * b->w, b->w, a->data + (a->w - extent), (int64_t)a->h * a->w, a->w, C, rows,
+              extent, extent, false);
 }
 
-static int decode_tiled_one(vae *self, const float *z, int h, int w, float *image, int tile, float overlap) {
+static int decode_tiled_one(ts_ctx *ctx, vae *self, const float *z, int h, int w, float *image, int tile, float overlap) {
     const vae_config *c = &self->config;
     int L = c->latent_channels, C = c->out_channels, f = vae_downscale(self);
     int stride = (int)(tile * (1 - overlap)), tile_px = tile * f;
@@ -681,31 +664,29 @@ static int decode_tiled_one(vae *self, const float *z, int h, int w, float *imag
         for (int j = 0; j < cols; j++) {
             int y0 = i * stride, x0 = j * stride;
             int th = h - y0 < tile ? h - y0 : tile, tw = w - x0 < tile ? w - x0 : tile;
-            for (int k = 0; k < L; k++)
-                for (int y = 0; y < th; y++)
-                    memcpy(zt + ((size_t)k * th + y) * tw, z + ((size_t)k * h + y0 + y) * w + x0, (size_t)tw * sizeof(float));
+            copy_strided(ctx, zt, (const int64_t[3]){(int64_t)th * tw, tw, 1}, z + (int64_t)y0 * w + x0,
+                         (const int64_t[3]){(int64_t)h * w, w, 1}, (const int64_t[3]){L, th, tw});
             tile_image *t = &tiles[i * cols + j];
             t->h = th * f, t->w = tw * f;
             t->data = ts_malloc((size_t)C * t->h * t->w * sizeof(float));
-            if (decode_one(self, zt, th, tw, t->data) < 0) goto done;
+            if (decode_one(ctx, self, zt, th, tw, t->data) < 0) goto done;
         }
     int H = h * f, W = w * f;
-    memset(image, 0, (size_t)C * H * W * sizeof(float));
+    fill(ctx, image, 0.0f, (int64_t)C * H * W);
     /* each tile keeps its top-left limit x limit corner, placed after the previous ones */
     for (int i = 0, oy = 0; i < rows; i++) {
         int kh = 0;
         for (int j = 0, ox = 0; j < cols; j++) {
             tile_image *t = &tiles[i * cols + j];
-            if (i > 0) blend_v(&tiles[(i - 1) * cols + j], t, C, extent);
-            if (j > 0) blend_h(&tiles[i * cols + j - 1], t, C, extent);
+            if (i > 0) blend_v(ctx, &tiles[(i - 1) * cols + j], t, C, extent);
+            if (j > 0) blend_h(ctx, &tiles[i * cols + j - 1], t, C, extent);
             kh = t->h < limit ? t->h : limit;
             int kw = t->w < limit ? t->w : limit, ch = kh, cw = kw;
             if (oy + ch > H) ch = H - oy;
             if (ox + cw > W) cw = W - ox;
-            for (int k = 0; k < C; k++)
-                for (int y = 0; y < ch; y++)
-                    memcpy(image + ((size_t)k * H + oy + y) * W + ox, t->data + ((size_t)k * t->h + y) * t->w,
-                           (size_t)(cw > 0 ? cw : 0) * sizeof(float));
+            if (ch > 0 && cw > 0)
+                copy_strided(ctx, image + (int64_t)oy * W + ox, (const int64_t[3]){(int64_t)H * W, W, 1}, t->data,
+                             (const int64_t[3]){(int64_t)t->h * t->w, t->w, 1}, (const int64_t[3]){C, ch, cw});
             ox += kw;
         }
         oy += kh;
@@ -718,7 +699,7 @@ done:
     return rc;
 }
 
-int vae_decode(vae *self, const float *latent, int N, int h, int w, float *image, const vae_tiling *tiling) {
+int vae_decode(vae *self, ts_ctx *ctx, const float *latent, int N, int h, int w, float *image, const vae_tiling *tiling) {
     const vae_config *c = &self->config;
     int f = vae_downscale(self);
     if (N < 1 || h < 1 || w < 1) return ts_fail("vae_decode: bad latent size %dx%dx%d", N, h, w);
@@ -732,14 +713,14 @@ int vae_decode(vae *self, const float *latent, int N, int h, int w, float *image
     size_t zs = (size_t)c->latent_channels * h * w, xs = (size_t)c->out_channels * h * f * w * f;
     for (int n = 0; n < N; n++) {
         int rc = tile && (h > tile || w > tile)
-                     ? decode_tiled_one(self, latent + n * zs, h, w, image + n * xs, tile, overlap)
-                     : decode_one(self, latent + n * zs, h, w, image + n * xs);
+                     ? decode_tiled_one(ctx, self, latent + n * zs, h, w, image + n * xs, tile, overlap)
+                     : decode_one(ctx, self, latent + n * zs, h, w, image + n * xs);
         if (rc < 0) return ts_fail_wrap("VAE decode");
     }
     return 0;
 }
 
-int vae_encode_mean(vae *self, const float *image, int N, int H, int W, float *latent) {
+int vae_encode_mean(vae *self, ts_ctx *ctx, const float *image, int N, int H, int W, float *latent) {
     const vae_config *c = &self->config;
     int f = vae_downscale(self);
     if (!c->has_encoder) return ts_fail("VAE encode: this checkpoint has no encoder weights");
@@ -747,16 +728,10 @@ int vae_encode_mean(vae *self, const float *image, int N, int H, int W, float *l
         return ts_fail("VAE encode: image size %dx%d is not a positive multiple of %d", W, H, f);
     size_t xs = (size_t)c->in_channels * H * W, zs = (size_t)c->latent_channels * (H / f) * (W / f);
     for (int n = 0; n < N; n++)
-        if (encode_one(self, image + n * xs, H, W, latent + n * zs) < 0) return ts_fail_wrap("VAE encode");
+        if (encode_one(ctx, self, image + n * xs, H, W, latent + n * zs) < 0) return ts_fail_wrap("VAE encode");
     return 0;
 }
 
-void vae_image_to_rgb8(const float *image, int C, int H, int W, uint8_t *rgb) {
-    size_t hw = (size_t)H * W;
-    for (size_t p = 0; p < hw; p++)
-        for (int k = 0; k < 3; k++) {
-            float v = image[(size_t)(k < C ? k : C - 1) * hw + p] * 0.5f + 0.5f;
-            v = v < 0 ? 0 : v > 1 ? 1 : v;
-            rgb[p * 3 + k] = (uint8_t)lrintf(v * 255.0f);
-        }
+void vae_image_to_rgb8(ts_ctx *ctx, const float *image, int C, int H, int W, uint8_t *rgb) {
+    rgb8_from_planes(ctx, rgb, image, C, (int64_t)H * W, 0.5f, 0.5f);   /* [-1, 1] -> [0, 1] */
 }

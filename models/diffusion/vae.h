@@ -15,7 +15,7 @@
 #ifndef TESSERA_VAE_H
 #define TESSERA_VAE_H
 
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 
 #define VAE_MAX_LEVELS 8
 
@@ -58,14 +58,14 @@ int vae_downscale(const vae *self);    /* 8 for SD */
 /* latent [N, L, h, w] (unscaled) -> image [N, out_channels, h*f, w*f] in about [-1, 1].
  * tiling NULL or not enabled: one pass. Tiling is used only when the latent is larger
  * than a tile, as in diffusers, so small images come out identical either way. */
-int vae_decode(vae *self, const float *latent, int N, int h, int w, float *image,
+int vae_decode(vae *self, ts_ctx *ctx, const float *latent, int N, int h, int w, float *image,
                const vae_tiling *tiling);
 /* image [N, in_channels, H, W] in [-1, 1] (H, W multiples of the factor) -> the mean of
  * the latent distribution [N, L, H/f, W/f] (unscaled). */
-int vae_encode_mean(vae *self, const float *image, int N, int H, int W, float *latent);
+int vae_encode_mean(vae *self, ts_ctx *ctx, const float *image, int N, int H, int W, float *latent);
 
 /* Convenience: image in [-1, 1] NCHW (one image) -> interleaved RGB8 (HWC), clamped,
  * rounded as diffusers' numpy_to_pil: (x/2+0.5).clamp(0,1)*255, round. */
-void vae_image_to_rgb8(const float *image, int C, int H, int W, uint8_t *rgb);
+void vae_image_to_rgb8(ts_ctx *ctx, const float *image, int C, int H, int W, uint8_t *rgb);
 
 #endif

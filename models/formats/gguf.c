@@ -501,23 +501,23 @@ const gguf_tensor *gguf_find_tensor(const gguf *self, const char *name) {
     return NULL;
 }
 
-int gguf_tensor_qtype(const gguf *self, const gguf_tensor *t, qtype *out) {
+int gguf_tensor_dtype(const gguf *self, const gguf_tensor *t, dtype *out) {
     switch (t->ggml_type) {
-    case GGML_F32: *out = QT_F32; return 0;
-    case GGML_F16: *out = QT_F16; return 0;
-    case GGML_BF16: *out = QT_BF16; return 0;
-    case GGML_Q8_0: *out = QT_Q8_0; return 0;
-    case GGML_Q4_0: *out = QT_Q4_0; return 0;
-    case GGML_Q4_K: *out = QT_Q4_K; return 0;
-    case GGML_Q6_K: *out = QT_Q6_K; return 0;
-    case GGML_Q4_1: *out = QT_Q4_1; return 0;
-    case GGML_Q5_0: *out = QT_Q5_0; return 0;
-    case GGML_Q5_1: *out = QT_Q5_1; return 0;
-    case GGML_Q2_K: *out = QT_Q2_K; return 0;
-    case GGML_Q3_K: *out = QT_Q3_K; return 0;
-    case GGML_Q5_K: *out = QT_Q5_K; return 0;
-    case GGML_IQ4_NL: *out = QT_IQ4_NL; return 0;
-    case GGML_IQ4_XS: *out = QT_IQ4_XS; return 0;
+    case GGML_F32: *out = DT_F32; return 0;
+    case GGML_F16: *out = DT_F16; return 0;
+    case GGML_BF16: *out = DT_BF16; return 0;
+    case GGML_Q8_0: *out = DT_Q8_0; return 0;
+    case GGML_Q4_0: *out = DT_Q4_0; return 0;
+    case GGML_Q4_K: *out = DT_Q4_K; return 0;
+    case GGML_Q6_K: *out = DT_Q6_K; return 0;
+    case GGML_Q4_1: *out = DT_Q4_1; return 0;
+    case GGML_Q5_0: *out = DT_Q5_0; return 0;
+    case GGML_Q5_1: *out = DT_Q5_1; return 0;
+    case GGML_Q2_K: *out = DT_Q2_K; return 0;
+    case GGML_Q3_K: *out = DT_Q3_K; return 0;
+    case GGML_Q5_K: *out = DT_Q5_K; return 0;
+    case GGML_IQ4_NL: *out = DT_IQ4_NL; return 0;
+    case GGML_IQ4_XS: *out = DT_IQ4_XS; return 0;
     default:
         return ts_fail("%s: tensor '%.*s' is %s; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
                        "Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS", self->path,

@@ -84,8 +84,8 @@ bool gguf_str_eq(gguf_str s, const char *c);
 int gguf_tensor_count(const gguf *self);
 const gguf_tensor *gguf_tensor_at(const gguf *self, int i);
 const gguf_tensor *gguf_find_tensor(const gguf *self, const char *name); /* NULL if absent */
-/* The tensor's ggml type as a qtype; -1 with a message naming the tensor if Tessera
+/* The tensor's ggml type as a dtype; -1 with a message naming the tensor if Tessera
  * cannot compute with that type. */
-int gguf_tensor_qtype(const gguf *self, const gguf_tensor *t, qtype *out);
+int gguf_tensor_dtype(const gguf *self, const gguf_tensor *t, dtype *out);
 
 #endif

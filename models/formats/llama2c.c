@@ -61,32 +61,32 @@ llm *llama2c_open(const char *path) {
         goto fail;
     }
     const float *p = (const float *)((const char *)base + 28);
-    qmatrix_view(&w.token_embd, QT_F32, V, D, p, "token_embedding"); p += V * D;
+    qmatrix_view(&w.token_embd, DT_F32, V, D, p, "token_embedding"); p += V * D;
     w.layers = ts_calloc((size_t)L, sizeof(llm_layer));
     int64_t vec[1] = {D};
     for (int l = 0; l < L; l++) w.layers[l].attn_norm = tensor_view((void *)(p + l * D), DT_F32, 1, vec);
     p += L * D;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wq, QT_F32, D, D, p + l * D * D, "wq");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wq, DT_F32, D, D, p + l * D * D, "wq");
     p += L * D * D;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wk, QT_F32, kv, D, p + l * D * kv, "wk");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wk, DT_F32, kv, D, p + l * D * kv, "wk");
     p += L * D * kv;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wv, QT_F32, kv, D, p + l * D * kv, "wv");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wv, DT_F32, kv, D, p + l * D * kv, "wv");
     p += L * D * kv;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wo, QT_F32, D, D, p + l * D * D, "wo");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].wo, DT_F32, D, D, p + l * D * D, "wo");
     p += L * D * D;
     for (int l = 0; l < L; l++) w.layers[l].ffn_norm = tensor_view((void *)(p + l * D), DT_F32, 1, vec);
     p += L * D;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].w_gate, QT_F32, Hd, D, p + l * D * Hd, "w1");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].w_gate, DT_F32, Hd, D, p + l * D * Hd, "w1");
     p += L * D * Hd;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].w_down, QT_F32, D, Hd, p + l * D * Hd, "w2");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].w_down, DT_F32, D, Hd, p + l * D * Hd, "w2");
     p += L * D * Hd;
-    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].w_up, QT_F32, Hd, D, p + l * D * Hd, "w3");
+    for (int l = 0; l < L; l++) qmatrix_view(&w.layers[l].w_up, DT_F32, Hd, D, p + l * D * Hd, "w3");
     p += L * D * Hd;
     w.out_norm = tensor_view((void *)p, DT_F32, 1, vec);
     p += D;
     p += (int64_t)c.max_seq_len * c.head_dim; /* freq_cis_real and _imag, recomputed instead */
     if (c.tied_output) w.output = w.token_embd;
-    else qmatrix_view(&w.output, QT_F32, V, D, p, "wcls");
+    else qmatrix_view(&w.output, DT_F32, V, D, p, "wcls");
     w.rope_inv_freq = llm_rope_frequencies(c.head_dim, c.rope_theta);
     return llm_new(&c, &w, m, release_mapping);
 fail:

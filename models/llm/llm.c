@@ -12,9 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 struct llm {
     llm_config config;
@@ -29,7 +26,7 @@ struct llm {
 /* The matrices' types in order of first use: a Q4_K_M file is not all Q4_K (rows that are not
  * a multiple of 256 fall back to Q5_0 / Q8_0), and the log should say so. */
 static void describe_weight_types(char *out, size_t size, const llm_weights *w, int n_layers) {
-    bool seen[QT_COUNT] = {false};
+    bool seen[DT_COUNT] = {false};
     size_t k = 0;
     out[0] = 0;
     for (int l = 0; l <= n_layers; l++) {   /* the blocks, then the embedding and output */
@@ -38,10 +35,10 @@ static void describe_weight_types(char *out, size_t size, const llm_weights *w, 
         int n = 2;
         if (L) { const qmatrix *lm[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down}; memcpy(ms, lm, sizeof lm); n = 7; }
         for (int i = 0; i < n; i++) {
-            qtype t = ms[i]->type;
-            if ((unsigned)t >= QT_COUNT || seen[t]) continue;
+            dtype t = ms[i]->type;
+            if ((unsigned)t >= DT_COUNT || seen[t]) continue;
             seen[t] = true;
-            int wrote = snprintf(out + k, size - k, "%s%s", k ? "+" : "", qtype_name(t));
+            int wrote = snprintf(out + k, size - k, "%s%s", k ? "+" : "", dtype_name(t));
             if (wrote < 0 || (size_t)wrote >= size - k) return;   /* 15 names fit in 128 */
             k += (size_t)wrote;
         }
@@ -146,7 +143,7 @@ static int64_t dim_size(const llm_config *c, dim_kind k) {
 
 /* A tensor as found in a file, before it becomes a qmatrix or a vector. */
 typedef struct {
-    qtype type;
+    dtype type;
     int ndim;
     int64_t shape[4];
     const void *data;
@@ -175,7 +172,7 @@ static int source_find(const weight_source *src, const char *name, raw_tensor *o
     if (src->g) {
         const gguf_tensor *t = gguf_find_tensor(src->g, name);
         if (!t) return 0;
-        if (gguf_tensor_qtype(src->g, t, &out->type)) return -1;
+        if (gguf_tensor_dtype(src->g, t, &out->type)) return -1;
         out->ndim = t->ndim;
         memcpy(out->shape, t->shape, sizeof out->shape);
         out->data = t->data;
@@ -188,9 +185,9 @@ static int source_find(const weight_source *src, const char *name, raw_tensor *o
         tensor t;
         if (safetensors_get(src->shards[i], name, &t)) return -1;
         switch (t.type) {
-        case DT_F32: out->type = QT_F32; break;
-        case DT_F16: out->type = QT_F16; break;
-        case DT_BF16: out->type = QT_BF16; break;
+        case DT_F32: out->type = DT_F32; break;
+        case DT_F16: out->type = DT_F16; break;
+        case DT_BF16: out->type = DT_BF16; break;
         default: return ts_fail("%s: tensor '%s' is %s; weights must be F32, F16 or BF16",
                                 safetensors_path(src->shards[i]), name, dtype_name(t.type));
         }
@@ -225,8 +222,8 @@ static int load_vector(const weight_source *src, const char *name, int64_t n, bo
     int64_t numel = 1;
     for (int d = 0; d < r.ndim; d++) numel *= r.shape[d];
     if (numel != n) return ts_fail("%s: tensor '%s' has %lld values, expected %lld", src->label, name, (long long)numel, (long long)n);
-    dtype t = r.type == QT_F32 ? DT_F32 : r.type == QT_F16 ? DT_F16 : r.type == QT_BF16 ? DT_BF16 : DT_COUNT;
-    if (t == DT_COUNT) return ts_fail("%s: tensor '%s' is %s; vectors must be F32, F16 or BF16", src->label, name, qtype_name(r.type));
+    dtype t = r.type == DT_F32 ? DT_F32 : r.type == DT_F16 ? DT_F16 : r.type == DT_BF16 ? DT_BF16 : DT_COUNT;
+    if (t == DT_COUNT) return ts_fail("%s: tensor '%s' is %s; vectors must be F32, F16 or BF16", src->label, name, dtype_name(r.type));
     int64_t shape[1] = {n};
     *out = tensor_view((void *)r.data, t, 1, shape);
     return 0;
@@ -495,27 +492,25 @@ llm *llm_open(const char *path) {
 /* ---- run state --------------------------------------------------------- */
 
 struct llm_state {
+    ts_ctx *ctx;                /* where the forward passes run; borrowed */
     int max_seqs, max_ctx, max_batch;
-    int kv_dim, n_layers, n_threads;
+    int kv_dim, n_layers;
     float *k_cache, *v_cache;   /* [layer][seq][pos][kv_dim] */
-    float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *scores;
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
 };
 
-llm_state *llm_state_new(const llm *m, int max_seqs, int max_ctx, int max_batch) {
+llm_state *llm_state_new(const llm *m, ts_ctx *ctx, int max_seqs, int max_ctx, int max_batch) {
     const llm_config *c = &m->config;
     if (max_ctx <= 0) max_ctx = c->max_seq_len;
     if (max_seqs <= 0 || max_batch <= 0 || max_ctx <= 0) { ts_fail("llm_state_new: bad sizes"); return NULL; }
+    if (!ctx) { ts_fail("llm_state_new: no context to compute in"); return NULL; }
     llm_state *s = ts_calloc(1, sizeof *s);
+    s->ctx = ctx;
     s->max_seqs = max_seqs;
     s->max_ctx = max_ctx;
     s->max_batch = max_batch;
     s->kv_dim = c->n_kv_heads * c->head_dim;
     s->n_layers = c->n_layers;
-#ifdef _OPENMP
-    s->n_threads = omp_get_max_threads();
-#else
-    s->n_threads = 1;
-#endif
     size_t cache = (size_t)c->n_layers * (size_t)max_seqs * (size_t)max_ctx * (size_t)s->kv_dim;
     s->k_cache = ts_aligned_alloc(cache * sizeof(float));
     s->v_cache = ts_aligned_alloc(cache * sizeof(float));
@@ -529,14 +524,13 @@ llm_state *llm_state_new(const llm *m, int max_seqs, int max_ctx, int max_batch)
     s->att = ts_aligned_alloc(B * qd * sizeof(float));
     s->hb = ts_aligned_alloc(B * (size_t)c->hidden_dim * sizeof(float));
     s->hb2 = ts_aligned_alloc(B * (size_t)c->hidden_dim * sizeof(float));
-    s->scores = ts_aligned_alloc((size_t)s->n_threads * (size_t)max_ctx * sizeof(float));
     return s;
 }
 
 void llm_state_destroy(llm_state **self) {
     llm_state *s = *self;
     if (!s) return;
-    float *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->scores};
+    float *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->hb2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
     *self = NULL;
@@ -545,56 +539,12 @@ void llm_state_destroy(llm_state **self) {
 int llm_state_max_seqs(const llm_state *self) { return self->max_seqs; }
 int llm_state_max_ctx(const llm_state *self) { return self->max_ctx; }
 int llm_state_max_batch(const llm_state *self) { return self->max_batch; }
+ts_ctx *llm_state_context(const llm_state *self) { return self->ctx; }
 
 /* ---- the forward pass -------------------------------------------------- */
 
-/* Rotates each head of x [heads * hd] by angles pos * inv_freq. */
-static void rope(float *x, int heads, int hd, int pos, const float *inv_freq, rope_style style) {
-    int half = hd / 2;
-    for (int i = 0; i < half; i++) {
-        float a = (float)pos * inv_freq[i];
-        float cr = cosf(a), sr = sinf(a);
-        for (int h = 0; h < heads; h++) {
-            float *v = x + h * hd;
-            int i0 = style == ROPE_NEOX ? i : 2 * i, i1 = style == ROPE_NEOX ? i + half : 2 * i + 1;
-            float a0 = v[i0], a1 = v[i1];
-            v[i0] = a0 * cr - a1 * sr;
-            v[i1] = a0 * sr + a1 * cr;
-        }
-    }
-}
-
 static inline size_t cache_at(const llm_state *s, int layer, int seq, int pos) {
     return (((size_t)layer * (size_t)s->max_seqs + (size_t)seq) * (size_t)s->max_ctx + (size_t)pos) * (size_t)s->kv_dim;
-}
-
-/* out[n, heads*hd]: each token's heads attend to its own sequence's cache 0..pos. */
-static void attend(const llm_config *c, llm_state *s, int layer, int n, const int *seqs, const int *pos) {
-    const int hd = c->head_dim, H = c->n_heads, group = c->n_heads / c->n_kv_heads;
-    const float scale = 1.0f / sqrtf((float)hd);
-    int64_t work = 0;   /* threads only pay off above a few tens of thousands of MACs */
-    for (int i = 0; i < n; i++) work += (int64_t)(pos[i] + 1) * H * hd * 2;
-    #pragma omp parallel for schedule(dynamic, 1) if (work >= (1 << 18))
-    for (int task = 0; task < n * H; task++) {
-        int i = task / H, h = task % H, kvh = h / group;
-#ifdef _OPENMP
-        float *sc = s->scores + (size_t)omp_get_thread_num() * (size_t)s->max_ctx;
-#else
-        float *sc = s->scores;
-#endif
-        const float *q = s->q + ((size_t)i * H + h) * hd;
-        size_t base = cache_at(s, layer, seqs[i], 0) + (size_t)kvh * hd;
-        int T = pos[i] + 1;
-        for (int t = 0; t < T; t++) sc[t] = dot_f32(q, s->k_cache + base + (size_t)t * s->kv_dim, hd) * scale;
-        softmax_rows(sc, 1, T);
-        float *o = s->att + ((size_t)i * H + h) * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (int t = 0; t < T; t++) {
-            const float *v = s->v_cache + base + (size_t)t * s->kv_dim;
-            float p = sc[t];
-            for (int d = 0; d < hd; d++) o[d] += p * v[d];
-        }
-    }
 }
 
 int llm_forward(const llm *m, llm_state *s, int n, const int *tokens, const int *seqs, const int *pos,
@@ -607,6 +557,7 @@ int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens,
     const llm_config *c = &m->config;
     const llm_weights *w = &m->weights;
     const int D = c->dim, qd = c->n_heads * c->head_dim, kvd = s->kv_dim;
+    ts_ctx *ctx = s->ctx;
     if (n <= 0 || n > s->max_batch) return ts_fail("llm_forward: batch of %d tokens (1 to %d allowed)", n, s->max_batch);
     for (int i = 0; i < n; i++) {
         bool embedded = tokens[i] == LLM_EMBEDDING_ROW && embeddings;
@@ -618,37 +569,41 @@ int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens,
             return ts_fail("llm_forward: position %d at batch row %d is past the context (%d)", pos[i], i, s->max_ctx);
     }
     for (int i = 0; i < n; i++) {
-        if (tokens[i] == LLM_EMBEDDING_ROW) memcpy(s->x + (size_t)i * D, embeddings + (size_t)i * D, (size_t)D * sizeof(float));
-        else qmatrix_row(&w->token_embd, tokens[i], s->x + (size_t)i * D);
+        if (tokens[i] == LLM_EMBEDDING_ROW) copy_floats(ctx, s->x + (size_t)i * D, embeddings + (size_t)i * D, D);
+        else qmatrix_gather(ctx, s->x + (size_t)i * D, &w->token_embd, &tokens[i], 1);
     }
+    kv_attention_params kv = {.n = n, .heads = c->n_heads, .kv_heads = c->n_kv_heads, .head_dim = c->head_dim,
+                              .seqs = seqs, .pos = pos, .seq_stride = (int64_t)s->max_ctx * kvd, .row_stride = kvd,
+                              .max_ctx = s->max_ctx};
 
     for (int l = 0; l < c->n_layers; l++) {
         const llm_layer *L = &w->layers[l];
         /* attention */
-        if (rms_norm(s->xb, s->x, n, D, &L->attn_norm, c->norm_eps)) return -1;
-        qmatmul(s->q, s->xb, n, &L->wq);
-        qmatmul(s->k, s->xb, n, &L->wk);
-        qmatmul(s->v, s->xb, n, &L->wv);
-        if (L->bq.data) add_row_bias(s->q, n, qd, &L->bq);
-        if (L->bk.data) add_row_bias(s->k, n, kvd, &L->bk);
-        if (L->bv.data) add_row_bias(s->v, n, kvd, &L->bv);
-        for (int i = 0; i < n; i++) {
-            rope(s->q + (size_t)i * qd, c->n_heads, c->head_dim, pos[i], w->rope_inv_freq, c->rope);
-            rope(s->k + (size_t)i * kvd, c->n_kv_heads, c->head_dim, pos[i], w->rope_inv_freq, c->rope);
+        if (rms_norm(ctx, s->xb, s->x, n, D, &L->attn_norm, c->norm_eps)) return -1;
+        qmatmul(ctx, s->q, s->xb, n, &L->wq);
+        qmatmul(ctx, s->k, s->xb, n, &L->wk);
+        qmatmul(ctx, s->v, s->xb, n, &L->wv);
+        if (L->bq.data) add_row_bias(ctx, s->q, n, qd, &L->bq);
+        if (L->bk.data) add_row_bias(ctx, s->k, n, kvd, &L->bk);
+        if (L->bv.data) add_row_bias(ctx, s->v, n, kvd, &L->bv);
+        rope(ctx, s->q, qd, n, c->n_heads, c->head_dim, pos, w->rope_inv_freq, c->rope == ROPE_NEOX);
+        rope(ctx, s->k, kvd, n, c->n_kv_heads, c->head_dim, pos, w->rope_inv_freq, c->rope == ROPE_NEOX);
+        for (int i = 0; i < n; i++) {   /* each row's keys and values into its sequence's cache */
             size_t at = cache_at(s, l, seqs[i], pos[i]);
-            memcpy(s->k_cache + at, s->k + (size_t)i * kvd, (size_t)kvd * sizeof(float));
-            memcpy(s->v_cache + at, s->v + (size_t)i * kvd, (size_t)kvd * sizeof(float));
+            copy_floats(ctx, s->k_cache + at, s->k + (size_t)i * kvd, kvd);
+            copy_floats(ctx, s->v_cache + at, s->v + (size_t)i * kvd, kvd);
         }
-        attend(c, s, l, n, seqs, pos);
-        qmatmul(s->xb, s->att, n, &L->wo);
-        add_inplace(s->x, s->xb, (int64_t)n * D);
-        /* feed-forward: down(silu(gate(x)) * up(x)) */
-        if (rms_norm(s->xb, s->x, n, D, &L->ffn_norm, c->norm_eps)) return -1;
-        qmatmul(s->hb, s->xb, n, &L->w_gate);
-        qmatmul(s->hb2, s->xb, n, &L->w_up);
-        swiglu(s->hb, s->hb, s->hb2, n, c->hidden_dim);
-        qmatmul(s->xb, s->hb, n, &L->w_down);
-        add_inplace(s->x, s->xb, (int64_t)n * D);
+        size_t layer_cache = cache_at(s, l, 0, 0);
+        attention_kv(ctx, s->att, s->q, s->k_cache + layer_cache, s->v_cache + layer_cache, kv);
+        qmatmul(ctx, s->xb, s->att, n, &L->wo);
+        add_inplace(ctx, s->x, s->xb, (int64_t)n * D);
+        /* feed-forward: down(silu(ctx, gate(x)) * up(x)) */
+        if (rms_norm(ctx, s->xb, s->x, n, D, &L->ffn_norm, c->norm_eps)) return -1;
+        qmatmul(ctx, s->hb, s->xb, n, &L->w_gate);
+        qmatmul(ctx, s->hb2, s->xb, n, &L->w_up);
+        swiglu(ctx, s->hb, s->hb, s->hb2, n, c->hidden_dim);
+        qmatmul(ctx, s->xb, s->hb, n, &L->w_down);
+        add_inplace(ctx, s->x, s->xb, (int64_t)n * D);
     }
 
     /* final norm and the output projection, only for the rows asked for */
@@ -657,9 +612,9 @@ int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens,
     for (int j = 0; j < n_out; j++) {
         int r = out_rows ? out_rows[j] : j;
         if (r < 0 || r >= n) return ts_fail("llm_forward: output row %d is outside the batch of %d", r, n);
-        memcpy(s->xb + (size_t)j * D, s->x + (size_t)r * D, (size_t)D * sizeof(float));
+        copy_floats(ctx, s->xb + (size_t)j * D, s->x + (size_t)r * D, D);
     }
-    if (rms_norm(s->xb, s->xb, n_out, D, &w->out_norm, c->norm_eps)) return -1;
-    qmatmul(logits, s->xb, n_out, &w->output);
+    if (rms_norm(ctx, s->xb, s->xb, n_out, D, &w->out_norm, c->norm_eps)) return -1;
+    qmatmul(ctx, logits, s->xb, n_out, &w->output);
     return 0;
 }

@@ -6,7 +6,7 @@
  * plugs in on top (ids in, logits out; see llm_sample.h for the generate loop).
  *
  *   llm *m = llm_open("qwen2.5-0.5b-q8_0.gguf");      // GGUF, HF folder or llama2.c .bin
- *   llm_state *s = llm_state_new(m, 4, 512);           // 4 sequences of up to 512 tokens
+ *   llm_state *s = llm_state_new(m, ctx, 4, 512, 64);  // 4 sequences of up to 512 tokens
  *   llm_forward(m, s, n, tokens, seqs, positions, n_out, out_rows, logits);
  *
  * Batching: one llm_forward call takes n tokens from any mix of sequences (prefill of
@@ -21,7 +21,7 @@
 #define TESSERA_LLM_H
 
 #include "kernels/quant.h"
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 
 typedef enum {
     ROPE_INTERLEAVED = 0,  /* pairs (2i, 2i+1): llama2.c, GGUF "llama" (q/k rows permuted) */
@@ -92,11 +92,12 @@ void llm_rope_llama3_scaling(float *inv_freq, int head_dim, float factor, float 
 typedef struct llm_state llm_state;
 
 /* max_ctx: positions per sequence (<= 0: the model's context length). */
-llm_state *llm_state_new(const llm *m, int max_seqs, int max_ctx, int max_batch);
+llm_state *llm_state_new(const llm *m, ts_ctx *ctx, int max_seqs, int max_ctx, int max_batch);
 void llm_state_destroy(llm_state **self);
 int llm_state_max_seqs(const llm_state *self);
 int llm_state_max_ctx(const llm_state *self);
 int llm_state_max_batch(const llm_state *self);
+ts_ctx *llm_state_context(const llm_state *self);   /* the context given at llm_state_new */
 
 /*
  * One forward pass over n tokens (n <= max_batch). logits receives n_out rows of

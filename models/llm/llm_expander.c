@@ -12,6 +12,7 @@
 struct llm_expander {
     llm_expander_options options;
     llm *model;
+    ts_ctx *ctx;                 /* where the model computes */
     llm_codec *codec;
     llm_state *state;
     upsample_instruction *instruction;
@@ -74,7 +75,9 @@ llm_expander *llm_expander_open(const llm_expander_options *o) {
      * only make the KV cache large */
     int ctx = llm_get_config(e->model)->max_seq_len;
     if (ctx <= 0 || ctx > 2048) ctx = 2048;
-    e->state = llm_state_new(e->model, e->options.max_batch, ctx, 512);
+    e->ctx = ts_ctx_new("cpu", e->options.threads);
+    if (!e->ctx) goto fail;
+    e->state = llm_state_new(e->model, e->ctx, e->options.max_batch, ctx, 512);
     if (!e->state) goto fail;
     return e;
 fail:
@@ -86,6 +89,7 @@ void llm_expander_destroy(llm_expander **self) {
     if (!self || !*self) return;
     llm_expander *e = *self;
     llm_state_destroy(&e->state);
+    ts_ctx_destroy(&e->ctx);
     llm_codec_destroy(&e->codec);
     upsample_instruction_destroy(&e->instruction);
     free(e->prompt_format);

@@ -33,6 +33,7 @@ typedef struct llm_expander_options {
     bool model_sampling;         /* the model's tessera.expander.* sampling keys win over .sampling */
     int max_tokens;              /* per reply */
     int max_batch;               /* prompts generated together */
+    int threads;                 /* CPU threads of the model's ops; 0: all cores */
 } llm_expander_options;
 
 /* Defaults: temperature 0.7, top-p 0.9, repeat penalty 1.1, 160 tokens, batch 8. */

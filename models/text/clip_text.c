@@ -26,7 +26,7 @@ struct clip_text_model {
     tensor position_embedding;   /* [positions, hidden] */
     clip_layer *layers;
     tensor final_ln_w, final_ln_b;
-    tensor projection;           /* [projection_dim, hidden] as linear() wants it */
+    tensor projection;           /* [projection_dim, hidden] as linear(ctx, ) wants it */
     tensor projection_owned;     /* OpenCLIP's x @ P, transposed into place at load */
 };
 
@@ -277,23 +277,23 @@ fail:
 /* ---- forward ----------------------------------------------------------- */
 
 /* x [n, D] += self_attention(layer_norm1(x)) ; x += mlp(layer_norm2(x)). */
-static int layer_forward(const clip_text_model *m, const clip_layer *l, float *x, int n, float *h,
+static int layer_forward(ts_ctx *ctx, const clip_text_model *m, const clip_layer *l, float *x, int n, float *h,
                          float *q, float *k, float *v, float *a, float *mlp) {
     const clip_text_config *c = &m->config;
     int D = c->hidden;
-    if (layer_norm(h, x, n, D, &l->ln1_w, &l->ln1_b, c->eps) || linear(q, h, n, &l->q_w, &l->q_b) ||
-        linear(k, h, n, &l->k_w, &l->k_b) || linear(v, h, n, &l->v_w, &l->v_b))
+    if (layer_norm(ctx, h, x, n, D, &l->ln1_w, &l->ln1_b, c->eps) || linear(ctx, q, h, n, &l->q_w, &l->q_b) ||
+        linear(ctx, k, h, n, &l->k_w, &l->k_b) || linear(ctx, v, h, n, &l->v_w, &l->v_b))
         return -1;
     attention_params p = {.batch = 1, .heads = c->heads, .head_dim = D / c->heads, .n_q = n, .n_kv = n,
                           .scale = 0.0f, .causal = true};
-    attention(a, q, k, v, p);
-    if (linear(h, a, n, &l->out_w, &l->out_b)) return -1;
-    add_inplace(x, h, (int64_t)n * D);
-    if (layer_norm(h, x, n, D, &l->ln2_w, &l->ln2_b, c->eps) || linear(mlp, h, n, &l->fc1_w, &l->fc1_b)) return -1;
-    if (c->quick_gelu) quick_gelu(mlp, mlp, (int64_t)n * c->intermediate);
-    else gelu_erf(mlp, mlp, (int64_t)n * c->intermediate);
-    if (linear(h, mlp, n, &l->fc2_w, &l->fc2_b)) return -1;
-    add_inplace(x, h, (int64_t)n * D);
+    attention(ctx, a, q, k, v, p);
+    if (linear(ctx, h, a, n, &l->out_w, &l->out_b)) return -1;
+    add_inplace(ctx, x, h, (int64_t)n * D);
+    if (layer_norm(ctx, h, x, n, D, &l->ln2_w, &l->ln2_b, c->eps) || linear(ctx, mlp, h, n, &l->fc1_w, &l->fc1_b)) return -1;
+    if (c->quick_gelu) quick_gelu(ctx, mlp, mlp, (int64_t)n * c->intermediate);
+    else gelu_erf(ctx, mlp, mlp, (int64_t)n * c->intermediate);
+    if (linear(ctx, h, mlp, n, &l->fc2_w, &l->fc2_b)) return -1;
+    add_inplace(ctx, x, h, (int64_t)n * D);
     return 0;
 }
 
@@ -309,7 +309,7 @@ static int pool_position(const clip_text_config *c, const int32_t *ids, int n) {
     return at;
 }
 
-int clip_text_forward(const clip_text_model *self, const int32_t *ids, int n, int skip, bool final_norm,
+int clip_text_forward(const clip_text_model *self, ts_ctx *ctx, const int32_t *ids, int n, int skip, bool final_norm,
                       float *hidden, float *pooled) {
     const clip_text_config *c = &self->config;
     int D = c->hidden;
@@ -322,26 +322,25 @@ int clip_text_forward(const clip_text_model *self, const int32_t *ids, int n, in
     float *buf = ts_aligned_alloc(sizeof(float) * (nd * 7 + (size_t)n * c->intermediate));
     float *x = buf, *h = x + nd, *q = h + nd, *k = q + nd, *v = k + nd, *a = v + nd, *pos = a + nd, *mlp = pos + nd;
     /* Embeddings: token row + position row, widened from the file's dtype. */
-    size_t es = dtype_size(self->token_embedding.type), ps = dtype_size(self->position_embedding.type);
-    for (int i = 0; i < n; i++) {
-        convert_to_f32(x + (size_t)i * D, (const char *)self->token_embedding.data + (size_t)ids[i] * D * es,
-                       self->token_embedding.type, (size_t)D);
-        convert_to_f32(pos + (size_t)i * D, (const char *)self->position_embedding.data + (size_t)i * D * ps,
-                       self->position_embedding.type, (size_t)D);
+    int rc = gather_rows(ctx, x, &self->token_embedding, ids, n);
+    if (rc == 0) rc = gather_rows(ctx, pos, &self->position_embedding, NULL, n);
+    if (rc) {
+        free(buf);
+        return rc;
     }
-    add_inplace(x, pos, (int64_t)nd);
-    int want = c->layers - skip, last = pooled ? c->layers : want, rc = 0;
-    if (hidden && want == 0) memcpy(hidden, x, nd * sizeof(float));
+    add_inplace(ctx, x, pos, (int64_t)nd);
+    int want = c->layers - skip, last = pooled ? c->layers : want;
+    if (hidden && want == 0) copy_floats(ctx, hidden, x, (int64_t)nd);
     for (int l = 0; l < last && rc == 0; l++) {
-        rc = layer_forward(self, &self->layers[l], x, n, h, q, k, v, a, mlp);
-        if (hidden && l + 1 == want) memcpy(hidden, x, nd * sizeof(float));
+        rc = layer_forward(ctx, self, &self->layers[l], x, n, h, q, k, v, a, mlp);
+        if (hidden && l + 1 == want) copy_floats(ctx, hidden, x, (int64_t)nd);
     }
-    if (rc == 0 && hidden && final_norm) rc = layer_norm(hidden, hidden, n, D, &self->final_ln_w, &self->final_ln_b, c->eps);
+    if (rc == 0 && hidden && final_norm) rc = layer_norm(ctx, hidden, hidden, n, D, &self->final_ln_w, &self->final_ln_b, c->eps);
     if (rc == 0 && pooled) {
         int at = pool_position(c, ids, n);
-        rc = layer_norm(h, x + (size_t)at * D, 1, D, &self->final_ln_w, &self->final_ln_b, c->eps);
-        if (rc == 0 && c->projection_dim) rc = linear(pooled, h, 1, &self->projection, NULL);
-        else if (rc == 0) memcpy(pooled, h, (size_t)D * sizeof(float));
+        rc = layer_norm(ctx, h, x + (size_t)at * D, 1, D, &self->final_ln_w, &self->final_ln_b, c->eps);
+        if (rc == 0 && c->projection_dim) rc = linear(ctx, pooled, h, 1, &self->projection, NULL);
+        else if (rc == 0) copy_floats(ctx, pooled, h, D);
     }
     free(buf);
     return rc;

@@ -20,7 +20,7 @@
 #ifndef TESSERA_CLIP_TEXT_H
 #define TESSERA_CLIP_TEXT_H
 
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 
 typedef enum { CLIP_NAMES_HF = 0, CLIP_NAMES_OPENCLIP = 1 } clip_names;
 
@@ -53,7 +53,7 @@ const clip_text_config *clip_text_get_config(const clip_text_model *self);
  *           layer at the EOS position, through text_projection. May be NULL.
  * -1 with a message for an id outside the vocabulary or a bad skip.
  */
-int clip_text_forward(const clip_text_model *self, const int32_t *ids, int n, int skip, bool final_norm,
+int clip_text_forward(const clip_text_model *self, ts_ctx *ctx, const int32_t *ids, int n, int skip, bool final_norm,
                       float *hidden, float *pooled);
 
 #endif

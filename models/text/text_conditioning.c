@@ -4,6 +4,8 @@
  */
 #include "models/text/text_conditioning.h"
 
+#include "kernels/ops.h"
+
 #include "models/formats/model_files.h"
 #include "models/formats/safetensors.h"
 
@@ -137,7 +139,7 @@ void text_conditioning_free(text_conditioning *c) {
     memset(c, 0, sizeof *c);
 }
 
-int text_encoder_encode_ids(const text_encoder *self, const int32_t *ids, const int32_t *ids2, int count, int chunks,
+int text_encoder_encode_ids(const text_encoder *self, ts_ctx *ctx, const int32_t *ids, const int32_t *ids2, int count, int chunks,
                             const bool *zero_rows, const text_encoder_options *options, text_conditioning *out) {
     memset(out, 0, sizeof *out);
     text_encoder_options o = options ? *options : text_encoder_defaults();
@@ -168,10 +170,11 @@ int text_encoder_encode_ids(const text_encoder *self, const int32_t *ids, const 
                 const int32_t *chunk = (e ? ids2 : ids) + ((size_t)b * chunks + c) * T;
                 int D = clip_text_get_config(self->enc[e])->hidden;
                 float *pooled = e == 1 && c == 0 ? out->pooled + (size_t)b * out->pooled_dim : NULL;
-                rc = clip_text_forward(self->enc[e], chunk, T, skip, self->final_norm, hidden, pooled);
-                for (int t = 0; t < T && rc == 0; t++)
-                    memcpy(out->context + (((size_t)b * out->tokens) + (size_t)c * T + t) * out->dim + offset,
-                           hidden + (size_t)t * D, sizeof(float) * (size_t)D);
+                rc = clip_text_forward(self->enc[e], ctx, chunk, T, skip, self->final_norm, hidden, pooled);
+                /* the encoders' hidden states side by side: context[b, c*T + t, offset ..] */
+                if (rc == 0)
+                    copy_2d(ctx, out->context + ((size_t)b * out->tokens + (size_t)c * T) * out->dim + offset, out->dim,
+                            hidden, D, T, D);
                 offset += D;
             }
         }
@@ -184,7 +187,7 @@ int text_encoder_encode_ids(const text_encoder *self, const int32_t *ids, const 
     return rc;
 }
 
-int text_encoder_encode(const text_encoder *self, const char *const *prompts, int count,
+int text_encoder_encode(const text_encoder *self, ts_ctx *ctx, const char *const *prompts, int count,
                         const text_encoder_options *options, text_conditioning *out) {
     memset(out, 0, sizeof *out);
     if (count <= 0) return ts_fail("text encoder: no prompts");
@@ -211,7 +214,7 @@ int text_encoder_encode(const text_encoder *self, const char *const *prompts, in
             free(c);
         }
     }
-    if (rc == 0) rc = text_encoder_encode_ids(self, all[0], all[1], count, chunks, zero, &o, out);
+    if (rc == 0) rc = text_encoder_encode_ids(self, ctx, all[0], all[1], count, chunks, zero, &o, out);
     for (int b = 0; b < count; b++) free(ids[b]);
     free(ids);
     free(n);

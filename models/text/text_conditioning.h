@@ -5,7 +5,7 @@
  *   text_encoder_options o = text_encoder_defaults();        // clip_skip 0, long prompts chunked
  *   const char *prompts[2] = {negative, positive};           // NULL = "no prompt given"
  *   text_conditioning c;
- *   if (text_encoder_encode(te, prompts, 2, &o, &c) != 0) ... ts_last_error() ...
+ *   if (text_encoder_encode(te, ctx, prompts, 2, &o, &c) != 0) ... ts_last_error() ...
  *   unet_forward(..., c.context, c.tokens, c.pooled, ...);   // context [2, c.tokens, c.dim]
  *   text_conditioning_free(&c);
  *   text_encoder_destroy(&te);
@@ -70,11 +70,11 @@ int32_t text_encoder_pad_id(const text_encoder *self, int i);
 
 /* Encodes count prompts (NULL entries allowed, see above) into out (free with
  * text_conditioning_free). */
-int text_encoder_encode(const text_encoder *self, const char *const *prompts, int count,
+int text_encoder_encode(const text_encoder *self, ts_ctx *ctx, const char *const *prompts, int count,
                         const text_encoder_options *options, text_conditioning *out);
 /* The same from token-id chunks already made: ids [count, chunks, 77] per encoder
  * (ids2 for SDXL's second encoder, NULL otherwise); zero_rows[count] may be NULL. */
-int text_encoder_encode_ids(const text_encoder *self, const int32_t *ids, const int32_t *ids2, int count,
+int text_encoder_encode_ids(const text_encoder *self, ts_ctx *ctx, const int32_t *ids, const int32_t *ids2, int count,
                             int chunks, const bool *zero_rows, const text_encoder_options *options,
                             text_conditioning *out);
 void text_conditioning_free(text_conditioning *c);

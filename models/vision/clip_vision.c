@@ -143,7 +143,7 @@ int clip_vision_tokens(const clip_vision_config *cfg) {
     return side * side;
 }
 
-int clip_vision_forward(const clip_vision_config *cfg, const clip_vision_weights *w, const float *pixels,
+int clip_vision_forward(ts_ctx *ctx, const clip_vision_config *cfg, const clip_vision_weights *w, const float *pixels,
                         int n_images, int run_layers, float *hidden) {
     const int D = cfg->hidden, I = cfg->intermediate, S = cfg->image_size, P = cfg->patch_size;
     const int side = S / P, patches = side * side, T = patches + 1;
@@ -158,34 +158,36 @@ int clip_vision_forward(const clip_vision_config *cfg, const clip_vision_weights
     int rc = -1;
     /* embeddings: [class, patches] + positions */
     conv2d_params cp = {.stride_h = P, .stride_w = P};
-    if (conv2d(patch_out, pixels, n_images, 3, S, S, &w->patch_w, w->patch_b.data ? &w->patch_b : NULL, cp)) goto done;
+    if (conv2d(ctx, patch_out, pixels, n_images, 3, S, S, &w->patch_w, w->patch_b.data ? &w->patch_b : NULL, cp)) goto done;
     float *x = hidden;
+    tensor class_row = w->class_embd;   /* [D] as a table of one row */
+    if (tensor_reshape(&class_row, &w->class_embd, 2, (const int64_t[]){1, D})) goto done;
     for (int b = 0; b < n_images; b++) {
         float *xi = x + (size_t)b * T * D;
-        tensor_copy_to_f32(xi, &w->class_embd);
-        nchw_to_nhwc(xi + D, patch_out + (size_t)b * D * patches, 1, D, patches);
-        tensor_copy_to_f32(xb, &w->pos_embd);
-        add_inplace(xi, xb, (int64_t)T * D);
+        if (gather_rows(ctx, xi, &class_row, NULL, 1)) goto done;
+        nchw_to_nhwc(ctx, xi + D, patch_out + (size_t)b * D * patches, 1, D, patches);
+        if (gather_rows(ctx, xb, &w->pos_embd, NULL, T)) goto done;
+        add_inplace(ctx, xi, xb, (int64_t)T * D);
     }
-    if (w->pre_ln_w.data && layer_norm(x, x, (int64_t)rows, D, &w->pre_ln_w, w->pre_ln_b.data ? &w->pre_ln_b : NULL, cfg->eps))
+    if (w->pre_ln_w.data && layer_norm(ctx, x, x, (int64_t)rows, D, &w->pre_ln_w, w->pre_ln_b.data ? &w->pre_ln_b : NULL, cfg->eps))
         goto done;
     attention_params ap = {.batch = n_images, .heads = cfg->n_heads, .head_dim = D / cfg->n_heads, .n_q = T, .n_kv = T};
     for (int l = 0; l < run_layers; l++) {
         const clip_vision_layer *L = &w->layers[l];
-        if (layer_norm(xb, x, (int64_t)rows, D, &L->ln1_w, &L->ln1_b, cfg->eps) ||
-            linear(q, xb, (int64_t)rows, &L->q_w, &L->q_b) || linear(k, xb, (int64_t)rows, &L->k_w, &L->k_b) ||
-            linear(v, xb, (int64_t)rows, &L->v_w, &L->v_b))
+        if (layer_norm(ctx, xb, x, (int64_t)rows, D, &L->ln1_w, &L->ln1_b, cfg->eps) ||
+            linear(ctx, q, xb, (int64_t)rows, &L->q_w, &L->q_b) || linear(ctx, k, xb, (int64_t)rows, &L->k_w, &L->k_b) ||
+            linear(ctx, v, xb, (int64_t)rows, &L->v_w, &L->v_b))
             goto done;
-        attention(att, q, k, v, ap);
-        if (linear(xb, att, (int64_t)rows, &L->o_w, &L->o_b)) goto done;
-        add_inplace(x, xb, (int64_t)rows * D);
-        if (layer_norm(xb, x, (int64_t)rows, D, &L->ln2_w, &L->ln2_b, cfg->eps) ||
-            linear(h, xb, (int64_t)rows, &L->fc1_w, &L->fc1_b))
+        attention(ctx, att, q, k, v, ap);
+        if (linear(ctx, xb, att, (int64_t)rows, &L->o_w, &L->o_b)) goto done;
+        add_inplace(ctx, x, xb, (int64_t)rows * D);
+        if (layer_norm(ctx, xb, x, (int64_t)rows, D, &L->ln2_w, &L->ln2_b, cfg->eps) ||
+            linear(ctx, h, xb, (int64_t)rows, &L->fc1_w, &L->fc1_b))
             goto done;
-        if (cfg->act == CLIP_ACT_QUICK_GELU) quick_gelu(h, h, (int64_t)rows * I);
-        else gelu_erf(h, h, (int64_t)rows * I);
-        if (linear(xb, h, (int64_t)rows, &L->fc2_w, &L->fc2_b)) goto done;
-        add_inplace(x, xb, (int64_t)rows * D);
+        if (cfg->act == CLIP_ACT_QUICK_GELU) quick_gelu(ctx, h, h, (int64_t)rows * I);
+        else gelu_erf(ctx, h, h, (int64_t)rows * I);
+        if (linear(ctx, xb, h, (int64_t)rows, &L->fc2_w, &L->fc2_b)) goto done;
+        add_inplace(ctx, x, xb, (int64_t)rows * D);
     }
     rc = 0;
 done:

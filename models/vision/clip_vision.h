@@ -11,7 +11,7 @@
 #ifndef TESSERA_CLIP_VISION_H
 #define TESSERA_CLIP_VISION_H
 
-#include "kernels/tensor.h"
+#include "kernels/backend.h"
 
 typedef enum { CLIP_ACT_QUICK_GELU = 0, CLIP_ACT_GELU } clip_activation;
 
@@ -54,7 +54,7 @@ int clip_vision_tokens(const clip_vision_config *cfg);
  * after `run_layers` transformer layers (0: just the pre-LayerNorm embeddings; n_layers:
  * the last layer, before post_layernorm), i.e. transformers' hidden_states[run_layers].
  */
-int clip_vision_forward(const clip_vision_config *cfg, const clip_vision_weights *w, const float *pixels,
+int clip_vision_forward(ts_ctx *ctx, const clip_vision_config *cfg, const clip_vision_weights *w, const float *pixels,
                         int n_images, int run_layers, float *hidden);
 
 #endif

@@ -296,23 +296,23 @@ int llava_image_tokens(const llava *self) {
     return clip_vision_tokens(&self->vcfg) + (self->drop_cls ? 0 : 1);
 }
 
-int llava_encode_images(const llava *self, const float *pixels, int n, float *features) {
+int llava_encode_images(const llava *self, ts_ctx *ctx, const float *pixels, int n, float *features) {
     const clip_vision_config *c = &self->vcfg;
     const int T = clip_vision_tokens(c) + 1, keep = llava_image_tokens(self), D = c->hidden;
     const int mid = (int)self->proj1_w.shape[0];
     float *hidden = ts_aligned_alloc((size_t)n * T * D * sizeof(float));
     float *sel = ts_aligned_alloc((size_t)n * keep * D * sizeof(float));
     float *h = ts_aligned_alloc((size_t)n * keep * mid * sizeof(float));
-    int rc = clip_vision_forward(c, &self->vw, pixels, n, self->run_layers, hidden);
+    int rc = clip_vision_forward(ctx, c, &self->vw, pixels, n, self->run_layers, hidden);
     if (rc == 0) {
-        for (int b = 0; b < n; b++)
-            memcpy(sel + (size_t)b * keep * D, hidden + ((size_t)b * T + (T - keep)) * D, (size_t)keep * D * sizeof(float));
+        /* the last `keep` tokens of each image (all, or all but the class token) */
+        copy_2d(ctx, sel, (int64_t)keep * D, hidden + (size_t)(T - keep) * D, (int64_t)T * D, n, (int64_t)keep * D);
         int64_t rows = (int64_t)n * keep;
-        rc = linear(h, sel, rows, &self->proj1_w, &self->proj1_b);
+        rc = linear(ctx, h, sel, rows, &self->proj1_w, &self->proj1_b);
         if (rc == 0) {
-            if (self->proj_gelu_tanh) gelu_tanh(h, h, rows * mid);
-            else gelu_erf(h, h, rows * mid);
-            rc = linear(features, h, rows, &self->proj2_w, &self->proj2_b);
+            if (self->proj_gelu_tanh) gelu_tanh(ctx, h, h, rows * mid);
+            else gelu_erf(ctx, h, h, rows * mid);
+            rc = linear(ctx, features, h, rows, &self->proj2_w, &self->proj2_b);
         }
     }
     free(hidden), free(sel), free(h);
@@ -368,7 +368,7 @@ int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int
             seqs[i] = seq, pos[i] = start + i;
             if (image) {
                 if (!features) { rc = ts_fail("captioner: the prompt has image rows but no features were given"); break; }
-                memcpy(emb + (size_t)i * D, features + (size_t)used++ * D, (size_t)D * sizeof(float));
+                copy_floats(llm_state_context(s), emb + (size_t)i * D, features + (size_t)used++ * D, D);
             }
         }
         int last = n - 1;

@@ -38,7 +38,7 @@ int llava_image_tokens(const llava *self);
 int llava_image_token_id(const llava *self);
 
 /* pixels [n, 3, S, S] (image_preprocess output) -> features [n, image_tokens, llm dim]. */
-int llava_encode_images(const llava *self, const float *pixels, int n, float *features);
+int llava_encode_images(const llava *self, ts_ctx *ctx, const float *pixels, int n, float *features);
 
 /* The prompt "text <image> text" as ids, with LLM_EMBEDDING_ROW for each of the image's
  * llava_image_tokens rows where "<image>" stands (exactly one). BOS as the tokenizer adds

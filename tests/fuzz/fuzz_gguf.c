@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const uint8_t *p = t->data;
         if (p < data || p + t->nbytes > data + size) abort();
         if (t->nbytes) sink += p[0] + p[t->nbytes - 1];
-        qtype qt;
-        if (gguf_tensor_qtype(g, t, &qt) == 0 && t->ndim == 2) {
+        dtype qt;
+        if (gguf_tensor_dtype(g, t, &qt) == 0 && t->ndim == 2) {
             float row[4096];
             if (t->shape[1] <= 4096) dequantize_row(qt, p, row, t->shape[1]);
         }

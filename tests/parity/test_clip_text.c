@@ -72,7 +72,7 @@ static void check_family(const family_case *fc, const char *model, const char *r
         text_encoder_options o = text_encoder_defaults();
         o.clip_skip = skip;
         text_conditioning c;
-        int rc = text_encoder_encode_ids(te, ids, ids2, 2, 2, NULL, &o, &c);
+        int rc = text_encoder_encode_ids(te, test_ctx(), ids, ids2, 2, 2, NULL, &o, &c);
         CHECK(rc == 0, "%s: %s", model, ts_last_error());
         if (rc) continue;
         CHECK(c.batch == 2 && c.tokens == 154 && c.dim == fc->dim, "%s: shape [%d, %d, %d]", model, c.batch, c.tokens, c.dim);
@@ -108,7 +108,7 @@ static void check_prompts(void) {
             text_encoder_options o = text_encoder_defaults();
             o.truncate = truncate;
             text_conditioning c;
-            int rc = text_encoder_encode(te, prompts, 2, &o, &c);
+            int rc = text_encoder_encode(te, test_ctx(), prompts, 2, &o, &c);
             CHECK(rc == 0, "%s", ts_last_error());
             if (rc) continue;
             int want_tokens = truncate ? 77 : 77 * chunks;
@@ -121,7 +121,7 @@ static void check_prompts(void) {
         /* Bad input is an error, not a crash. */
         const char *bad[1] = {"caf\xc3"};
         text_conditioning c;
-        CHECK(text_encoder_encode(te, bad, 1, NULL, &c) == -1, "invalid UTF-8 accepted");
+        CHECK(text_encoder_encode(te, test_ctx(), bad, 1, NULL, &c) == -1, "invalid UTF-8 accepted");
         CHECK(strstr(ts_last_error(), "byte 3") != NULL, "message: %s", ts_last_error());
     }
     cJSON_Delete(doc);
@@ -138,19 +138,19 @@ static void check_errors(void) {
         for (int i = 0; i < 2 * 77; i++) ids[i] = ids2[i] = i % 77 == 0 ? 254 : 255;
         bool zero[2] = {true, false};
         text_conditioning c;
-        CHECK_OK(text_encoder_encode_ids(te, ids, ids2, 2, 1, zero, NULL, &c));
+        CHECK_OK(text_encoder_encode_ids(te, test_ctx(), ids, ids2, 2, 1, zero, NULL, &c));
         float first = 0, second = 0;
         for (int i = 0; i < c.tokens * c.dim; i++) first += c.context[i] * c.context[i], second += c.context[c.tokens * c.dim + i] * c.context[c.tokens * c.dim + i];
         CHECK(first == 0 && second > 0, "a zero row (SDXL, no negative prompt) is zeros, the other is not");
         CHECK(c.pooled[0] == 0 && c.pooled[c.pooled_dim] != 0, "zero row pooled");
         text_conditioning_free(&c);
         ids[5] = 999;
-        CHECK(text_encoder_encode_ids(te, ids, ids2, 2, 1, NULL, NULL, &c) == -1, "id outside the vocabulary accepted");
+        CHECK(text_encoder_encode_ids(te, test_ctx(), ids, ids2, 2, 1, NULL, NULL, &c) == -1, "id outside the vocabulary accepted");
         CHECK(strstr(ts_last_error(), "token 999 at position 5") != NULL, "message: %s", ts_last_error());
         text_encoder_options o = text_encoder_defaults();
         o.clip_skip = 7;
         ids[5] = 3;
-        CHECK(text_encoder_encode_ids(te, ids, ids2, 2, 1, NULL, &o, &c) == -1, "clip_skip beyond the depth accepted");
+        CHECK(text_encoder_encode_ids(te, test_ctx(), ids, ids2, 2, 1, NULL, &o, &c) == -1, "clip_skip beyond the depth accepted");
         text_encoder_destroy(&te);
     }
     CHECK(text_encoder_load(fixture_path("clip/tokenizer_ids.json"), NULL) == NULL, "a JSON file loaded as a model");
@@ -160,8 +160,6 @@ static void check_errors(void) {
 
 int main(void) {
     TEST_BEGIN();
-    /* The models are tiny: threads only add waiting on a shared machine. */
-    ts_set_threads(1);
     family_case sd1 = {"sd1", TEXT_FAMILY_SD1, 128, 0}, sd2 = {"sd2", TEXT_FAMILY_SD2, 128, 0},
                 sdxl = {"sdxl", TEXT_FAMILY_SDXL, 64 + 128, 64};
     check_family(&sd1, "clip/sd1", "");

@@ -34,7 +34,7 @@ static void check_model(const char *what, llava *v, const cJSON *meta, const cha
     const int K = llava_image_tokens(v), D = llm_get_config(llava_llm(v))->dim, V = llm_get_config(llava_llm(v))->vocab_size;
     CHECK(K == cJSON_GetObjectItem(meta, "image_tokens")->valueint, "%s: %d image tokens", what, K);
     float *features = ts_malloc((size_t)K * D * sizeof(float));
-    CHECK_OK(llava_encode_images(v, pixels, 1, features));
+    CHECK_OK(llava_encode_images(v, test_ctx(), pixels, 1, features));
     float *want = fixture_npy(features_npy, &shape);
     CHECK(want && shape.shape[0] == K && shape.shape[1] == D, "%s: features shape", what);
     float err = max_err(features, want, (size_t)K * D);
@@ -45,7 +45,7 @@ static void check_model(const char *what, llava *v, const cJSON *meta, const cha
     /* the prompt, image token ids in place, every position's logits in one prefill */
     int n;
     int *ids = json_ints(cJSON_GetObjectItem(meta, "input_ids"), &n);
-    llm_state *s = llm_state_new(llava_llm(v), 1, 128, 64);
+    llm_state *s = llm_state_new(llava_llm(v), test_ctx(), 1, 128, 64);
     float *logits = ts_malloc((size_t)n * V * sizeof(float));
     float *emb = ts_calloc((size_t)n * D, sizeof(float));
     int *tok = ts_malloc((size_t)n * sizeof(int)), *seq = ts_calloc((size_t)n, sizeof(int)), *pos = ts_malloc((size_t)n * sizeof(int));
@@ -67,7 +67,7 @@ static void check_model(const char *what, llava *v, const cJSON *meta, const cha
     int *gen, n_gen, n_want;
     int *greedy = json_ints(cJSON_GetObjectItem(meta, greedy_key), &n_want);
     int eos = cJSON_GetObjectItem(meta, "eos_id")->valueint;
-    llm_state *s2 = llm_state_new(llava_llm(v), 2, 128, 16);
+    llm_state *s2 = llm_state_new(llava_llm(v), test_ctx(), 2, 128, 16);
     const int *prompt = llava_image_token_id(v) >= 0 ? ids : tok;   /* HF: the image token id itself */
     CHECK_OK(llava_generate(v, s2, 1, prompt, n, features, n_want, &gen, &n_gen));
     int expect = n_want;
@@ -79,7 +79,7 @@ static void check_model(const char *what, llava *v, const cJSON *meta, const cha
     printf("  %-5s greedy: %d tokens %s\n", what, n_gen, same ? "identical" : "DIFFER");
     /* batched: five captions of the prompt through 2 sequences and batches of 16 rows
      * (prefill chunks, slot reuse, decode rows next to prompt rows): each one the same ids */
-    llm_state *s3 = llm_state_new(llava_llm(v), 2, 128, 16);
+    llm_state *s3 = llm_state_new(llava_llm(v), test_ctx(), 2, 128, 16);
     const int *prompts[5];
     int lens[5], *outs[5], n_outs[5];
     const float *feats[5];

@@ -43,7 +43,7 @@ static void check_case(const cJSON *c) {
     if (!want) { free(prompt); llm_destroy(&m); return; }
 
     /* 1. the whole prompt as one batch, logits for every position */
-    llm_state *s = llm_state_new(m, 3, 64, 3 * T);
+    llm_state *s = llm_state_new(m, test_ctx(), 3, 64, 3 * T);
     float *logits = ts_malloc((size_t)3 * T * V * sizeof(float));
     int *seq = ts_calloc((size_t)3 * T, sizeof(int)), *pos = ts_malloc((size_t)3 * T * sizeof(int));
     int *tok = ts_malloc((size_t)3 * T * sizeof(int));
@@ -87,7 +87,7 @@ static void check_case(const cJSON *c) {
     /* the slot-reuse run once per family and block kind, to stay quick under ASan */
     bool reuse = strstr(name, "_f32") || strstr(name, "_q4_k") || strstr(name, "_q8_0") || strstr(name, "_q5_0");
     for (int k = 0; k < (reuse ? 2 : 1); k++) {
-        llm_state *gs = llm_state_new(m, shapes[k][0], 64, shapes[k][1]);
+        llm_state *gs = llm_state_new(m, test_ctx(), shapes[k][0], 64, shapes[k][1]);
         llm_output *out = ts_calloc((size_t)G, sizeof(llm_output));
         CHECK_OK(llm_generate(m, gs, G, (const int *const *)gp, glen, &sp, &gen, NULL, out));
         for (int g = 0; g < G; g++) {

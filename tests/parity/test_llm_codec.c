@@ -97,7 +97,7 @@ static void check_nul_bytes(const cJSON *root) {
     int *ids = NULL, n = 0;
     if (codec) CHECK_OK(llm_codec_encode(codec, "a cat", true, false, &ids, &n));
     if (!codec || !ids) { llm_codec_destroy(&codec); llm_destroy(&m); return; }
-    llm_state *s = llm_state_new(m, 1, 32, 8);
+    llm_state *s = llm_state_new(m, test_ctx(), 1, 32, 8);
     llm_sampling sp = llm_sampling_greedy();
     llm_generation gen = {.max_tokens = 5, .stop = (const char *[]){"never"}, .n_stop = 1};
     llm_detokenizer detok = llm_codec_detokenizer(codec);

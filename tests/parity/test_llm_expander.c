@@ -37,7 +37,7 @@ int main(void) {
     CHECK(ins != NULL, "%s", ts_last_error());
     if (m && codec && ins) {
         CHECK(llm_codec_has_template(codec) && llm_codec_template(codec) == CHAT_CHATML, "ChatML from tokenizer_config.json");
-        llm_state *s = llm_state_new(m, 1, 512, 256);
+        llm_state *s = llm_state_new(m, test_ctx(), 1, 512, 256);
         const cJSON *c;
         cJSON_ArrayForEach(c, cases) {
             const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;

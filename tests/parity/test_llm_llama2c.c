@@ -45,7 +45,7 @@ int main(void) {
         const int *prompts[1] = {&bos};
         llm_generation gen = {.max_tokens = steps, .end_ids = &end, .n_end = 1};
         llm_detokenizer detok = {tok, piece};
-        llm_state *s = llm_state_new(m, 1, 0, 16);
+        llm_state *s = llm_state_new(m, test_ctx(), 1, 0, 16);
         llm_output out;
         CHECK_OK(llm_generate(m, s, 1, prompts, &prompt_len, &sp, &gen, &detok, &out));
         const char *want = cJSON_GetObjectItem(run, "output")->valuestring;

@@ -68,11 +68,11 @@ static void check_image(taesd *t, const char *name) {
         int H = (int)xs.shape[2], W = (int)xs.shape[3];
         size_t nz = (size_t)tensor_numel(&zs), nx = (size_t)tensor_numel(&xs);
         float *z = calloc(nz, sizeof(float)), *d = calloc(nx, sizeof(float));
-        CHECK_OK(taesd_encode(t, x, 1, H, W, z));
+        CHECK_OK(taesd_encode(t, test_ctx(), x, 1, H, W, z));
         CHECK_CLOSE_ARRAYS(z, want_z, nz, 1e-5f, "latent vs reference");
         float mw;
         fprintf(stderr, "%s: latent max |diff| %.3g\n", name, test_max_abs_diff(z, want_z, nz, &mw));
-        CHECK_OK(taesd_decode(t, z, 1, H / 8, W / 8, d));
+        CHECK_OK(taesd_decode(t, test_ctx(), z, 1, H / 8, W / 8, d));
         CHECK_CLOSE_ARRAYS(d, want_d, nx, 3e-5f, "decoded vs reference");
         fprintf(stderr, "%s: decoded max |diff| %.3g\n", name, test_max_abs_diff(d, want_d, nx, &mw));
         double ours = psnr(d, x, nx), ref = reference_psnr(name);
@@ -96,7 +96,7 @@ int main(void) {
         check_image(t, "astronaut_256");
         check_image(t, "chelsea_256");
         float img[3 * 12 * 12];
-        CHECK(taesd_encode(t, img, 1, 12, 12, img) < 0, "size not a multiple of 8 refused");
+        CHECK(taesd_encode(t, test_ctx(), img, 1, 12, 12, img) < 0, "size not a multiple of 8 refused");
     }
     taesd_destroy(&t);
     /* diffusers' AutoencoderTiny layout (encoder.layers.N / decoder.layers.N-1), tiny random
@@ -112,10 +112,10 @@ int main(void) {
         if (x && wz && wd) {
             size_t nz = (size_t)tensor_numel(&zs), nx = (size_t)tensor_numel(&xs);
             float *z = calloc(nz, sizeof(float)), *d = calloc(nx, sizeof(float)), mw;
-            CHECK_OK(taesd_encode(t, x, 1, (int)xs.shape[2], (int)xs.shape[3], z));
+            CHECK_OK(taesd_encode(t, test_ctx(), x, 1, (int)xs.shape[2], (int)xs.shape[3], z));
             CHECK_CLOSE_ARRAYS(z, wz, nz, 1e-5f, "AutoencoderTiny encode");
             fprintf(stderr, "AutoencoderTiny: latent max |diff| %.3g\n", test_max_abs_diff(z, wz, nz, &mw));
-            CHECK_OK(taesd_decode(t, wz, 1, (int)zs.shape[2], (int)zs.shape[3], d));
+            CHECK_OK(taesd_decode(t, test_ctx(), wz, 1, (int)zs.shape[2], (int)zs.shape[3], d));
             CHECK_CLOSE_ARRAYS(d, wd, nx, 3e-5f, "AutoencoderTiny decode");
             fprintf(stderr, "AutoencoderTiny: decoded max |diff| %.3g\n", test_max_abs_diff(d, wd, nx, &mw));
             free(z), free(d);

@@ -7,6 +7,7 @@
 #include "models/diffusion/unet.h"
 #include "models/formats/model_files.h"
 #include "models/diffusion/unet_internal.h"
+#include "kernels/ops.h"
 #include "tests/test.h"
 
 #include <math.h>
@@ -54,7 +55,7 @@ static void check_model(const char *label, unet *u, const inputs *in, int batch,
     int B = batch, C = (int)in->xs.shape[1], H = (int)in->xs.shape[2], W = (int)in->xs.shape[3], T = (int)in->cs.shape[1];
     size_t n = (size_t)B * unet_out_channels(u) * H * W;
     float *out = calloc(n, sizeof(float));
-    CHECK_OK(unet_forward(u, in->x, B, H, W, in->t, in->ctx, T, in->text, in->ids, out));
+    CHECK_OK(unet_forward(u, test_ctx(), in->x, B, H, W, in->t, in->ctx, T, in->text, in->ids, out));
     CHECK(C == unet_in_channels(u), "%s: in_channels %d", label, unet_in_channels(u));
     float max_want, err = test_max_abs_diff(out, want, n, &max_want);
     if (!(err <= tol)) err = INFINITY;  /* NaN counts as failure */
@@ -84,7 +85,7 @@ static void check_family(const char *family) {
         int H = (int)in.xs.shape[2], W = (int)in.xs.shape[3];
         size_t n = (size_t)unet_out_channels(u) * H * W;
         float *one = calloc(n, sizeof(float));
-        CHECK_OK(unet_forward(u, in.x, 1, H, W, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, one));
+        CHECK_OK(unet_forward(u, test_ctx(), in.x, 1, H, W, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, one));
         float mw, err = test_max_abs_diff(one, full, n, &mw);
         printf("%-34s batch 1  max |err| %.3g\n", family, err);
         CHECK(err <= 3e-5f, "%s batch 1: max abs error %g", family, err);
@@ -117,7 +118,7 @@ static void check_family(const char *family) {
         /* SDXL without its added conditioning is refused, not run. */
         if (u) {
             float out[4];
-            CHECK(unet_forward(u, in.x, 1, 16, 12, in.t, in.ctx, 7, NULL, NULL, out) == -1, "SDXL without text_embeds ran");
+            CHECK(unet_forward(u, test_ctx(), in.x, 1, 16, 12, in.t, in.ctx, 7, NULL, NULL, out) == -1, "SDXL without text_embeds ran");
             CHECK(strstr(ts_last_error(), "text_embeds") != NULL, "message: %s", ts_last_error());
         }
         unet_destroy(&u);
@@ -163,8 +164,7 @@ static void check_threaded_paths(const char *family) {
     tensor xs;
     float *x = fixture_npy(rel, &xs);
     CHECK(x != NULL, "%s", ts_last_error());
-    int threads = ts_get_threads();
-    ts_set_threads(2);
+    ts_ctx *ctx = ts_ctx_new("cpu", 2);   /* several threads, so both ways of sharing a product out run */
     for (int fp16 = 0; fp16 <= 1 && x; fp16++) {
         snprintf(rel, sizeof rel, "unet/%s%s", family, fp16 ? "_fp16" : "");
         unet *u = unet_load(fixture_path(rel));
@@ -175,9 +175,9 @@ static void check_threaded_paths(const char *family) {
         size_t n = (size_t)2 * 4 * 32 * 32;
         float *out = calloc(n, sizeof(float));
         for (int mode = 0; mode <= 2 && u && want; mode++) {
-            unet_debug_force_split(u, mode);
+            cpu_debug_force_split(ctx, mode);
             memset(out, 0, n * sizeof(float));
-            CHECK_OK(unet_forward(u, x, 2, 32, 32, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, out));
+            CHECK_OK(unet_forward(u, ctx, x, 2, 32, 32, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, out));
             float mw, err = test_max_abs_diff(out, want, n, &mw);
             if (!(err <= 3e-5f)) err = INFINITY;
             if (err > worst) worst = err;
@@ -188,7 +188,7 @@ static void check_threaded_paths(const char *family) {
         free(want);
         unet_destroy(&u);
     }
-    ts_set_threads(threads);
+    ts_ctx_destroy(&ctx);
     free(x);
     free_inputs(&in);
 }
@@ -219,7 +219,7 @@ int main(void) {
     u = unet_load(fixture_path("unet/sd1"));
     if (u) {
         float x[4 * 10 * 10] = {0}, t[1] = {1}, ctx[32] = {0}, out[4 * 10 * 10];
-        CHECK(unet_forward(u, x, 1, 10, 9, t, ctx, 1, NULL, NULL, out) == -1 && strstr(ts_last_error(), "multiple"),
+        CHECK(unet_forward(u, test_ctx(), x, 1, 10, 9, t, ctx, 1, NULL, NULL, out) == -1 && strstr(ts_last_error(), "multiple"),
               "odd latent size: %s", ts_last_error());
     }
     unet_destroy(&u);

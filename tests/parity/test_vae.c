@@ -27,7 +27,7 @@ static void check_model(const char *model, const char *label) {
         int h = (int)zs.shape[2], w = (int)zs.shape[3];
         size_t n = (size_t)tensor_numel(&ws);
         float *got = calloc(n, sizeof(float));
-        CHECK_OK(vae_decode(v, z, 1, h, w, got, NULL));
+        CHECK_OK(vae_decode(v, test_ctx(), z, 1, h, w, got, NULL));
         CHECK_CLOSE_ARRAYS(got, want, n, 1e-5f, label);
         float mx, dd = test_max_abs_diff(got, want, n, &mx);
         fprintf(stderr, "%s: decode max |diff| %.3g (max |want| %.3g)\n", label, dd, mx);
@@ -35,11 +35,11 @@ static void check_model(const char *model, const char *label) {
         /* tiling enabled but tiles larger than the latent: identical to untiled */
         vae_tiling big = {.enabled = true, .tile_latent = 64};
         float *got2 = calloc(n, sizeof(float));
-        CHECK_OK(vae_decode(v, z, 1, h, w, got2, &big));
+        CHECK_OK(vae_decode(v, test_ctx(), z, 1, h, w, got2, &big));
         CHECK(memcmp(got, got2, n * sizeof(float)) == 0, "%s: tiling with one big tile differs from untiled", label);
 
         vae_tiling small = {.enabled = true, .tile_latent = 8, .overlap = 0.25f};
-        CHECK_OK(vae_decode(v, z, 1, h, w, got2, &small));
+        CHECK_OK(vae_decode(v, test_ctx(), z, 1, h, w, got2, &small));
         CHECK_CLOSE_ARRAYS(got2, want_tiled, n, 1e-5f, "tiled decode vs diffusers tiled_decode");
         fprintf(stderr, "%s: tiled decode max |diff| %.3g\n", label, test_max_abs_diff(got2, want_tiled, n, &mx));
         float mw, d = test_max_abs_diff(got2, want, n, &mw);
@@ -48,10 +48,10 @@ static void check_model(const char *model, const char *label) {
 
         size_t nm = (size_t)tensor_numel(&ms);
         float *mean = calloc(nm, sizeof(float));
-        CHECK_OK(vae_encode_mean(v, x, 1, (int)xs.shape[2], (int)xs.shape[3], mean));
+        CHECK_OK(vae_encode_mean(v, test_ctx(), x, 1, (int)xs.shape[2], (int)xs.shape[3], mean));
         CHECK_CLOSE_ARRAYS(mean, want_mean, nm, 1e-5f, "encode mean");
         fprintf(stderr, "%s: encode mean max |diff| %.3g\n", label, test_max_abs_diff(mean, want_mean, nm, &mx));
-        CHECK(vae_encode_mean(v, x, 1, 63, 96, mean) < 0, "odd size must be refused");
+        CHECK(vae_encode_mean(v, test_ctx(), x, 1, 63, 96, mean) < 0, "odd size must be refused");
         free(mean);
     }
     free(z), free(want), free(want_tiled), free(x), free(want_mean);
@@ -82,7 +82,7 @@ int main(void) {
     if (v) {
         float z[4 * 4 * 4], img[3 * 8 * 8];
         for (int i = 0; i < 64; i++) z[i] = (float)(i % 7) * 0.1f;
-        CHECK_OK(vae_decode(v, z, 1, 4, 4, img, NULL));
+        CHECK_OK(vae_decode(v, test_ctx(), z, 1, 4, 4, img, NULL));
         bool finite = true;
         for (int i = 0; i < 192; i++) finite = finite && img[i] == img[i];
         CHECK(finite, "random decode finite");

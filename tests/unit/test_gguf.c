@@ -2,6 +2,7 @@
  * them; every block type dequantizes to gguf.quants.dequantize's values and its dot
  * products and matmuls (row and gemm paths) match numpy's; malformed files are refused
  * with a message naming the key or tensor. Fixtures: tools/gen_llm_fixtures.py. */
+#include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "models/formats/gguf.h"
 #include "models/formats/model_files.h"
@@ -30,10 +31,10 @@ static void check_quant_rows(void) {
         const gguf_tensor *gt = gguf_find_tensor(g, t->string);
         CHECK(gt != NULL, "tensor %s in quant_rows.gguf", t->string);
         if (!gt) continue;
-        qtype qt;
-        CHECK_OK(gguf_tensor_qtype(g, gt, &qt));
-        CHECK(strcmp(qtype_name(qt), t->string) == 0 && gt->shape[0] == rows && gt->shape[1] == cols,
-              "%s: type %s shape [%lld, %lld]", t->string, qtype_name(qt), (long long)gt->shape[0], (long long)gt->shape[1]);
+        dtype qt;
+        CHECK_OK(gguf_tensor_dtype(g, gt, &qt));
+        CHECK(strcmp(dtype_name(qt), t->string) == 0 && gt->shape[0] == rows && gt->shape[1] == cols,
+              "%s: type %s shape [%lld, %lld]", t->string, dtype_name(qt), (long long)gt->shape[0], (long long)gt->shape[1]);
         qmatrix m;
         CHECK_OK(qmatrix_view(&m, qt, rows, cols, gt->data, t->string));
         CHECK(qmatrix_nbytes(&m) == gt->nbytes, "%s: %zu bytes, file says %zu", t->string, qmatrix_nbytes(&m), gt->nbytes);
@@ -51,10 +52,10 @@ static void check_quant_rows(void) {
         }
         CHECK_CLOSE_ARRAYS(ydot, dots, 3, 1e-5f, t->string);
         for (int n = 1; n <= QMATMUL_GEMM_MIN_ROWS; n += QMATMUL_GEMM_MIN_ROWS - 1) { /* row dots; slab + gemm */
-            qmatmul(y, x, n, &m);
+            qmatmul(test_ctx(), y, x, n, &m);
             for (int j = 0; j < n; j++) CHECK_CLOSE_ARRAYS(y + j * rows, dots, 3, 1e-5f, "qmatmul");
         }
-        qmatmul(y, x, 7, &m);                  /* 7: one dequantized row against 4 + 3 rows of x */
+        qmatmul(test_ctx(), y, x, 7, &m);                  /* 7: one dequantized row against 4 + 3 rows of x */
         for (int j = 0; j < 7; j++) CHECK_CLOSE_ARRAYS(y + j * rows, dots, 3, 1e-5f, "qmatmul n=7");
         free(got);
         free(want);
@@ -88,10 +89,10 @@ static void check_all_block_types(void) {
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(root, "types")) {
         const char *name = cJSON_GetObjectItem(t, "name")->valuestring;
         const gguf_tensor *gt = gguf_find_tensor(g, name);
-        qtype qt;
+        dtype qt;
         qmatrix m;
-        CHECK(gt && gguf_tensor_qtype(g, gt, &qt) == 0 && strcmp(qtype_name(qt), name) == 0, "%s: %s", name, ts_last_error());
-        if (!gt || gguf_tensor_qtype(g, gt, &qt) != 0) { k++; continue; }
+        CHECK(gt && gguf_tensor_dtype(g, gt, &qt) == 0 && strcmp(dtype_name(qt), name) == 0, "%s: %s", name, ts_last_error());
+        if (!gt || gguf_tensor_dtype(g, gt, &qt) != 0) { k++; continue; }
         CHECK_OK(qmatrix_view(&m, qt, rows, cols, gt->data, name));
         CHECK(qmatrix_nbytes(&m) == gt->nbytes, "%s: %zu bytes, file says %zu", name, qmatrix_nbytes(&m), gt->nbytes);
         float dots[8], err = 0;
@@ -108,7 +109,7 @@ static void check_all_block_types(void) {
         CHECK(err <= 1e-5f, "%s: quant_dot relative error %g", name, err);
         for (int n = 1; n <= QMATMUL_GEMM_MIN_ROWS; n += 6) {   /* 1: row dots; 7..31: 4-row dots; 31+: slab + gemm */
             int nn = n > QMATMUL_GEMM_MIN_ROWS - 6 ? QMATMUL_GEMM_MIN_ROWS : n;
-            qmatmul(y, x, nn, &m);
+            qmatmul(test_ctx(), y, x, nn, &m);
             float e = 0;
             for (int j = 0; j < nn; j++)
                 for (int r = 0; r < rows; r++) e = fmaxf(e, fabsf(y[j * rows + r] - dots[r]) / (1.0f + fabsf(dots[r])));

@@ -137,7 +137,7 @@ static void check_generate_stops(void) {
     for (int i = 0; i < plen; i++) prompt[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g0, "prompt"), i)->valueint;
     for (int i = 0; i < 12; i++) cont[i] = cJSON_GetArrayItem(cJSON_GetObjectItem(g0, "continuation"), i)->valueint;
     if (!m) { cJSON_Delete(root); free(text); return; }
-    llm_state *s = llm_state_new(m, 1, 64, 8);
+    llm_state *s = llm_state_new(m, test_ctx(), 1, 64, 8);
     llm_sampling sp = llm_sampling_greedy();
     llm_detokenizer detok = {NULL, id_piece};
     const int *prompts[1] = {prompt};

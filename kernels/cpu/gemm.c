@@ -1,11 +1,11 @@
 /*
  * gemm.c — matrix products through OpenBLAS (cblas_sgemm), linear layers with weights
- * of any dtype, and the shared helpers of ops_private.h (scratch, weight widening).
+ * of any dtype, and the weight helpers of cpu.h.
  * Products are cut into tiles so that results never depend on the thread count (see gemm).
  *
  * Without OpenBLAS a plain triple loop keeps the build working (slowly).
  */
-#include "kernels/ops_private.h"
+#include "kernels/cpu/cpu.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,36 +17,12 @@
 #include <cblas.h>
 #endif
 
-/* ---- helpers (ops_private.h) ------------------------------------------- */
+/* ---- helpers (cpu.h) -------------------------------------------------- */
 
-typedef struct { float *data; size_t capacity; } scratch_slot;
-static _Thread_local scratch_slot scratch[SCRATCH_SLOTS];
-
-/* A thread's scratch is freed when the thread ends (worker threads come and go). */
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static void scratch_free(void *slots) {
-    scratch_slot *s = slots;
-    for (int i = 0; i < SCRATCH_SLOTS; i++) { free(s[i].data); s[i] = (scratch_slot){0}; }
-}
-static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
-
-float *scratch_floats(int slot, size_t count) {
-    if (count > scratch[slot].capacity) {
-        pthread_once(&scratch_once, scratch_key_make);
-        if (!pthread_getspecific(scratch_key)) pthread_setspecific(scratch_key, scratch);
-        free(scratch[slot].data);
-        size_t capacity = count + count / 4 + 16;
-        scratch[slot].data = ts_aligned_alloc(capacity * sizeof(float));
-        scratch[slot].capacity = capacity;
-    }
-    return scratch[slot].data;
-}
-
-const float *weight_f32(const tensor *t, int slot) {
+const float *weight_f32(ts_ctx *ctx, const tensor *t, int slot) {
     if (!t) return NULL;
     if (t->type == DT_F32 && tensor_is_contiguous(t)) return t->data;
-    float *w = scratch_floats(slot, (size_t)tensor_numel(t));
+    float *w = cpu_scratch(ctx, slot, (size_t)tensor_numel(t));
     tensor_copy_to_f32(w, t);
     return w;
 }
@@ -110,13 +86,13 @@ static void gemm_tile(bool trans_a, bool trans_b, int M, int N, int K, float alp
 #endif
 }
 
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+void cpu_gemm(ts_ctx *ctx, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     pthread_once(&blas_once, blas_single_threaded);
     int tiles_m = (M + GEMM_TILE_M - 1) / GEMM_TILE_M, tiles_n = (N + GEMM_TILE_N - 1) / GEMM_TILE_N;
     int tiles = tiles_m * tiles_n;
-    #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1 && !in_parallel_region())
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(dynamic, 1) if (tiles > 1 && !in_parallel_region())
     for (int t = 0; t < tiles; t++) {
         int i0 = (t / tiles_n) * GEMM_TILE_M, j0 = (t % tiles_n) * GEMM_TILE_N;
         int m = M - i0 < GEMM_TILE_M ? M - i0 : GEMM_TILE_M, n = N - j0 < GEMM_TILE_N ? N - j0 : GEMM_TILE_N;
@@ -125,16 +101,16 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
     }
 }
 
-void gemm_batched(int count, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+void cpu_gemm_batched(ts_ctx *ctx, int count, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                   const float *A, int lda, int64_t stride_a,
                   const float *B, int ldb, int64_t stride_b, float beta,
                   float *C, int ldc, int64_t stride_c) {
     /* Many small products: one per thread (each product is computed the same way wherever it
      * runs, see gemm). Few large ones: gemm spreads each over the threads. */
     double flops = 2.0 * M * N * K;
-    #pragma omp parallel for schedule(dynamic, 1) if (count > 1 && flops < 64.0 * 1024 * 1024)
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(dynamic, 1) if (count > 1 && flops < 64.0 * 1024 * 1024)
     for (int i = 0; i < count; i++)
-        gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+        cpu_gemm(ctx, trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
              C + i * stride_c, ldc);
 }
 
@@ -143,12 +119,12 @@ void gemm_batched(int count, bool trans_a, bool trans_b, int M, int N, int K, fl
 /* A few rows (LLM decoding) against a half-precision weight: widening the whole weight
  * would cost more than the product, so each thread widens one weight row at a time into
  * L1 and takes its dot products with every input row. */
-static void linear_few_rows(float *y, const float *x, int rows, int64_t out, int64_t in, const tensor *W,
+static void linear_few_rows(ts_ctx *ctx, float *y, const float *x, int rows, int64_t out, int64_t in, const tensor *W,
                             const float *bias) {
     size_t es = dtype_size(W->type);
-    #pragma omp parallel if (out * in >= PARALLEL_MIN_WORK)
+    #pragma omp parallel num_threads(cpu_threads(ctx)) if (out * in >= PARALLEL_MIN_WORK)
     {
-        float *w = scratch_floats(0, (size_t)in);
+        float *w = cpu_scratch(ctx, 0, (size_t)in);
         #pragma omp for schedule(static)
         for (int64_t o = 0; o < out; o++) {
             convert_to_f32(w, (const char *)W->data + (size_t)(o * in) * es, W->type, (size_t)in);
@@ -163,23 +139,23 @@ static void linear_few_rows(float *y, const float *x, int rows, int64_t out, int
     }
 }
 
-int linear(float *y, const float *x, int64_t rows, const tensor *W, const tensor *b) {
+int cpu_linear(ts_ctx *ctx, float *y, const float *x, int64_t rows, const tensor *W, const tensor *b) {
     if (!W || W->ndim != 2) return ts_fail("linear: weight must be 2-D [out, in]");
     int64_t out = W->shape[0], in = W->shape[1];
     if (check_weight(W, out * in, "linear", "weight") || check_weight(b, out, "linear", "bias")) return -1;
     if (rows <= 0) return 0;
     /* Slot 0 for the weight, slot 1 for the bias: both live until the end. */
-    const float *bias = weight_f32(b, 1);
+    const float *bias = weight_f32(ctx, b, 1);
     if (rows <= 4 && W->type != DT_F32 && tensor_is_contiguous(W)) {
-        linear_few_rows(y, x, (int)rows, out, in, W, bias);
+        linear_few_rows(ctx, y, x, (int)rows, out, in, W, bias);
         return 0;
     }
-    const float *w = weight_f32(W, 0);
+    const float *w = weight_f32(ctx, W, 0);
     float beta = 0.0f;
     if (bias) {
         for (int64_t r = 0; r < rows; r++) memcpy(y + r * out, bias, (size_t)out * sizeof(float));
         beta = 1.0f;
     }
-    gemm(false, true, (int)rows, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, beta, y, (int)out);
+    cpu_gemm(ctx, false, true, (int)rows, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in, beta, y, (int)out);
     return 0;
 }

@@ -2,12 +2,12 @@
  * layout.c — moving data without arithmetic: nearest-neighbour upsampling, concatenation,
  * and the NCHW <-> NHWC switch around transformer blocks.
  */
-#include "kernels/ops_private.h"
+#include "kernels/cpu/cpu.h"
 
 #include <string.h>
 
-void upsample_nearest2x(float *out, const float *x, int N, int C, int H, int W) {
-    #pragma omp parallel for schedule(static) if ((int64_t)N * C * H * W >= PARALLEL_MIN_WORK / 4)
+void cpu_upsample_nearest2x(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W) {
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if ((int64_t)N * C * H * W >= PARALLEL_MIN_WORK / 4)
     for (int64_t nc = 0; nc < (int64_t)N * C; nc++) {
         const float *xs = x + nc * H * W;
         float *os = out + nc * 4 * H * W;
@@ -19,7 +19,7 @@ void upsample_nearest2x(float *out, const float *x, int N, int C, int H, int W) 
     }
 }
 
-int tensor_concat(tensor *out, const tensor *parts, int count, int dim) {
+int cpu_concat(ts_ctx *ctx, tensor *out, const tensor *parts, int count, int dim) {
     if (count <= 0) return ts_fail("concat: no parts");
     int nd = parts[0].ndim;
     if (dim < 0 || dim >= nd) return ts_fail("concat: dim %d out of range for %d-D parts", dim, nd);
@@ -66,9 +66,9 @@ int tensor_concat(tensor *out, const tensor *parts, int count, int dim) {
     return 0;
 }
 
-static void transpose_block(float *out, const float *x, int64_t rows, int64_t cols) {
+static void transpose_block(ts_ctx *ctx, float *out, const float *x, int64_t rows, int64_t cols) {
     /* out[c, r] = x[r, c], in 32x32 tiles to stay in cache */
-    #pragma omp parallel for collapse(2) schedule(static) if (rows * cols >= PARALLEL_MIN_WORK)
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) collapse(2) schedule(static) if (rows * cols >= PARALLEL_MIN_WORK)
     for (int64_t r0 = 0; r0 < rows; r0 += 32)
         for (int64_t c0 = 0; c0 < cols; c0 += 32) {
             int64_t r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
@@ -77,10 +77,10 @@ static void transpose_block(float *out, const float *x, int64_t rows, int64_t co
         }
 }
 
-void nchw_to_nhwc(float *out, const float *x, int N, int C, int64_t HW) {
-    for (int n = 0; n < N; n++) transpose_block(out + (int64_t)n * C * HW, x + (int64_t)n * C * HW, C, HW);
+void cpu_nchw_to_nhwc(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW) {
+    for (int n = 0; n < N; n++) transpose_block(ctx, out + (int64_t)n * C * HW, x + (int64_t)n * C * HW, C, HW);
 }
 
-void nhwc_to_nchw(float *out, const float *x, int N, int C, int64_t HW) {
-    for (int n = 0; n < N; n++) transpose_block(out + (int64_t)n * C * HW, x + (int64_t)n * C * HW, HW, C);
+void cpu_nhwc_to_nchw(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW) {
+    for (int n = 0; n < N; n++) transpose_block(ctx, out + (int64_t)n * C * HW, x + (int64_t)n * C * HW, HW, C);
 }

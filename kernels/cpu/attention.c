@@ -6,7 +6,8 @@
  * strided views of q, k, v. Tiles are spread over threads with OpenMP (one parallel
  * region per call; gemm runs each product on the calling thread inside it).
  */
-#include "kernels/ops_private.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,11 +22,11 @@
 #endif
 
 /* One query tile of one head: out rows [q0, q0 + nq). */
-static void attention_tile(float *out, int64_t out_stride, const float *q, int64_t q_stride,
+static void attention_tile(ts_ctx *ctx, float *out, int64_t out_stride, const float *q, int64_t q_stride,
                            const float *k, int64_t k_stride, const float *v, int64_t v_stride,
                            int d, int64_t q0, int nq, const attention_params *p) {
-    float *S = scratch_floats(0, (size_t)QUERY_TILE * KEY_TILE);
-    float *O = scratch_floats(1, (size_t)QUERY_TILE * d);
+    float *S = cpu_scratch(ctx, 0, (size_t)QUERY_TILE * KEY_TILE);
+    float *O = cpu_scratch(ctx, 1, (size_t)QUERY_TILE * d);
     float m[QUERY_TILE], l[QUERY_TILE];
     for (int i = 0; i < nq; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
     memset(O, 0, (size_t)nq * d * sizeof(float));
@@ -38,7 +39,7 @@ static void attention_tile(float *out, int64_t out_stride, const float *q, int64
     }
     for (int64_t j0 = 0; j0 < kv_end; j0 += KEY_TILE) {
         int nk = (int)(kv_end - j0 < KEY_TILE ? kv_end - j0 : KEY_TILE);
-        gemm(false, true, nq, nk, d, p->scale, q + q0 * q_stride, (int)q_stride, k + j0 * k_stride,
+        cpu_gemm(ctx, false, true, nq, nk, d, p->scale, q + q0 * q_stride, (int)q_stride, k + j0 * k_stride,
              (int)k_stride, 0.0f, S, nk);
         for (int i = 0; i < nq; i++) {
             float *s = S + (int64_t)i * nk;
@@ -69,7 +70,7 @@ static void attention_tile(float *out, int64_t out_stride, const float *q, int64
                 for (int c = 0; c < d; c++) o[c] *= correction;
             }
         }
-        gemm(false, false, nq, d, nk, 1.0f, S, nk, v + j0 * v_stride, (int)v_stride, 1.0f, O, d);
+        cpu_gemm(ctx, false, false, nq, d, nk, 1.0f, S, nk, v + j0 * v_stride, (int)v_stride, 1.0f, O, d);
     }
     for (int i = 0; i < nq; i++) {
         float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;   /* fully masked row: 0 */
@@ -78,7 +79,7 @@ static void attention_tile(float *out, int64_t out_stride, const float *q, int64
     }
 }
 
-void attention(float *out, const float *q, const float *k, const float *v, attention_params p) {
+void cpu_attention(ts_ctx *ctx, float *out, const float *q, const float *k, const float *v, attention_params p) {
     int d = p.head_dim, width = p.heads * p.head_dim;
     int kv_heads = p.kv_heads > 0 && p.heads % p.kv_heads == 0 ? p.kv_heads : p.heads;
     int group = p.heads / kv_heads, kv_width = kv_heads * d;
@@ -87,14 +88,61 @@ void attention(float *out, const float *q, const float *k, const float *v, atten
     int64_t vs = p.v_stride ? p.v_stride : kv_width;
     int64_t q_tiles = (p.n_q + QUERY_TILE - 1) / QUERY_TILE;
     int64_t work = (int64_t)p.batch * p.heads * q_tiles;
-    #pragma omp parallel for schedule(dynamic, 1) if (work > 1)
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(dynamic, 1) if (work > 1)
     for (int64_t w = 0; w < work; w++) {
         int64_t bh = w / q_tiles, t = w % q_tiles;
         int64_t b = bh / p.heads, h = bh % p.heads;
         int64_t q0 = t * QUERY_TILE;
         int nq = (int)(p.n_q - q0 < QUERY_TILE ? p.n_q - q0 : QUERY_TILE);
         int64_t kvh = h / group;
-        attention_tile(out + b * p.n_q * width + h * d, width, q + b * p.n_q * qs + h * d, qs,
+        attention_tile(ctx, out + b * p.n_q * width + h * d, width, q + b * p.n_q * qs + h * d, qs,
                        k + b * p.n_kv * ks + kvh * d, ks, v + b * p.n_kv * vs + kvh * d, vs, d, q0, nq, &p);
+    }
+}
+
+/* ---- against a KV cache (LLM decoding) ---- */
+
+void cpu_attention_kv(ts_ctx *ctx, float *out, const float *q, const float *k_cache, const float *v_cache,
+                      kv_attention_params p) {
+    const int hd = p.head_dim, H = p.heads, group = p.heads / (p.kv_heads > 0 ? p.kv_heads : p.heads);
+    const float scale = p.scale != 0.0f ? p.scale : 1.0f / sqrtf((float)hd);
+    int64_t work = 0;   /* threads only pay off above a few tens of thousands of MACs */
+    for (int i = 0; i < p.n; i++) work += (int64_t)(p.pos[i] + 1) * H * hd * 2;
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(dynamic, 1) if (work >= (1 << 18))
+    for (int task = 0; task < p.n * H; task++) {
+        int i = task / H, h = task % H, kvh = h / group;
+        float *sc = cpu_scratch(ctx, 2, (size_t)p.max_ctx);
+        const float *qi = q + ((size_t)i * H + h) * hd;
+        size_t base = (size_t)p.seqs[i] * (size_t)p.seq_stride + (size_t)kvh * hd;
+        int T = p.pos[i] + 1;
+        for (int t = 0; t < T; t++) sc[t] = dot_f32(qi, k_cache + base + (size_t)t * p.row_stride, hd) * scale;
+        cpu_softmax_rows(ctx, sc, 1, T);
+        float *o = out + ((size_t)i * H + h) * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            const float *v = v_cache + base + (size_t)t * p.row_stride;
+            float w = sc[t];
+            for (int d = 0; d < hd; d++) o[d] += w * v[d];
+        }
+    }
+}
+
+void cpu_rope(ts_ctx *ctx, float *x, int64_t ld, int rows, int heads, int hd, const int *pos, const float *inv_freq,
+              bool neox) {
+    (void)ctx;
+    int half = hd / 2;
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + r * ld;
+        for (int i = 0; i < half; i++) {
+            float a = (float)pos[r] * inv_freq[i];
+            float cr = cosf(a), sr = sinf(a);
+            for (int h = 0; h < heads; h++) {
+                float *v = xr + h * hd;
+                int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+                float a0 = v[i0], a1 = v[i1];
+                v[i0] = a0 * cr - a1 * sr;
+                v[i1] = a0 * sr + a1 * cr;
+            }
+        }
     }
 }

@@ -7,19 +7,19 @@
  * since x * scale - mean * scale cancels badly when the mean is large against the spread.
  * All allow out == x.
  */
-#include "kernels/ops_private.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 
-int group_norm(float *out, const float *x, int N, int C, int64_t HW, int groups,
+int cpu_group_norm(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW, int groups,
                const tensor *gamma, const tensor *beta, float eps) {
     if (groups <= 0 || C % groups != 0)
         return ts_fail("group_norm: %d channels do not split into %d groups", C, groups);
     if (check_weight(gamma, C, "group_norm", "gamma") || check_weight(beta, C, "group_norm", "beta")) return -1;
-    const float *g = weight_f32(gamma, 0), *b = weight_f32(beta, 1);
+    const float *g = weight_f32(ctx, gamma, 0), *b = weight_f32(ctx, beta, 1);
     int per_group = C / groups;
     int64_t group_size = (int64_t)per_group * HW;
-    #pragma omp parallel for schedule(dynamic, 1) if ((int64_t)N * C * HW >= PARALLEL_MIN_WORK)
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(dynamic, 1) if ((int64_t)N * C * HW >= PARALLEL_MIN_WORK)
     for (int64_t ng = 0; ng < (int64_t)N * groups; ng++) {
         const float *xs = x + ng * group_size;
         float *os = out + ng * group_size;
@@ -43,12 +43,12 @@ int group_norm(float *out, const float *x, int N, int C, int64_t HW, int groups,
     return 0;
 }
 
-int layer_norm(float *out, const float *x, int64_t rows, int dim,
+int cpu_layer_norm(ts_ctx *ctx, float *out, const float *x, int64_t rows, int dim,
                const tensor *gamma, const tensor *beta, float eps) {
     if (dim <= 0) return ts_fail("layer_norm: dim %d", dim);
     if (check_weight(gamma, dim, "layer_norm", "gamma") || check_weight(beta, dim, "layer_norm", "beta")) return -1;
-    const float *g = weight_f32(gamma, 0), *b = weight_f32(beta, 1);
-    #pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_WORK)
+    const float *g = weight_f32(ctx, gamma, 0), *b = weight_f32(ctx, beta, 1);
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if (rows * dim >= PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         float *orow = out + r * dim;
@@ -68,11 +68,11 @@ int layer_norm(float *out, const float *x, int64_t rows, int dim,
     return 0;
 }
 
-int rms_norm(float *out, const float *x, int64_t rows, int dim, const tensor *weight, float eps) {
+int cpu_rms_norm(ts_ctx *ctx, float *out, const float *x, int64_t rows, int dim, const tensor *weight, float eps) {
     if (dim <= 0) return ts_fail("rms_norm: dim %d", dim);
     if (check_weight(weight, dim, "rms_norm", "weight")) return -1;
-    const float *w = weight_f32(weight, 0);
-    #pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_WORK)
+    const float *w = weight_f32(ctx, weight, 0);
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if (rows * dim >= PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         float *orow = out + r * dim;

@@ -2,7 +2,7 @@
  * elementwise.c — addition and multiplication with numpy broadcasting over views of up
  * to 4 dims, and the in-place helpers the models call in their inner loops.
  */
-#include "kernels/ops_private.h"
+#include "kernels/cpu/cpu.h"
 
 #include <string.h>
 
@@ -50,7 +50,7 @@ static inline float load_any(const void *data, dtype t, int64_t off) {
     return v;
 }
 
-static int binary_broadcast(tensor *out, const tensor *a, const tensor *b, bool multiply, const char *op) {
+static int binary_broadcast(ts_ctx *ctx, tensor *out, const tensor *a, const tensor *b, bool multiply, const char *op) {
     if (check_broadcast_out(out, a, b, op)) return -1;
     int64_t sa[4], sb[4], shape[4];
     if (broadcast_strides(out, a, sa, op, "a") || broadcast_strides(out, b, sb, op, "b")) return -1;
@@ -59,7 +59,7 @@ static int binary_broadcast(tensor *out, const tensor *a, const tensor *b, bool 
     bool fast = a->type == DT_F32 && b->type == DT_F32;
     const float *af = a->data, *bf = b->data;
     int64_t outer = shape[0] * shape[1] * shape[2], inner = shape[3];
-    #pragma omp parallel for schedule(static) if (outer * inner >= PARALLEL_MIN_WORK)
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if (outer * inner >= PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < outer; r++) {
         int64_t i0 = r / (shape[1] * shape[2]), i1 = (r / shape[2]) % shape[1], i2 = r % shape[2];
         int64_t oa = i0 * sa[0] + i1 * sa[1] + i2 * sa[2], ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
@@ -84,34 +84,45 @@ static int binary_broadcast(tensor *out, const tensor *a, const tensor *b, bool 
     return 0;
 }
 
-int tensor_add(tensor *out, const tensor *a, const tensor *b) { return binary_broadcast(out, a, b, false, "tensor_add"); }
-int tensor_mul(tensor *out, const tensor *a, const tensor *b) { return binary_broadcast(out, a, b, true, "tensor_mul"); }
+int cpu_binary(ts_ctx *ctx, bool multiply, tensor *out, const tensor *a, const tensor *b) {
+    return binary_broadcast(ctx, out, a, b, multiply, multiply ? "tensor_mul" : "tensor_add");
+}
 
-void add_inplace(float *x, const float *y, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN_WORK)
+void cpu_add_inplace(ts_ctx *ctx, float *x, const float *y, int64_t n) {
+    #pragma omp parallel for simd num_threads(cpu_threads(ctx)) schedule(static) if (n >= PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-void scale_inplace(float *x, float s, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN_WORK)
+void cpu_scale_inplace(ts_ctx *ctx, float *x, float s, int64_t n) {
+    #pragma omp parallel for simd num_threads(cpu_threads(ctx)) schedule(static) if (n >= PARALLEL_MIN_WORK)
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
-void add_row_bias(float *x, int64_t rows, int dim, const tensor *b) {
+void cpu_add_row_bias(ts_ctx *ctx, float *x, int64_t rows, int dim, const tensor *b) {
     if (!b) return;
-    const float *bias = weight_f32(b, 0);
-    #pragma omp parallel for schedule(static) if (rows * dim >= PARALLEL_MIN_WORK)
+    const float *bias = weight_f32(ctx, b, 0);
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if (rows * dim >= PARALLEL_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         float *xr = x + r * dim;
         for (int i = 0; i < dim; i++) xr[i] += bias[i];
     }
 }
 
-void add_channel_bias(float *x, int N, int C, int64_t HW, const float *b) {
-    #pragma omp parallel for schedule(static) if ((int64_t)N * C * HW >= PARALLEL_MIN_WORK)
+int cpu_add_channel_bias(ts_ctx *ctx, float *x, int N, int C, int64_t HW, const tensor *bias) {
+    /* [C]: one bias for every image (widened once); [N, C]: one per image */
+    bool per_image = bias && bias->ndim == 2;
+    if (!bias || !((bias->ndim == 1 && bias->shape[0] == C) || (per_image && bias->shape[0] == N && bias->shape[1] == C))) {
+        char buf[64];
+        return ts_fail("add_channel_bias: bias %s is neither [%d] nor [%d, %d]",
+                       bias ? tensor_shape_str(bias, buf, sizeof buf) : "NULL", C, N, C);
+    }
+    if (check_weight(bias, tensor_numel(bias), "add_channel_bias", "bias")) return -1;
+    const float *b = weight_f32(ctx, bias, 0);
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if ((int64_t)N * C * HW >= PARALLEL_MIN_WORK)
     for (int64_t nc = 0; nc < (int64_t)N * C; nc++) {
         float *xc = x + nc * HW;
-        float v = b[nc];
+        float v = b[per_image ? nc : nc % C];
         for (int64_t i = 0; i < HW; i++) xc[i] += v;
     }
+    return 0;
 }

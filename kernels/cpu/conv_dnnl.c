@@ -4,7 +4,7 @@
  * Each distinct shape gets a plan, made once and cached (creating primitives is slow):
  * the convolution primitive on the layouts oneDNN prefers (blocked nChw16c and friends)
  * and the reorders from/to our plain NCHW / OIHW buffers. Weights are widened and
- * reordered on every call unless the caller opts in to conv2d_weight_cache(): keyed by
+ * reordered on every call unless the context opts in to conv2d_weight_cache(): keyed by
  * address, a cache would be wrong for a buffer refilled with other weights, but the
  * reorder costs ~30 ms for a 1280x1280x3x3 weight, a third of that convolution at 16x16.
  *
@@ -16,11 +16,15 @@
  * scratch memory: different images for the same seed (issue 11). Every primitive here is made
  * with dnnl_scratchpad_mode_user and gets the calling thread's own scratch at each execution.
  */
-#include "kernels/ops_private.h"
+#include "kernels/cpu/cpu.h"
 
 #ifdef TESSERA_HAVE_DNNL
 #include <dnnl.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,16 +139,16 @@ fail:
 
 /* The calling thread's scratchpad for one primitive (NULL memory when it needs none).
  * Executions on one stream are waited for before the next uses the same slot. */
-static dnnl_memory_t scratchpad_memory(const dnnl_memory_desc_t *md) {
+static dnnl_memory_t scratchpad_memory(ts_ctx *ctx, const dnnl_memory_desc_t *md) {
     size_t bytes = dnnl_memory_desc_get_size(md);
     dnnl_memory_t m = NULL;
-    if (bytes) dnnl_memory_create(&m, md, engine, scratch_floats(5, bytes / 4 + 16));
+    if (bytes) dnnl_memory_create(&m, md, engine, cpu_scratch(ctx, 5, bytes / 4 + 16));
     return m;
 }
 
-static dnnl_status_t execute(dnnl_primitive_t prim, dnnl_stream_t s, const dnnl_memory_desc_t *scratch_md,
+static dnnl_status_t execute(ts_ctx *ctx, dnnl_primitive_t prim, dnnl_stream_t s, const dnnl_memory_desc_t *scratch_md,
                              int nargs, dnnl_exec_arg_t *args) {
-    dnnl_memory_t scratch = scratchpad_memory(scratch_md);
+    dnnl_memory_t scratch = scratchpad_memory(ctx, scratch_md);
     dnnl_exec_arg_t all[8];
     memcpy(all, args, (size_t)nargs * sizeof *args);
     if (scratch) all[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, scratch};
@@ -154,10 +158,10 @@ static dnnl_status_t execute(dnnl_primitive_t prim, dnnl_stream_t s, const dnnl_
     return st;
 }
 
-static dnnl_status_t reorder(dnnl_primitive_t r, const dnnl_memory_desc_t *scratch_md, dnnl_stream_t s,
+static dnnl_status_t reorder(ts_ctx *ctx, dnnl_primitive_t r, const dnnl_memory_desc_t *scratch_md, dnnl_stream_t s,
                              dnnl_memory_t from, dnnl_memory_t to) {
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-    return execute(r, s, scratch_md, 2, args);
+    return execute(ctx, r, s, scratch_md, 2, args);
 }
 
 /* ---- reordered weights, kept only when the caller asks (conv2d_weight_cache) ---- */
@@ -170,51 +174,68 @@ typedef struct {
     size_t bytes;
 } cached_weight;
 
-static cached_weight *weight_cache;
-static int weight_count, weight_capacity;
-static size_t weight_bytes, weight_budget;
+/* A context's cache (cpu_ctx.conv_weights): used by that context's thread only. */
+struct cpu_weight_cache {
+    cached_weight *items;
+    int count, capacity;
+    size_t bytes, budget;
+};
 
-void conv2d_weight_cache(size_t max_bytes) {
-    pthread_mutex_lock(&plan_lock);
-    weight_budget = max_bytes;
-    pthread_mutex_unlock(&plan_lock);
+void conv2d_weight_cache(ts_ctx *ctx, size_t max_bytes) {
+    if (!ctx || ctx->backend != &ts_backend_cpu) return;
+    cpu_ctx *c = cpu_of(ctx);
+    if (!c->conv_weights) c->conv_weights = ts_calloc(1, sizeof *c->conv_weights);
+    c->conv_weights->budget = max_bytes;
 }
 
-void conv2d_weight_cache_clear(void) {
-    pthread_mutex_lock(&plan_lock);
-    for (int i = 0; i < weight_count; i++) free(weight_cache[i].reordered);
-    weight_count = 0;
-    weight_bytes = 0;
-    pthread_mutex_unlock(&plan_lock);
+void conv2d_weight_cache_clear(ts_ctx *ctx) {
+    if (!ctx || ctx->backend != &ts_backend_cpu) return;
+    cpu_weight_cache *wc = cpu_of(ctx)->conv_weights;
+    if (!wc) return;
+    for (int i = 0; i < wc->count; i++) free(wc->items[i].reordered);
+    wc->count = 0;
+    wc->bytes = 0;
 }
 
-static const float *cached_weight_find(const tensor *w, const conv_plan *plan) {
-    for (int i = 0; i < weight_count; i++)
-        if (weight_cache[i].data == w->data && weight_cache[i].type == w->type && weight_cache[i].plan == plan)
-            return weight_cache[i].reordered;
+void cpu_weight_cache_free(cpu_weight_cache **self) {
+    if (!*self) return;
+    for (int i = 0; i < (*self)->count; i++) free((*self)->items[i].reordered);
+    free((*self)->items);
+    free(*self);
+    *self = NULL;
+}
+
+static const float *cached_weight_find(const cpu_weight_cache *wc, const tensor *w, const conv_plan *plan) {
+    for (int i = 0; i < wc->count; i++)
+        if (wc->items[i].data == w->data && wc->items[i].type == w->type && wc->items[i].plan == plan)
+            return wc->items[i].reordered;
     return NULL;
 }
 
-int conv2d_dnnl(float *out, const float *x, int N, int C, int H, int W,
+int conv2d_dnnl(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W,
                 const tensor *weight, const float *bias, int OC, int KH, int KW, conv2d_params p) {
     plan_key k = {N, C, H, W, OC, KH, KW, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.groups, bias != NULL};
     /* oneDNN wants right padding >= 0; the rare shapes that would need it negative use im2col. */
     if ((H + 2 * p.pad_h - KH) % p.stride_h > p.pad_h || (W + 2 * p.pad_w - KW) % p.stride_w > p.pad_w)
-        return conv2d_im2col(out, x, N, C, H, W, weight_f32(weight, 0), bias, OC, KH, KW, p);
+        return conv2d_im2col(ctx, out, x, N, C, H, W, weight_f32(ctx, weight, 0), bias, OC, KH, KW, p);
     pthread_mutex_lock(&plan_lock);
     bool full = plan_count == MAX_PLANS;
     conv_plan *plan = plan_for(&k);
-    const float *ready = plan && weight_budget ? cached_weight_find(weight, plan) : NULL;
+    cpu_weight_cache *wc = cpu_of(ctx)->conv_weights;
+    const float *ready = plan && wc && wc->budget ? cached_weight_find(wc, weight, plan) : NULL;
     pthread_mutex_unlock(&plan_lock);
     if (!plan && full) {
-        static bool warned;
-        if (!warned) log_warn("conv2d: more than %d shapes seen; new ones use im2col", MAX_PLANS);
-        warned = true;
-        return conv2d_im2col(out, x, N, C, H, W, weight_f32(weight, 0), bias, OC, KH, KW, p);
+        static atomic_bool warned;
+        if (!atomic_exchange(&warned, true)) log_warn("conv2d: more than %d shapes seen; new ones use im2col", MAX_PLANS);
+        return conv2d_im2col(ctx, out, x, N, C, H, W, weight_f32(ctx, weight, 0), bias, OC, KH, KW, p);
     }
     if (!plan) return -1;
-    const float *w = ready ? ready : weight_f32(weight, 0);
+    const float *w = ready ? ready : weight_f32(ctx, weight, 0);
 
+#ifdef _OPENMP
+    /* oneDNN's threads are OpenMP's: the calling thread's setting, which is its own */
+    if (!omp_in_parallel()) omp_set_num_threads(cpu_threads(ctx));
+#endif
     dnnl_stream_t stream = NULL;
     dnnl_memory_t m_usrc = NULL, m_uw = NULL, m_udst = NULL, m_bias = NULL, m_src = NULL, m_w = NULL, m_dst = NULL;
     int rc = -1;
@@ -226,37 +247,33 @@ int conv2d_dnnl(float *out, const float *x, int N, int C, int H, int W,
     m_src = m_usrc, m_w = m_uw, m_dst = m_udst;
     if (plan->src_reorder) {
         DNNL_TRY(dnnl_memory_create(&m_src, &plan->src, engine,
-                                    scratch_floats(2, dnnl_memory_desc_get_size(&plan->src) / 4 + 16)));
-        DNNL_TRY(reorder(plan->src_reorder, &plan->src_scratch, stream, m_usrc, m_src));
+                                    cpu_scratch(ctx, 2, dnnl_memory_desc_get_size(&plan->src) / 4 + 16)));
+        DNNL_TRY(reorder(ctx, plan->src_reorder, &plan->src_scratch, stream, m_usrc, m_src));
     }
     if (ready) {
         DNNL_TRY(dnnl_memory_create(&m_w, &plan->weight, engine, (void *)ready));
     } else if (plan->weight_reorder) {
         size_t bytes = dnnl_memory_desc_get_size(&plan->weight);
-        pthread_mutex_lock(&plan_lock);
-        bool keep = weight_bytes + bytes <= weight_budget;
-        if (keep) weight_bytes += bytes;               /* reserved now, filled below */
-        pthread_mutex_unlock(&plan_lock);
-        float *dst = keep ? ts_aligned_alloc(bytes) : scratch_floats(3, bytes / 4 + 16);
+        bool keep = wc && wc->bytes + bytes <= wc->budget;
+        float *dst = keep ? ts_aligned_alloc(bytes) : cpu_scratch(ctx, 3, bytes / 4 + 16);
         DNNL_TRY(dnnl_memory_create(&m_w, &plan->weight, engine, dst));
-        DNNL_TRY(reorder(plan->weight_reorder, &plan->weight_scratch, stream, m_uw, m_w));
+        DNNL_TRY(reorder(ctx, plan->weight_reorder, &plan->weight_scratch, stream, m_uw, m_w));
         if (keep) {
-            pthread_mutex_lock(&plan_lock);
-            if (weight_count == weight_capacity) {
-                weight_capacity = weight_capacity ? 2 * weight_capacity : 64;
-                weight_cache = ts_realloc(weight_cache, (size_t)weight_capacity * sizeof *weight_cache);
+            if (wc->count == wc->capacity) {
+                wc->capacity = wc->capacity ? 2 * wc->capacity : 64;
+                wc->items = ts_realloc(wc->items, (size_t)wc->capacity * sizeof *wc->items);
             }
-            weight_cache[weight_count++] = (cached_weight){weight->data, weight->type, plan, dst, bytes};
-            pthread_mutex_unlock(&plan_lock);
+            wc->items[wc->count++] = (cached_weight){weight->data, weight->type, plan, dst, bytes};
+            wc->bytes += bytes;
         }
     }
     if (plan->dst_reorder)
         DNNL_TRY(dnnl_memory_create(&m_dst, &plan->dst, engine,
-                                    scratch_floats(4, dnnl_memory_desc_get_size(&plan->dst) / 4 + 16)));
+                                    cpu_scratch(ctx, 4, dnnl_memory_desc_get_size(&plan->dst) / 4 + 16)));
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m_src}, {DNNL_ARG_WEIGHTS, m_w}, {DNNL_ARG_DST, m_dst},
                                {DNNL_ARG_BIAS, m_bias}};
-    DNNL_TRY(execute(plan->conv, stream, &plan->conv_scratch, bias ? 4 : 3, args));
-    if (plan->dst_reorder) DNNL_TRY(reorder(plan->dst_reorder, &plan->dst_scratch, stream, m_dst, m_udst));
+    DNNL_TRY(execute(ctx, plan->conv, stream, &plan->conv_scratch, bias ? 4 : 3, args));
+    if (plan->dst_reorder) DNNL_TRY(reorder(ctx, plan->dst_reorder, &plan->dst_scratch, stream, m_dst, m_udst));
     rc = 0;
 fail:
     if (m_src != m_usrc) dnnl_memory_destroy(m_src);
@@ -273,12 +290,13 @@ fail:
 #else
 
 bool conv2d_backend_available(conv2d_backend b) { return b != CONV_BACKEND_ONEDNN; }
-void conv2d_weight_cache(size_t max_bytes) { (void)max_bytes; }
-void conv2d_weight_cache_clear(void) {}
+void conv2d_weight_cache(ts_ctx *ctx, size_t max_bytes) { (void)ctx, (void)max_bytes; }
+void conv2d_weight_cache_clear(ts_ctx *ctx) { (void)ctx; }
+void cpu_weight_cache_free(cpu_weight_cache **self) { (void)self; }
 
-int conv2d_dnnl(float *out, const float *x, int N, int C, int H, int W,
+int conv2d_dnnl(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W,
                 const tensor *weight, const float *bias, int OC, int KH, int KW, conv2d_params p) {
-    return conv2d_im2col(out, x, N, C, H, W, weight_f32(weight, 0), bias, OC, KH, KW, p);
+    return conv2d_im2col(ctx, out, x, N, C, H, W, weight_f32(ctx, weight, 0), bias, OC, KH, KW, p);
 }
 
 #endif

@@ -2,9 +2,8 @@
  * Layouts follow ggml-quants.c (dequantize_row_*); see quant.h for the decision to
  * keep activations in float32. Hand-written because no packaged library reads ggml's
  * block formats. */
-#include "quant.h"
-#include "ops.h"
-#include "tensor.h"
+#include "kernels/quant.h"
+#include "kernels/cpu/cpu.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,27 +26,8 @@ _Static_assert(sizeof(block_q6_k) == 210, "Q6_K block is 210 bytes");
 enum { Q4_1_BYTES = 20, Q5_0_BYTES = 22, Q5_1_BYTES = 24, Q2_K_BYTES = 84, Q3_K_BYTES = 110,
        Q5_K_BYTES = 176, IQ4_NL_BYTES = 18, IQ4_XS_BYTES = 136 };
 
-static const struct { const char *name; int values; size_t bytes; } qtype_table[QT_COUNT] = {
-    [QT_F32] = {"F32", 1, 4},          [QT_F16] = {"F16", 1, 2},
-    [QT_BF16] = {"BF16", 1, 2},        [QT_Q8_0] = {"Q8_0", 32, sizeof(block_q8_0)},
-    [QT_Q4_0] = {"Q4_0", 32, sizeof(block_q4_0)},
-    [QT_Q4_K] = {"Q4_K", 256, sizeof(block_q4_k)},
-    [QT_Q6_K] = {"Q6_K", 256, sizeof(block_q6_k)},
-    [QT_Q4_1] = {"Q4_1", 32, Q4_1_BYTES},   [QT_Q5_0] = {"Q5_0", 32, Q5_0_BYTES},
-    [QT_Q5_1] = {"Q5_1", 32, Q5_1_BYTES},   [QT_Q2_K] = {"Q2_K", 256, Q2_K_BYTES},
-    [QT_Q3_K] = {"Q3_K", 256, Q3_K_BYTES},  [QT_Q5_K] = {"Q5_K", 256, Q5_K_BYTES},
-    [QT_IQ4_NL] = {"IQ4_NL", 32, IQ4_NL_BYTES}, [QT_IQ4_XS] = {"IQ4_XS", 256, IQ4_XS_BYTES},
-};
-
-const char *qtype_name(qtype t) { return (unsigned)t < QT_COUNT ? qtype_table[t].name : "?"; }
-int qtype_block_values(qtype t) { return (unsigned)t < QT_COUNT ? qtype_table[t].values : 0; }
-size_t qtype_block_bytes(qtype t) { return (unsigned)t < QT_COUNT ? qtype_table[t].bytes : 0; }
-
-size_t qtype_row_bytes(qtype t, int64_t n) {
-    int bv = qtype_block_values(t);
-    if (bv == 0 || n <= 0 || n % bv) return 0;
-    return (size_t)(n / bv) * qtype_block_bytes(t);
-}
+_Static_assert(Q4_1_BYTES == 20 && Q5_0_BYTES == 22 && Q5_1_BYTES == 24 && Q2_K_BYTES == 84 && Q3_K_BYTES == 110 &&
+               Q5_K_BYTES == 176 && IQ4_NL_BYTES == 18 && IQ4_XS_BYTES == 136, "block sizes as in tensor.c's dtype table");
 
 /* Block values are read through memcpy'd structs: rows in a GGUF file are only
  * guaranteed to be aligned to 32 bytes at the tensor start, and a row of Q8_0 blocks
@@ -234,24 +214,24 @@ static void dequant_iq4_xs(const uint8_t *b, float *y) {
     }
 }
 
-void dequantize_row(qtype t, const void *src, float *dst, int64_t n) {
+void dequantize_row(dtype t, const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
     switch (t) {
-    case QT_F32: memcpy(dst, src, (size_t)n * 4); return;
-    case QT_F16: convert_to_f32(dst, src, DT_F16, (size_t)n); return;
-    case QT_BF16: convert_to_f32(dst, src, DT_BF16, (size_t)n); return;
-    case QT_Q8_0: for (int64_t i = 0; i < n; i += 32, p += 34) dequant_q8_0(p, dst + i); return;
-    case QT_Q4_0: for (int64_t i = 0; i < n; i += 32, p += 18) dequant_q4_0(p, dst + i); return;
-    case QT_Q4_K: for (int64_t i = 0; i < n; i += 256, p += 144) dequant_q4_k(p, dst + i); return;
-    case QT_Q6_K: for (int64_t i = 0; i < n; i += 256, p += 210) dequant_q6_k(p, dst + i); return;
-    case QT_Q4_1: for (int64_t i = 0; i < n; i += 32, p += Q4_1_BYTES) dequant_q4_1(p, dst + i); return;
-    case QT_Q5_0: for (int64_t i = 0; i < n; i += 32, p += Q5_0_BYTES) dequant_q5_0(p, dst + i); return;
-    case QT_Q5_1: for (int64_t i = 0; i < n; i += 32, p += Q5_1_BYTES) dequant_q5_1(p, dst + i); return;
-    case QT_Q2_K: for (int64_t i = 0; i < n; i += 256, p += Q2_K_BYTES) dequant_q2_k(p, dst + i); return;
-    case QT_Q3_K: for (int64_t i = 0; i < n; i += 256, p += Q3_K_BYTES) dequant_q3_k(p, dst + i); return;
-    case QT_Q5_K: for (int64_t i = 0; i < n; i += 256, p += Q5_K_BYTES) dequant_q5_k(p, dst + i); return;
-    case QT_IQ4_NL: for (int64_t i = 0; i < n; i += 32, p += IQ4_NL_BYTES) dequant_iq4_nl(p, dst + i); return;
-    case QT_IQ4_XS: for (int64_t i = 0; i < n; i += 256, p += IQ4_XS_BYTES) dequant_iq4_xs(p, dst + i); return;
+    case DT_F32: memcpy(dst, src, (size_t)n * 4); return;
+    case DT_F16: convert_to_f32(dst, src, DT_F16, (size_t)n); return;
+    case DT_BF16: convert_to_f32(dst, src, DT_BF16, (size_t)n); return;
+    case DT_Q8_0: for (int64_t i = 0; i < n; i += 32, p += 34) dequant_q8_0(p, dst + i); return;
+    case DT_Q4_0: for (int64_t i = 0; i < n; i += 32, p += 18) dequant_q4_0(p, dst + i); return;
+    case DT_Q4_K: for (int64_t i = 0; i < n; i += 256, p += 144) dequant_q4_k(p, dst + i); return;
+    case DT_Q6_K: for (int64_t i = 0; i < n; i += 256, p += 210) dequant_q6_k(p, dst + i); return;
+    case DT_Q4_1: for (int64_t i = 0; i < n; i += 32, p += Q4_1_BYTES) dequant_q4_1(p, dst + i); return;
+    case DT_Q5_0: for (int64_t i = 0; i < n; i += 32, p += Q5_0_BYTES) dequant_q5_0(p, dst + i); return;
+    case DT_Q5_1: for (int64_t i = 0; i < n; i += 32, p += Q5_1_BYTES) dequant_q5_1(p, dst + i); return;
+    case DT_Q2_K: for (int64_t i = 0; i < n; i += 256, p += Q2_K_BYTES) dequant_q2_k(p, dst + i); return;
+    case DT_Q3_K: for (int64_t i = 0; i < n; i += 256, p += Q3_K_BYTES) dequant_q3_k(p, dst + i); return;
+    case DT_Q5_K: for (int64_t i = 0; i < n; i += 256, p += Q5_K_BYTES) dequant_q5_k(p, dst + i); return;
+    case DT_IQ4_NL: for (int64_t i = 0; i < n; i += 32, p += IQ4_NL_BYTES) dequant_iq4_nl(p, dst + i); return;
+    case DT_IQ4_XS: for (int64_t i = 0; i < n; i += 256, p += IQ4_XS_BYTES) dequant_iq4_xs(p, dst + i); return;
     default: memset(dst, 0, (size_t)n * 4); return;
     }
 }
@@ -363,12 +343,12 @@ static float dot_q8_0(const uint8_t *p, const float *x, int64_t n) {
 }
 
 /* Other block formats: one block at a time into a stack buffer, then dot_f32. */
-float quant_dot(qtype t, const void *row, const float *x, int64_t n) {
-    if (t == QT_F32) return dot_f32(row, x, n);
-    if (t == QT_Q8_0) return dot_q8_0(row, x, n);
+float quant_dot(dtype t, const void *row, const float *x, int64_t n) {
+    if (t == DT_F32) return dot_f32(row, x, n);
+    if (t == DT_Q8_0) return dot_q8_0(row, x, n);
     float buf[256];
-    int bv = t == QT_F16 || t == QT_BF16 ? 256 : qtype_block_values(t);
-    size_t step = t == QT_F16 || t == QT_BF16 ? 512 : qtype_block_bytes(t);
+    int bv = t == DT_F16 || t == DT_BF16 ? 256 : dtype_block_values(t);
+    size_t step = t == DT_F16 || t == DT_BF16 ? 512 : dtype_block_bytes(t);
     const uint8_t *p = row;
     float sum = 0.0f;
     int64_t i = 0;
@@ -385,11 +365,11 @@ float quant_dot(qtype t, const void *row, const float *x, int64_t n) {
 
 /* ---- matrices ---------------------------------------------------------- */
 
-int qmatrix_view(qmatrix *out, qtype t, int64_t rows, int64_t cols, const void *data, const char *what) {
-    size_t rb = qtype_row_bytes(t, cols);
+int qmatrix_view(qmatrix *out, dtype t, int64_t rows, int64_t cols, const void *data, const char *what) {
+    size_t rb = dtype_row_bytes(t, cols);
     if (rows <= 0 || rb == 0)
         return ts_fail("%s: %s matrix [%lld, %lld]: rows must be > 0 and columns a multiple of %d",
-                       what, qtype_name(t), (long long)rows, (long long)cols, qtype_block_values(t));
+                       what, dtype_name(t), (long long)rows, (long long)cols, dtype_block_values(t));
     *out = (qmatrix){t, rows, cols, data, rb};
     return 0;
 }
@@ -407,12 +387,12 @@ void qmatrix_row(const qmatrix *m, int64_t r, float *dst) {
  * microseconds, and far more when the cores are shared and a thread is descheduled. */
 #define QMATMUL_PARALLEL_MIN_WORK (1 << 18)
 
-void qmatmul(float *y, const float *x, int64_t n, const qmatrix *W) {
+void cpu_qmatmul(ts_ctx *ctx, float *y, const float *x, int64_t n, const qmatrix *W) {
     const int64_t R = W->rows, C = W->cols;
     const uint8_t *base = W->data;
     if (n >= QMATMUL_GEMM_MIN_ROWS) {
-        if (W->type == QT_F32) {
-            gemm(false, true, (int)n, (int)R, (int)C, 1.0f, x, (int)C, W->data, (int)C, 0.0f, y, (int)R);
+        if (W->type == DT_F32) {
+            cpu_gemm(ctx, false, true, (int)n, (int)R, (int)C, 1.0f, x, (int)C, W->data, (int)C, 0.0f, y, (int)R);
             return;
         }
         int64_t slab_rows = QMATMUL_SLAB_FLOATS / C;
@@ -421,22 +401,22 @@ void qmatmul(float *y, const float *x, int64_t n, const qmatrix *W) {
         float *slab = ts_aligned_alloc((size_t)slab_rows * (size_t)C * sizeof(float));
         for (int64_t r0 = 0; r0 < R; r0 += slab_rows) {
             int64_t nr = R - r0 < slab_rows ? R - r0 : slab_rows;
-            #pragma omp parallel for schedule(static) if (nr * C >= QMATMUL_PARALLEL_MIN_WORK)
+            #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if (nr * C >= QMATMUL_PARALLEL_MIN_WORK)
             for (int64_t r = 0; r < nr; r++)
                 dequantize_row(W->type, base + (size_t)(r0 + r) * W->row_bytes, slab + r * C, C);
-            gemm(false, true, (int)n, (int)nr, (int)C, 1.0f, x, (int)C, slab, (int)C, 0.0f, y + r0, (int)R);
+            cpu_gemm(ctx, false, true, (int)n, (int)nr, (int)C, 1.0f, x, (int)C, slab, (int)C, 0.0f, y + r0, (int)R);
         }
         free(slab);
         return;
     }
     if (n == 1) {
-        #pragma omp parallel for schedule(static) if (R * C >= QMATMUL_PARALLEL_MIN_WORK)
+        #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static) if (R * C >= QMATMUL_PARALLEL_MIN_WORK)
         for (int64_t r = 0; r < R; r++) y[r] = quant_dot(W->type, base + (size_t)r * W->row_bytes, x, C);
         return;
     }
-    #pragma omp parallel if (R * C * n >= QMATMUL_PARALLEL_MIN_WORK)
+    #pragma omp parallel num_threads(cpu_threads(ctx)) if (R * C * n >= QMATMUL_PARALLEL_MIN_WORK)
     {
-        float *row = W->type == QT_F32 ? NULL : ts_aligned_alloc((size_t)C * sizeof(float));
+        float *row = W->type == DT_F32 ? NULL : ts_aligned_alloc((size_t)C * sizeof(float));
         #pragma omp for schedule(static)
         for (int64_t r = 0; r < R; r++) {
             const float *w = (const float *)(base + (size_t)r * W->row_bytes);
@@ -450,4 +430,9 @@ void qmatmul(float *y, const float *x, int64_t n, const qmatrix *W) {
         }
         free(row);
     }
+}
+
+void cpu_qmatrix_gather(ts_ctx *ctx, float *out, const qmatrix *W, const int *rows, int n) {
+    (void)ctx;
+    for (int i = 0; i < n; i++) qmatrix_row(W, rows[i], out + (size_t)i * W->cols);
 }
