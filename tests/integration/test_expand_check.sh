@@ -11,12 +11,14 @@ BIN=${TESSERA_BIN:-$SRC/build/release/tessera}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# The first two are moved by the greedy expander ("... in the top right, a small purple
-# circle in the bottom left"; "... in the center left"), the last is kept.
+# The demo expander decodes under the shapes grammar (expand_grammar.h), which keeps every
+# prompt it can read; these first three say "at the", outside that grammar, so they are
+# decoded freely, and the greedy expansion moves or adds objects (the check's case for any
+# expander); the last is in the grammar and kept.
 cat > "$WORK/prompts.txt" <<'P'
-a purple circle in the bottom left
-a red circle in the center right
-a large blue square in the top right
+a purple circle at the bottom left
+a red circle at the center right
+a large blue square at the top right
 a yellow circle
 P
 run() {   # run OUT RETRIES
