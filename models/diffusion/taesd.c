@@ -5,7 +5,7 @@
 #include "models/diffusion/taesd.h"
 
 #include "kernels/ops.h"
-#include "models/formats/safetensors.h"
+#include "models/formats/weight_binder.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -48,7 +48,7 @@ typedef struct {
 typedef struct {
     int count;
     taesd_layer layer[TAESD_MAX_LAYERS];
-    safetensors *file;
+    weight_binder *file;
 } taesd_stack;
 
 struct taesd {
@@ -59,27 +59,35 @@ struct taesd {
 
 /* ---- loading ------------------------------------------------------------------ */
 
-static int get_conv(const safetensors *f, const char *prefix, const char *name, taesd_conv *c, bool bias_allowed) {
+/* A tensor in the shape the file stores it (TAESD's widths are read off the file). */
+static int get_stored(weight_binder *f, const char *key, tensor *out) {
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (weight_binder_shape(f, key, &ndim, shape) < 0) return -1;
+    return weight_binder_get(f, out, SHARD_NONE_SPEC, ndim, shape, key);
+}
+
+static int get_conv(weight_binder *f, const char *prefix, const char *name, taesd_conv *c, bool bias_allowed) {
     char key[256];
     snprintf(key, sizeof key, "%s%s.weight", prefix, name);
-    if (safetensors_get(f, key, &c->w) < 0) return -1;
+    if (get_stored(f, key, &c->w) < 0) return -1;
     if (c->w.ndim != 4 || c->w.shape[2] != c->w.shape[3] || (c->w.shape[2] != 3 && c->w.shape[2] != 1))
-        return ts_fail("%s: tensor '%s' is not a 3x3 or 1x1 conv weight", safetensors_path(f), key);
+        return ts_fail("%s: tensor '%s' is not a 3x3 or 1x1 conv weight", weight_binder_path(f), key);
     c->cout = (int)c->w.shape[0], c->cin = (int)c->w.shape[1];
     snprintf(key, sizeof key, "%s%s.bias", prefix, name);
-    c->has_bias = bias_allowed && safetensors_has(f, key);
-    if (c->has_bias && safetensors_get_shaped(f, key, &c->b, 1, (const int64_t[]){c->cout}) < 0) return -1;
+    c->has_bias = bias_allowed && weight_binder_has(f, key);
+    if (c->has_bias && weight_binder_get(f, &c->b, SHARD_NONE_SPEC, 1, (const int64_t[]){c->cout}, key) < 0) return -1;
     return 0;
 }
 
-static int get_shaped(const safetensors *f, const char *prefix, int index, const char *name, tensor *t,
+static int get_shaped(weight_binder *f, const char *prefix, int index, const char *name, tensor *t,
                       int ndim, const int64_t *shape) {
     char key[256];
     snprintf(key, sizeof key, "%s%d.%s", prefix, index, name);
-    return safetensors_get_shaped(f, key, t, ndim, shape);
+    return weight_binder_get(f, t, SHARD_NONE_SPEC, ndim, shape, key);
 }
 
-static int load_block(const safetensors *f, const char *prefix, int i, taesd_layer *L) {
+static int load_block(weight_binder *f, const char *prefix, int i, taesd_layer *L) {
     char name[64];
     taesd_conv *convs[3] = {&L->c0, &L->c2, &L->c4};
     for (int k = 0; k < 3; k++) {
@@ -88,20 +96,20 @@ static int load_block(const safetensors *f, const char *prefix, int i, taesd_lay
     }
     int c = L->width = L->c0.cin;
     if (L->c0.cout != c || L->c2.cin != c || L->c2.cout != c || L->c4.cin != c || L->c4.cout != c)
-        return ts_fail("%s: Block %d is not %d -> %d channels throughout", safetensors_path(f), i, c, c);
+        return ts_fail("%s: Block %d is not %d -> %d channels throughout", weight_binder_path(f), i, c, c);
     char key[256];
     snprintf(key, sizeof key, "%s%d.skip.weight", prefix, i);
-    L->has_skip = safetensors_has(f, key);
+    L->has_skip = weight_binder_has(f, key);
     if (L->has_skip) {
         snprintf(name, sizeof name, "%d.skip", i);
         if (get_conv(f, prefix, name, &L->skip, false) < 0) return -1;
     }
     snprintf(key, sizeof key, "%s%d.pool.0.weight", prefix, i);
-    L->has_pool = safetensors_has(f, key);
+    L->has_pool = weight_binder_has(f, key);
     if (L->has_pool) {
         snprintf(key, sizeof key, "%s%d.pool.1.weight", prefix, i);
         tensor norm;
-        if (safetensors_get(f, key, &norm) < 0) return -1;
+        if (get_stored(f, key, &norm) < 0) return -1;
         const int64_t P = L->pool_width = (int)norm.shape[0], C = c;
         if (P % TAESD_POOL_GROUPS) return ts_fail("%s: pool width %lld is not a multiple of %d", key, (long long)P, TAESD_POOL_GROUPS);
         if (get_shaped(f, prefix, i, "pool.0.weight", &L->pool_in, 4, (const int64_t[]){P, C, 1, 1}) < 0 ||
@@ -116,7 +124,7 @@ static int load_block(const safetensors *f, const char *prefix, int i, taesd_lay
 /* Where the layers are: madebyollin's files (no prefix, or under "encoder."/"decoder.")
  * number them as taesd.py's nn.Sequential; diffusers' AutoencoderTiny ("decoder.layers.")
  * leaves the decoder's Clamp out of the Sequential, so its decoder indices are one less. */
-static const char *find_prefix(const safetensors *f, bool decoder, int *offset) {
+static const char *find_prefix(weight_binder *f, bool decoder, int *offset) {
     static const struct { const char *prefix; int offset; } enc[] = {{"encoder.layers.", 0}, {"encoder.", 0}, {"", 0}},
                                                            dec[] = {{"decoder.layers.", -1}, {"decoder.", 0}, {"", 0}};
     for (int i = 0; i < 3; i++) {
@@ -124,13 +132,13 @@ static const char *find_prefix(const safetensors *f, bool decoder, int *offset) 
         const char *prefix = decoder ? dec[i].prefix : enc[i].prefix;
         *offset = decoder ? dec[i].offset : enc[i].offset;
         snprintf(key, sizeof key, "%s%d.weight", prefix, (decoder ? 1 : 0) + *offset);   /* the first conv */
-        if (safetensors_has(f, key)) return prefix;
+        if (weight_binder_has(f, key)) return prefix;
     }
     return NULL;
 }
 
 static int load_stack(taesd_stack *s, const char *path, bool decoder, int *latent_channels) {
-    s->file = safetensors_open(path);
+    s->file = weight_binder_open(path);
     if (!s->file) return -1;
     const layer_kind *kinds = decoder ? decoder_layers : encoder_layers;
     s->count = decoder ? (int)(sizeof decoder_layers / sizeof *kinds) : (int)(sizeof encoder_layers / sizeof *kinds);
@@ -187,8 +195,8 @@ fail:
 
 void taesd_destroy(taesd **self) {
     if (!*self) return;
-    safetensors_close(&(*self)->encoder.file);
-    safetensors_close(&(*self)->decoder.file);
+    weight_binder_destroy(&(*self)->encoder.file);
+    weight_binder_destroy(&(*self)->decoder.file);
     free(*self);
     *self = NULL;
 }

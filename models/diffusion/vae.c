@@ -10,7 +10,7 @@
 
 #include "kernels/ops.h"
 #include "models/formats/model_files.h"
-#include "models/formats/safetensors.h"
+#include "models/formats/weight_binder.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -53,8 +53,8 @@ struct vae {
     vae_config config;
     vae_coder decoder, encoder;
     tensor quant_w, quant_b, post_quant_w, post_quant_b;
-    safetensors *file;
-    tensor *owned;                 /* random weights of vae_new_random */
+    weight_binder *weights;        /* the tensors above point into it */
+    tensor *owned;                 /* derived weights (phase_w) */
     int owned_count, owned_cap;
 };
 
@@ -62,14 +62,13 @@ struct vae {
 
 typedef enum { LAYOUT_DIFFUSERS, LAYOUT_COMPVIS } vae_layout;
 
-/* Where the weights come from: a file (names checked against the shapes the config
- * implies) or a random generator (benchmarks). */
+/* Where the weights come from (a file, names checked against the shapes the config implies,
+ * or random weights for benchmarks), and how they are named. */
 typedef struct {
     vae *owner;
-    const safetensors *file;
+    weight_binder *w;
     const char *prefix;            /* "first_stage_model." or "" */
     vae_layout layout;
-    uint64_t rng;                  /* nonzero: random weights */
 } weight_source;
 
 static int resnet_name(char *out, size_t size, const weight_source *src, const char *side,
@@ -83,13 +82,6 @@ static int resnet_name(char *out, size_t size, const weight_source *src, const c
                     side[0] == 'e' ? "down" : "up", l, index);
 }
 
-static uint64_t rng_next(uint64_t *s) {   /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* A float32 tensor owned by the VAE (random weights, derived weights). */
 static tensor *own_new_f32(vae *v, int ndim, const int64_t *shape) {
     if (v->owned_count == v->owned_cap) {
@@ -100,40 +92,10 @@ static tensor *own_new_f32(vae *v, int ndim, const int64_t *shape) {
     return &v->owned[v->owned_count++];
 }
 
-/* Fetch NAME with the given shape. Weights of 1x1 convs and linears are interchangeable
- * (CompVis attention): a [C, C, 1, 1] tensor is accepted where [C, C] is asked. */
+/* Fetch NAME with the given shape (a [C, C, 1, 1] weight is accepted where [C, C] is asked:
+ * CompVis attention uses 1x1 convolutions). */
 static int fetch(weight_source *src, const char *name, tensor *out, int ndim, const int64_t *shape) {
-    if (src->rng) {
-        tensor t = *own_new_f32(src->owner, ndim, shape);
-        float *d = t.data;
-        int64_t n = tensor_numel(&t), fan_in = ndim > 1 ? n / shape[0] : 0;
-        bool is_norm_weight = strstr(name, "norm") && strstr(name, ".weight");
-        for (int64_t i = 0; i < n; i++) {
-            float u = (float)((rng_next(&src->rng) >> 11) * 0x1p-53) * 2.0f - 1.0f;
-            d[i] = fan_in ? u * sqrtf(3.0f / (float)fan_in) : is_norm_weight ? 1.0f + 0.1f * u : 0.1f * u;
-        }
-        *out = t;
-        return 0;
-    }
-    tensor t;
-    if (safetensors_get(src->file, name, &t) < 0) return -1;
-    bool ok = true;
-    if (t.ndim == ndim) {
-        for (int i = 0; i < ndim; i++) ok = ok && t.shape[i] == shape[i];
-    } else {
-        ok = t.ndim == 4 && ndim == 2 && t.shape[2] == 1 && t.shape[3] == 1 &&
-             t.shape[0] == shape[0] && t.shape[1] == shape[1];
-    }
-    if (!ok) {
-        char want[96], got[96];
-        tensor w = {.ndim = ndim};
-        for (int i = 0; i < ndim; i++) w.shape[i] = shape[i];
-        return ts_fail("%s: tensor '%s' has shape %s, expected %s", safetensors_path(src->file), name,
-                       tensor_shape_str(&t, got, sizeof got), tensor_shape_str(&w, want, sizeof want));
-    }
-    if (t.ndim != ndim && tensor_reshape(&t, &t, ndim, shape) < 0) return -1;
-    *out = t;
-    return 0;
+    return weight_binder_get(src->w, out, SHARD_NONE_SPEC, ndim, shape, name);
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
@@ -184,7 +146,7 @@ static int load_attention(weight_source *src, const char *side, vae_attention *a
     int v = src->layout == LAYOUT_COMPVIS ? 2 : 0;
     char probe[256];
     snprintf(probe, sizeof probe, "%s%s.mid_block.attentions.0.query.weight", src->prefix, side);
-    if (v == 0 && src->file && safetensors_has(src->file, probe)) v = 1;
+    if (v == 0 && weight_binder_has(src->w, probe)) v = 1;
     char base[200], n[256];
     snprintf(base, sizeof base, "%s%s.%s", src->prefix, side, names[v][0]);
     a->channels = c;
@@ -318,21 +280,22 @@ static bool has(const weight_source *src, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(name + n, sizeof name - (size_t)n, fmt, ap);
     va_end(ap);
-    return safetensors_has(src->file, name);
+    return weight_binder_has(src->w, name);
 }
 
 static int shape_of(const weight_source *src, const char *suffix, int dim, int64_t *out) {
     char name[256];
     snprintf(name, sizeof name, "%s%s", src->prefix, suffix);
-    tensor t;
-    if (safetensors_get(src->file, name, &t) < 0) return -1;
-    if (dim >= t.ndim) return ts_fail("%s: tensor '%s' has too few dimensions", safetensors_path(src->file), name);
-    *out = t.shape[dim];
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (weight_binder_shape(src->w, name, &ndim, shape) < 0) return -1;
+    if (dim >= ndim) return ts_fail("%s: tensor '%s' has too few dimensions", weight_binder_path(src->w), name);
+    *out = shape[dim];
     return 0;
 }
 
 static int infer_config(weight_source *src, vae_config *c) {
-    const char *path = safetensors_path(src->file);
+    const char *path = weight_binder_path(src->w);
     bool diffusers = src->layout == LAYOUT_DIFFUSERS;
     int n = 0;
     while (n < VAE_MAX_LEVELS &&
@@ -404,9 +367,9 @@ vae *vae_load(const char *model, float default_scaling) {
     if (model_component_weights(model, "vae", path, sizeof path) < 0) return NULL;
     vae *v = ts_calloc(1, sizeof *v);
     v->config = (vae_config){.norm_groups = 32, .scaling_factor = default_scaling, .sample_size = 512};
-    v->file = safetensors_open(path);
-    if (!v->file) goto fail;
-    weight_source src = {.owner = v, .file = v->file};
+    v->weights = weight_binder_open(path);
+    if (!v->weights) goto fail;
+    weight_source src = {.owner = v, .w = v->weights};
     static const char *prefixes[] = {"first_stage_model.", "vae.", ""};
     bool found = false;
     for (int i = 0; i < 3 && !found; i++) {
@@ -435,7 +398,8 @@ vae *vae_new_random(const vae_config *config, uint64_t seed) {
         vae_destroy(&v);
         return NULL;
     }
-    weight_source src = {.owner = v, .prefix = "", .layout = LAYOUT_DIFFUSERS, .rng = seed | 1};
+    v->weights = weight_binder_random(DT_F32, seed);
+    weight_source src = {.owner = v, .w = v->weights, .prefix = "", .layout = LAYOUT_DIFFUSERS};
     if (check_config(&v->config, "vae") < 0 || load_all(&src, v) < 0) vae_destroy(&v);
     return v;
 }
@@ -451,7 +415,7 @@ void vae_destroy(vae **self) {
     free_coder(&v->encoder);
     for (int i = 0; i < v->owned_count; i++) tensor_free(&v->owned[i]);
     free(v->owned);
-    safetensors_close(&v->file);
+    weight_binder_destroy(&v->weights);
     free(v);
     *self = NULL;
 }

@@ -7,7 +7,7 @@
 
 #include "kernels/ops.h"
 #include "models/formats/model_files.h"
-#include "models/formats/safetensors.h"
+#include "models/formats/weight_binder.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@ typedef struct {
 
 struct clip_text_model {
     clip_text_config config;
-    safetensors *file;
+    weight_binder *weights;      /* the tensors below point into it */
     tensor token_embedding;      /* [vocab, hidden] */
     tensor position_embedding;   /* [positions, hidden] */
     clip_layer *layers;
@@ -37,7 +37,7 @@ void clip_text_destroy(clip_text_model **self) {
     clip_text_model *m = *self;
     tensor_free(&m->projection_owned);
     free(m->layers);
-    safetensors_close(&m->file);
+    weight_binder_destroy(&m->weights);
     free(m);
     *self = NULL;
 }
@@ -86,7 +86,7 @@ int clip_text_config_read(const char *config_json, clip_text_config *out) {
 /* ---- loading ----------------------------------------------------------- */
 
 typedef struct {
-    const safetensors *file;
+    weight_binder *w;
     const char *prefix;
     int failed;
 } loader;
@@ -103,37 +103,36 @@ static tensor load_tensor(loader *L, int64_t d0, int64_t d1, const char *fmt, ..
     vsnprintf(name + n, sizeof name - (size_t)n, fmt, ap);
     va_end(ap);
     int64_t shape[2] = {d0, d1};
-    if (safetensors_get_shaped(L->file, name, &t, d1 ? 2 : 1, shape) != 0) {
-        L->failed = 1;
-        return t;
-    }
-    if (t.type != DT_F32 && t.type != DT_F16 && t.type != DT_BF16) {
-        L->failed = ts_fail("%s: tensor '%s' is %s; CLIP weights must be F32, F16 or BF16",
-                            safetensors_path(L->file), name, dtype_name(t.type));
-    }
+    if (weight_binder_get(L->w, &t, SHARD_NONE_SPEC, d1 ? 2 : 1, shape, name) != 0) L->failed = 1;
     return t;
 }
 
-static bool has_tensor(const safetensors *f, const char *prefix, const char *fmt, int i) {
+static bool has_tensor(const weight_binder *f, const char *prefix, const char *fmt, int i) {
     char name[512];
     int n = snprintf(name, sizeof name, "%s", prefix);
     snprintf(name + n, sizeof name - (size_t)n, fmt, i);
-    return safetensors_has(f, name);
+    return weight_binder_has(f, name);
+}
+
+/* The stored shape of a tensor (dims of at least 2 for the matrices asked about here). */
+static int stored(const weight_binder *f, const char *name, int64_t shape[TENSOR_MAX_DIMS], int *ndim) {
+    return weight_binder_shape(f, name, ndim, shape);
 }
 
 /* Shapes -> config, for files without a config.json. For HF names, prefix reaches the text
  * model and base the projection. */
-static int infer_config(const safetensors *f, const char *prefix, const char *base, clip_names names,
+static int infer_config(const weight_binder *f, const char *prefix, const char *base, clip_names names,
                         clip_text_config *c) {
     char name[512];
-    tensor emb, fc1;
+    int64_t emb[TENSOR_MAX_DIMS], fc1[TENSOR_MAX_DIMS], pos[TENSOR_MAX_DIMS], proj[TENSOR_MAX_DIMS];
+    int nd;
     const char *emb_name = names == CLIP_NAMES_HF ? "embeddings.token_embedding.weight" : "token_embedding.weight";
     snprintf(name, sizeof name, "%s%s", prefix, emb_name);
-    if (safetensors_get(f, name, &emb) != 0) return -1;
-    if (emb.ndim != 2) return ts_fail("%s: '%s' is not 2-D", safetensors_path(f), name);
+    if (stored(f, name, emb, &nd) != 0) return -1;
+    if (nd != 2) return ts_fail("%s: '%s' is not 2-D", weight_binder_path(f), name);
     memset(c, 0, sizeof *c);
-    c->vocab_size = (int)emb.shape[0];
-    c->hidden = (int)emb.shape[1];
+    c->vocab_size = (int)emb[0];
+    c->hidden = (int)emb[1];
     c->heads = c->hidden / 64 > 0 ? c->hidden / 64 : 1;
     c->eps = 1e-5f;
     c->eos_token_id = 2;
@@ -141,21 +140,19 @@ static int infer_config(const safetensors *f, const char *prefix, const char *ba
     const char *layer_fmt = names == CLIP_NAMES_HF ? "encoder.layers.%d.mlp.fc1.weight"
                                                    : "transformer.resblocks.%d.mlp.c_fc.weight";
     while (has_tensor(f, prefix, layer_fmt, c->layers)) c->layers++;
-    if (c->layers == 0) return ts_fail("%s: no text transformer layers under '%s'", safetensors_path(f), prefix);
+    if (c->layers == 0) return ts_fail("%s: no text transformer layers under '%s'", weight_binder_path(f), prefix);
     int n = snprintf(name, sizeof name, "%s", prefix);
     snprintf(name + n, sizeof name - (size_t)n, layer_fmt, 0);
-    if (safetensors_get(f, name, &fc1) != 0) return -1;
-    c->intermediate = (int)fc1.shape[0];
-    tensor pos;
+    if (stored(f, name, fc1, &nd) != 0) return -1;
+    c->intermediate = (int)fc1[0];
     snprintf(name, sizeof name, "%s%s", prefix,
              names == CLIP_NAMES_HF ? "embeddings.position_embedding.weight" : "positional_embedding");
-    if (safetensors_get(f, name, &pos) != 0) return -1;
-    c->max_positions = (int)pos.shape[0];
-    tensor proj;
+    if (stored(f, name, pos, &nd) != 0) return -1;
+    c->max_positions = (int)pos[0];
     snprintf(name, sizeof name, "%s%s", names == CLIP_NAMES_HF ? base : prefix,
              names == CLIP_NAMES_HF ? "text_projection.weight" : "text_projection");
-    if (safetensors_has(f, name) && safetensors_get(f, name, &proj) == 0 && proj.ndim == 2)
-        c->projection_dim = (int)(names == CLIP_NAMES_HF ? proj.shape[0] : proj.shape[1]);
+    if (weight_binder_has(f, name) && stored(f, name, proj, &nd) == 0 && nd == 2)
+        c->projection_dim = (int)(names == CLIP_NAMES_HF ? proj[0] : proj[1]);
     return 0;
 }
 
@@ -241,17 +238,17 @@ static void load_openclip(loader *L, clip_text_model *m) {
 
 clip_text_model *clip_text_load(const char *weights_path, const char *prefix, clip_names names,
                                 const clip_text_config *config) {
-    safetensors *f = safetensors_open(weights_path);
+    weight_binder *f = weight_binder_open(weights_path);
     if (!f) return NULL;
     clip_text_model *m = ts_calloc(1, sizeof *m);
-    m->file = f;
+    m->weights = f;
     /* HF names come with "text_model." (transformers 4, diffusers, CompVis files) or without
      * (transformers 5's CLIPTextModel, some early SD 1 checkpoints): take what the file has. */
     char inner[512];
     snprintf(inner, sizeof inner, "%s%s", prefix, names == CLIP_NAMES_HF ? "text_model." : "");
     char probe[600];
     snprintf(probe, sizeof probe, "%sembeddings.token_embedding.weight", inner);
-    if (names == CLIP_NAMES_HF && !safetensors_has(f, probe)) snprintf(inner, sizeof inner, "%s", prefix);
+    if (names == CLIP_NAMES_HF && !weight_binder_has(f, probe)) snprintf(inner, sizeof inner, "%s", prefix);
     if (config) m->config = *config;
     else if (infer_config(f, inner, prefix, names, &m->config) != 0) goto fail;
     const clip_text_config *c = &m->config;
