@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster on localhost for tests and demos: munged, slurmctld and
-# slurmd, each with its own state under $SLURM_DEV_DIR (default /tmp/tessera-slurm).
+# A real Slurm cluster on localhost for tests and demos: munged, slurmctld and slurmd,
+# each with its own state under $SLURM_DEV_DIR (default /tmp/tessera-slurm).
 #
 #   cluster/slurm-dev.sh start    # start munge + slurmctld + slurmd; wait until the node is idle
 #   cluster/slurm-dev.sh env      # print the exports that point sbatch/squeue at it
 #   cluster/slurm-dev.sh stop
+#
+# SLURM_DEV_NODES=3 starts three nodes n1 n2 n3 instead of one (one slurmd each, `slurmd -N`,
+# on ports SlurmdPort+1..3, all on this machine): what heterogeneous jobs need (a job's
+# components get nodes of their own) and what `srun --mpi=pmix` across nodes is tested on.
+# Each node has its own spool, log and TmpFS, so PMIx's per-node folders do not collide.
+# The nodes share the file system: shared storage is any folder.
 #
 # Needs root (daemons run as root here) and the slurm-wlm + munge packages
 # (tools/install-deps.sh installs them).
@@ -15,7 +21,7 @@ HOST=$(hostname -s)
 
 write_config() {
   mkdir -p "$DIR"/{state,spool,log,munge,run}
-  local cpus mem
+  local cpus mem nodes=${SLURM_DEV_NODES:-1}
   # Advertise more CPUs than the machine has (config_overrides), so a test can run a
   # coordinator and several workers as separate Slurm tasks on a 2-core machine.
   cpus=$(( $(nproc) * 8 ))
@@ -32,6 +38,7 @@ AuthType=auth/munge
 AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=5
 CryptoType=crypto/munge
 MpiDefault=none
+# mpi/pmix: `srun --mpi=pmix` (OpenMPI programs find their ranks through it)
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -39,22 +46,35 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 SlurmdParameters=config_overrides
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdPidFile=$DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
+TmpFS=$DIR/tmp/%n
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
+# heterogeneous jobs are started by the backfill scheduler only: look every second, not every 30
+SchedulerParameters=bf_interval=1
 InactiveLimit=0
 KillWait=5
 MinJobAge=60
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
+  if [ "$nodes" -le 1 ]; then
+    mkdir -p "$DIR/spool/$HOST" "$DIR/tmp/$HOST"
+    echo "NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN" >> "$CONF"
+    echo "PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES" >> "$CONF"
+  else
+    local i
+    for i in $(seq 1 "$nodes"); do
+      mkdir -p "$DIR/spool/n$i" "$DIR/tmp/n$i"
+      echo "NodeName=n$i NodeHostname=$HOST Port=$(( ${SLURM_DEV_D_PORT:-16818} + i )) CPUs=$cpus RealMemory=$(( mem / nodes )) State=UNKNOWN" >> "$CONF"
+    done
+    echo "PartitionName=debug Nodes=n[1-$nodes] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES" >> "$CONF"
+  fi
   # Slurm's plugins read cgroup.conf only for cgroup plugins; none are used here.
 }
 
@@ -80,21 +100,23 @@ case "${1:-}" in
     export MUNGE_SOCKET=$DIR/munge/munge.socket SLURM_CONF=$CONF
     if ! scontrol ping >/dev/null 2>&1 || ! scontrol ping 2>/dev/null | grep -q UP; then
       slurmctld -f "$CONF" -c
-      slurmd -f "$CONF"
+      if [ "${SLURM_DEV_NODES:-1}" -le 1 ]; then slurmd -f "$CONF" -N "$HOST"
+      else for i in $(seq 1 "$SLURM_DEV_NODES"); do slurmd -f "$CONF" -N "n$i"; done; fi
     fi
+    want=${SLURM_DEV_NODES:-1}
     for _ in $(seq 1 60); do
-      state=$(sinfo -h -o %t 2>/dev/null | head -1 || true)
-      case "$state" in idle|mix|alloc) echo "slurm-dev: node $HOST is $state"; exit 0;; esac
+      up=$(sinfo -h -N -o %t 2>/dev/null | grep -cE '^(idle|mix|alloc)' || true)
+      [ "$up" -ge "$want" ] && { echo "slurm-dev: $up node(s) up: $(sinfo -h -o '%N %t' | head -1)"; exit 0; }
       sleep 0.5
     done
     echo "slurm-dev: cluster did not come up; logs in $DIR/log" >&2
-    tail -n 5 "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" >&2 || true
+    tail -n 5 "$DIR/log/slurmctld.log" "$DIR"/log/slurmd-*.log >&2 || true
     exit 1
     ;;
   env) env_lines ;;
   stop)
-    for p in slurmd slurmctld; do
-      [ -f "$DIR/run/$p.pid" ] && kill "$(cat "$DIR/run/$p.pid")" 2>/dev/null || true
+    for f in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid"; do
+      [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
     done
     [ -f "$DIR/munge/munged.pid" ] && kill "$(cat "$DIR/munge/munged.pid")" 2>/dev/null || true
     sleep 1

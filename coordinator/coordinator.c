@@ -983,6 +983,57 @@ static void tick(coordinator *c, double now) {
 
 /* ---------- set-up ---------- */
 
+/* Writes PATH by temp-then-rename, so a reader never sees half of it. */
+static int write_whole(const char *path, const char *text) {
+    char tmp[1400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        int err = errno;
+        unlink(tmp);
+        return ts_fail("%s: %s", path, strerror(err));
+    }
+    return 0;
+}
+
+/* job key publish=DIR: DIR/endpoint (tcp://HOST:PORT, the address workers on other nodes
+ * connect to: this host's name, or TESSERA_PUBLISH_HOST, and the port actually bound, so
+ * tcp://\*:0 works) and DIR/server.cert (the CURVE public key). Workers of a heterogeneous job
+ * wait for them on shared storage (jobs/tessera-het.sbatch). */
+static int publish_address(coordinator *c) {
+    const job_spec *j = c->job;
+    if (coordinator_make_dirs(j->publish) < 0) return -1;
+    char *bound = zsock_last_endpoint(c->router); /* tcp://0.0.0.0:PORT, the port as bound */
+    const char *colon = bound ? strrchr(bound, ':') : NULL;
+    char port[16] = "";
+    if (bound && !strncmp(bound, "tcp://", 6) && colon) snprintf(port, sizeof port, "%s", colon + 1);
+    free(bound);
+    if (!port[0]) return ts_fail("publish: endpoint %s is not tcp://", j->endpoint);
+    char host[256] = "";
+    const char *env = getenv("TESSERA_PUBLISH_HOST");
+    if (env && *env) snprintf(host, sizeof host, "%s", env);
+    else if (gethostname(host, sizeof host - 1) < 0) return ts_fail("publish: gethostname: %s", strerror(errno));
+    char path[1300], text[512];
+    if (c->opt->curve) {
+        char secret[1200];
+        snprintf(secret, sizeof secret, "%s/server.cert_secret", j->keys);
+        zcert_t *cert = zcert_load(secret);
+        snprintf(path, sizeof path, "%s/server.cert", j->publish);
+        char tmp[1400];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        int rc = cert ? zcert_save_public(cert, tmp) : -1;
+        zcert_destroy(&cert);
+        if (rc < 0 || rename(tmp, path) < 0) { unlink(tmp); return ts_fail("%s: cannot write the public certificate", path); }
+    }
+    snprintf(path, sizeof path, "%s/endpoint", j->publish);
+    snprintf(text, sizeof text, "tcp://%s:%s\n", host, port);
+    if (write_whole(path, text) < 0) return -1;
+    log_info("published tcp://%s:%s%s in %s", host, port, c->opt->curve ? " and server.cert" : "", j->publish);
+    return 0;
+}
+
 static int setup_socket(coordinator *c) {
     const job_spec *j = c->job;
     c->router = zsock_new(ZMQ_ROUTER);
@@ -1014,6 +1065,7 @@ static int setup_socket(coordinator *c) {
     if (c->opt->extra_endpoint && zsock_bind(c->router, "%s", c->opt->extra_endpoint) < 0)
         return ts_fail("cannot bind %s: %s", c->opt->extra_endpoint, zmq_strerror(zmq_errno()));
     c->raw = zsock_resolve(c->router);
+    if (j->publish[0] && publish_address(c) < 0) return -1;
     if (j->metrics[0]) {
         c->metrics = metrics_server_new(j->metrics);
         if (!c->metrics) return -1;

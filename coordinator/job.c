@@ -61,6 +61,7 @@ static const job_key keys[] = {
     I("window", window, "most tasks held in memory"),
     S("metrics", metrics, "Prometheus text endpoint tcp://HOST:PORT (GET /metrics); empty: off"),
     D("drain_seconds", drain_seconds, "SIGUSR1 (preemption): longest wait for leased tasks to come back"),
+    S("publish", publish, "folder (shared storage) where the coordinator writes endpoint and server.cert for workers; empty: off"),
 };
 #undef S
 #undef I

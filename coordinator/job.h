@@ -39,6 +39,7 @@ typedef struct {
     int64_t window;             /* most tasks in memory at once */
     char metrics[256];          /* Prometheus endpoint tcp://HOST:PORT (coordinator/metrics.h); "" = off */
     double drain_seconds;       /* on a drain (SIGUSR1, preemption): longest wait for leases to return */
+    char publish[1024];         /* folder where the coordinator publishes its address and public key; "" = off */
 } job_spec;
 
 void job_defaults(job_spec *job);

@@ -8,7 +8,10 @@ SRC=${TESSERA_SOURCE:?}
 T=${TESSERA_BIN:?}
 export SLURM_DEV_DIR=$(mktemp -d /tmp/tessera-slurm-test.XXXXXX)
 # ports of our own, so a developer's running dev cluster does not collide with the test
-export SLURM_DEV_CTLD_PORT=$((20000 + $$ % 10000)) SLURM_DEV_D_PORT=$((30000 + $$ % 10000))
+# a block of 10 ports each (tests run side by side; their PIDs are close): slurmctld and the
+# tessera ports CTLD+1.., slurmd and the nodes of a multi-node cluster D+1.. (all below the
+# kernel's ephemeral ports, 32768 and up)
+export SLURM_DEV_CTLD_PORT=$((20000 + $$ % 1000 * 10)) SLURM_DEV_D_PORT=$((10000 + $$ % 1000 * 10))
 cleanup() { bash "$SRC/cluster/slurm-dev.sh" stop >/dev/null 2>&1; rm -rf "$SLURM_DEV_DIR"; }
 trap cleanup EXIT
 pass=0; fail=0

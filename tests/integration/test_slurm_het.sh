@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# A heterogeneous job on a real three-node Slurm (cluster/slurm-dev.sh with SLURM_DEV_NODES=3:
+# slurmd n1 n2 n3 on this machine): jobs/tessera-het.sbatch runs the coordinator as component
+# 0, an expander as component 1 and two diffusion ranks as component 2 under srun --mpi=pmix.
+# The coordinator binds a free port and publishes its address and CURVE public key in the
+# output folder; the workers find it there. Checked: a 500-record generate job completes with
+# every record exactly once; each component ran on its own node; the diffusion ranks got
+# PMIx ranks 0 and 1; the published key is the coordinator's; both render ranks did work.
+set -u
+SRC=${TESSERA_SOURCE:?}
+T=${TESSERA_BIN:?}
+command -v slurmctld >/dev/null || { echo "slurmctld not installed"; exit 77; }
+export SLURM_DEV_DIR=$(mktemp -d /tmp/tessera-slurm-het.XXXXXX) SLURM_DEV_NODES=3
+# a block of 10 ports each (tests run side by side; their PIDs are close): slurmctld and the
+# tessera ports CTLD+1.., slurmd and the nodes of a multi-node cluster D+1.. (all below the
+# kernel's ephemeral ports, 32768 and up)
+export SLURM_DEV_CTLD_PORT=$((20000 + $$ % 1000 * 10)) SLURM_DEV_D_PORT=$((10000 + $$ % 1000 * 10))
+cleanup() { bash "$SRC/cluster/slurm-dev.sh" stop >/dev/null 2>&1; rm -rf "$SLURM_DEV_DIR"; }
+trap cleanup EXIT
+pass=0; fail=0
+ok()  { pass=$((pass+1)); }
+bad() { echo "FAIL: $*"; fail=$((fail+1)); }
+
+bash "$SRC/cluster/slurm-dev.sh" start >/dev/null && ok || { bad "cluster start"; echo "$pass passed, $fail failed"; exit 1; }
+eval "$(bash "$SRC/cluster/slurm-dev.sh" env)"
+[ "$(sinfo -h -N -o %N | sort -u | tr '\n' ' ')" = "n1 n2 n3 " ] && ok || bad "nodes: $(sinfo -h -N -o %N)"
+D=$SLURM_DEV_DIR
+OUT=$D/out
+mkdir -p "$D/keys/allow"
+"$T" keygen server --dir "$D/keys" >/dev/null && "$T" keygen worker --dir "$D/keys" >/dev/null &&
+  cp "$D/keys/worker.cert" "$D/keys/allow/" && ok || bad "keygen"
+N=500
+seq 1 $N | sed 's/^/a heterogeneous prompt /' > "$D/prompts.txt"
+TESSERA=$T TESSERA_OUT=$OUT TESSERA_KEYS=$D/keys timeout 110 sbatch --wait -o "$D/job.log" \
+  "$SRC/jobs/tessera-het.sbatch" "$SRC/jobs/demo.yaml" --dataset.path="$D/prompts.txt" --task_size=5 \
+  --output.shard_size=100 >/dev/null && ok || bad "het job failed: $(tail -8 "$D/job.log")"
+log=$(cat "$D/job.log")
+echo "$log" | grep -q 'coordinator n1, expanders n2, diffusion n3' && ok || bad "components not on their own nodes: $log"
+echo "$log" | grep -q 'expand task 0 on n2' && ok || bad "expander did not run on n2: $log"
+echo "$log" | grep -q 'render task 0 on n3, PMIx rank 0 of ' && echo "$log" | grep -q 'render task 1 on n3, PMIx rank 1 of ' &&
+  ok || bad "diffusion ranks did not run under PMIx on n3: $log"
+ids=$(python3 -c "
+import json, sys, collections
+ids = [json.loads(l)['id'] for l in open(sys.argv[1])]
+print(len(set(ids)), sum(1 for v in collections.Counter(ids).values() if v > 1))" "$OUT/manifest.jsonl" 2>/dev/null)
+[ "$ids" = "$N 0" ] && ok || bad "unique/duplicated ids: $ids"
+"$T" status "$OUT" | grep -q '^job: *complete' && ok || bad "status: $("$T" status "$OUT" | head -3)"
+grep -q "^tcp://$(hostname):[0-9]\+$" "$OUT/coordinator/endpoint" && ok || bad "published endpoint: $(cat "$OUT/coordinator/endpoint")"
+key() { sed -n 's/.*public-key = "\(.*\)"/\1/p' "$1"; }
+[ -n "$(key "$D/keys/server.cert")" ] && [ "$(key "$OUT/coordinator/server.cert")" = "$(key "$D/keys/server.cert")" ] && ok ||
+  bad "published public key differs from the coordinator's"
+python3 - "$OUT/stats.json" <<'PY' && ok || bad "per-worker stats: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["workers"])' "$OUT/stats.json")"
+import json, sys
+w = {x["name"]: x for x in json.load(open(sys.argv[1]))["workers"]}
+assert w["expand-n2-0"]["records"] == 500, w
+assert w["render-n3-0"]["records"] > 0 and w["render-n3-1"]["records"] > 0, w
+assert w["render-n3-0"]["records"] + w["render-n3-1"]["records"] == 500, w
+PY
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
