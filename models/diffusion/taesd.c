@@ -59,18 +59,11 @@ struct taesd {
 
 /* ---- loading ------------------------------------------------------------------ */
 
-/* A tensor in the shape the file stores it (TAESD's widths are read off the file). */
-static int get_stored(weight_binder *f, const char *key, tensor *out) {
-    int ndim;
-    int64_t shape[TENSOR_MAX_DIMS];
-    if (weight_binder_shape(f, key, &ndim, shape) < 0) return -1;
-    return weight_binder_get(f, out, SHARD_NONE_SPEC, ndim, shape, key);
-}
 
 static int get_conv(weight_binder *f, const char *prefix, const char *name, taesd_conv *c, bool bias_allowed) {
     char key[256];
     snprintf(key, sizeof key, "%s%s.weight", prefix, name);
-    if (get_stored(f, key, &c->w) < 0) return -1;
+    if (weight_binder_get_stored(f, &c->w, key) < 0) return -1;
     if (c->w.ndim != 4 || c->w.shape[2] != c->w.shape[3] || (c->w.shape[2] != 3 && c->w.shape[2] != 1))
         return ts_fail("%s: tensor '%s' is not a 3x3 or 1x1 conv weight", weight_binder_path(f), key);
     c->cout = (int)c->w.shape[0], c->cin = (int)c->w.shape[1];
@@ -109,7 +102,7 @@ static int load_block(weight_binder *f, const char *prefix, int i, taesd_layer *
     if (L->has_pool) {
         snprintf(key, sizeof key, "%s%d.pool.1.weight", prefix, i);
         tensor norm;
-        if (get_stored(f, key, &norm) < 0) return -1;
+        if (weight_binder_get_stored(f, &norm, key) < 0) return -1;
         const int64_t P = L->pool_width = (int)norm.shape[0], C = c;
         if (P % TAESD_POOL_GROUPS) return ts_fail("%s: pool width %lld is not a multiple of %d", key, (long long)P, TAESD_POOL_GROUPS);
         if (get_shaped(f, prefix, i, "pool.0.weight", &L->pool_in, 4, (const int64_t[]){P, C, 1, 1}) < 0 ||

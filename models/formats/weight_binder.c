@@ -113,6 +113,13 @@ int weight_binder_shape(const weight_binder *self, const char *name, int *ndim, 
     return 0;
 }
 
+int weight_binder_get_stored(weight_binder *self, tensor *out, const char *name) {
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    if (weight_binder_shape(self, name, &ndim, shape)) return -1;
+    return weight_binder_get(self, out, SHARD_NONE_SPEC, ndim, shape, name);
+}
+
 static void *own(weight_binder *b, size_t bytes) {
     if (b->n_owned == b->cap_owned) {
         b->cap_owned = b->cap_owned ? 2 * b->cap_owned : 64;

@@ -58,6 +58,10 @@ bool weight_binder_is_file(const weight_binder *self);
 int weight_binder_get(weight_binder *self, tensor *out, shard_spec shard, int ndim, const int64_t *shape,
                       const char *name);
 
+/* `name` whole, in the shape the file stores it (networks whose widths are read off the
+ * file: TAESD, the captioner's vision tower). */
+int weight_binder_get_stored(weight_binder *self, tensor *out, const char *name);
+
 /* What was bound so far: bytes of the tensors handed out (shards: only their part) and their
  * element count. */
 size_t weight_binder_bytes(const weight_binder *self);

@@ -1,5 +1,6 @@
 /* clip_vision.c — the CLIP ViT image encoder (see clip_vision.h). */
 #include "models/vision/clip_vision.h"
+#include "models/formats/weight_binder.h"
 #include "kernels/ops.h"
 
 #include <stdio.h>
@@ -34,8 +35,7 @@ static const layer_slot layer_slots[] = {
 #undef SLOT
 
 typedef struct {
-    clip_weight_lookup lookup;
-    void *ctx;
+    weight_binder *weights;
     const char *label, *prefix;
     clip_names names;
 } finder;
@@ -48,11 +48,8 @@ static int find(const finder *f, const char *hf, const char *gguf, int layer, bo
     else snprintf(fmt, sizeof fmt, "%s", gguf);
     if (!(f->names == CLIP_NAMES_HF ? hf : gguf)[0]) return 0;   /* no such tensor in this layout */
     snprintf(name, sizeof name, fmt, layer);
-    int rc = f->lookup(f->ctx, name, out);
-    if (rc == 0 && required) return ts_fail("%s: no tensor '%s'", f->label, name);
-    if (rc > 0 && out->type != DT_F32 && out->type != DT_F16 && out->type != DT_BF16)
-        return ts_fail("%s: tensor '%s' is %s; the vision tower needs F32, F16 or BF16", f->label, name, dtype_name(out->type));
-    return rc;
+    if (!weight_binder_has(f->weights, name)) return required ? ts_fail("%s: no tensor '%s'", f->label, name) : 0;
+    return weight_binder_get_stored(f->weights, out, name) ? -1 : 1;
 }
 
 static int expect_shape(const finder *f, const tensor *t, const char *what, int layer, int ndim, int64_t d0, int64_t d1) {
@@ -63,9 +60,9 @@ static int expect_shape(const finder *f, const tensor *t, const char *what, int 
 }
 
 int clip_vision_load(clip_vision_config *cfg, clip_vision_weights *w, clip_names names, const char *prefix,
-                     clip_weight_lookup lookup, void *ctx, const char *label) {
+                     weight_binder *weights, const char *label) {
     memset(w, 0, sizeof *w);
-    finder f = {lookup, ctx, label, prefix, names};
+    finder f = {weights, label, prefix, names};
     if (find(&f, "embeddings.patch_embedding.weight", "v.patch_embd.weight", 0, true, &w->patch_w) <= 0 ||
         find(&f, "embeddings.class_embedding", "v.class_embd", 0, true, &w->class_embd) <= 0 ||
         find(&f, "embeddings.position_embedding.weight", "v.position_embd.weight", 0, true, &w->pos_embd) <= 0 ||

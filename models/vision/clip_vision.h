@@ -33,17 +33,15 @@ typedef struct {
     clip_vision_layer *layers;    /* n_layers, malloc'd */
 } clip_vision_weights;
 
-/* How each weight is found: returns 1 and a view if present, 0 if absent, -1 if unusable. */
-typedef int (*clip_weight_lookup)(void *ctx, const char *name, tensor *out);
-
 /* The tensor names of the two layouts the loader knows. */
 typedef enum { CLIP_NAMES_HF = 0, CLIP_NAMES_GGUF } clip_names;
 
 /* Fills cfg's shapes and w from the weights; cfg->n_heads, eps and act must be set.
  * prefix (HF: "vision_tower.vision_model." or "model.vision_tower.vision_model.") is
  * put before every HF name. Shapes are checked against each other with the tensor named. */
+struct weight_binder;
 int clip_vision_load(clip_vision_config *cfg, clip_vision_weights *w, clip_names names, const char *prefix,
-                     clip_weight_lookup lookup, void *ctx, const char *label);
+                     struct weight_binder *weights, const char *label);
 void clip_vision_weights_free(clip_vision_weights *w);
 
 /* Patches per side and in all (without the class token). */

@@ -1,6 +1,7 @@
 /* llava.c — loading a LLaVA captioner (HF folder or llama.cpp GGUF pair), the image
  * features, and the prompt splice (see llava.h). */
 #include "models/vision/llava.h"
+#include "models/formats/weight_binder.h"
 #include "kernels/ops.h"
 #include "models/formats/gguf.h"
 #include "models/llm/llm_codec.h"
@@ -25,52 +26,17 @@ struct llava {
     bool proj_gelu_tanh;
     int image_token_id;
     image_preprocess_config pre;
-    safetensors **shards;       /* HF: the folder's weight files */
-    int n_shards;
-    gguf *mmproj;               /* GGUF pair: the mmproj file */
+    weight_binder *weights;     /* the vision tower's and projector's: the folder, or the mmproj file */
+    gguf *mmproj;               /* GGUF pair: the mmproj file's metadata */
 };
 
-/* ---- where the tensors come from --------------------------------------- */
-
-typedef struct {
-    safetensors **shards;
-    int n;
-} shard_set;
-
-static int lookup_safetensors(void *ctx, const char *name, tensor *out) {
-    const shard_set *s = ctx;
-    for (int i = 0; i < s->n; i++)
-        if (safetensors_has(s->shards[i], name)) return safetensors_get(s->shards[i], name, out) ? -1 : 1;
-    return 0;
-}
-
-static int lookup_gguf(void *ctx, const char *name, tensor *out) {
-    const gguf *g = ctx;
-    const gguf_tensor *t = gguf_find_tensor(g, name);
-    if (!t) return 0;
-    dtype type;
-    switch (t->ggml_type) {
-    case GGML_F32: type = DT_F32; break;
-    case GGML_F16: type = DT_F16; break;
-    case GGML_BF16: type = DT_BF16; break;
-    default: return ts_fail("%s: tensor '%s' is %s; the vision tower and projector need F32, F16 or BF16",
-                            gguf_path(g), name, t->type_name);
-    }
-    *out = tensor_view((void *)t->data, type, t->ndim, t->shape);
-    return 1;
-}
-
-static int require(clip_weight_lookup lookup, void *ctx, const char *label, const char *name, tensor *out) {
-    int rc = lookup(ctx, name, out);
-    if (rc == 0) return ts_fail("%s: no tensor '%s'", label, name);
-    return rc < 0 ? -1 : 0;
+/* A tensor the file must have, as stored (shapes are checked against each other after). */
+static int require(weight_binder *w, const char *name, tensor *out) {
+    return weight_binder_get_stored(w, out, name);
 }
 
 /* ---- Hugging Face folder ----------------------------------------------- */
 
-static int open_hf_shards(llava *v, const char *folder) {
-    return safetensors_open_folder(folder, &v->shards, &v->n_shards);
-}
 
 static double json_num(const cJSON *obj, const char *key, double dflt) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -165,20 +131,19 @@ static int open_hf(llava *v, const char *folder) {
     v->proj_gelu_tanh = strcmp(pact, "gelu_pytorch_tanh") == 0;
     v->image_token_id = (int)json_num(cfg, "image_token_index", json_num(cfg, "image_token_id", 32000));
 
-    if (open_hf_shards(v, folder)) goto done;
-    shard_set set = {v->shards, v->n_shards};
+    if (!(v->weights = weight_binder_open(folder))) goto done;
     /* the tower's names by transformers version: llava-1.5-hf's files, 4.52+ in memory, 5.x files */
     const char *vprefixes[] = {"vision_tower.vision_model.", "model.vision_tower.vision_model.", "vision_tower.", "model.vision_tower."};
     const char *vprefix = NULL;
     for (size_t i = 0; i < sizeof vprefixes / sizeof vprefixes[0] && !vprefix; i++) {
         char probe[256];
         snprintf(probe, sizeof probe, "%sembeddings.class_embedding", vprefixes[i]);
-        if (lookup_safetensors(&set, probe, &(tensor){0}) > 0) vprefix = vprefixes[i];
+        if (weight_binder_has(v->weights, probe)) vprefix = vprefixes[i];
     }
     if (!vprefix) { ts_fail("%s: no vision tower (no tensor '*vision_tower*.embeddings.class_embedding')", folder); goto done; }
-    const char *pprefix = lookup_safetensors(&set, "model.multi_modal_projector.linear_1.weight", &(tensor){0}) > 0
+    const char *pprefix = weight_binder_has(v->weights, "model.multi_modal_projector.linear_1.weight")
                         ? "model.multi_modal_projector." : "multi_modal_projector.";
-    if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_HF, vprefix, lookup_safetensors, &set, folder)) goto done;
+    if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_HF, vprefix, v->weights, folder)) goto done;
     /* hidden_states[k]: k = 0 the embeddings, k = n_layers the last layer */
     v->run_layers = feature_layer < 0 ? v->vcfg.n_layers + 1 + feature_layer : feature_layer;
     if (v->run_layers < 0 || v->run_layers > v->vcfg.n_layers) {
@@ -190,7 +155,7 @@ static int open_hf(llava *v, const char *folder) {
     tensor *dst[4] = {&v->proj1_w, &v->proj1_b, &v->proj2_w, &v->proj2_b};
     for (int i = 0; i < 4; i++) {
         snprintf(name[i], sizeof name[i], "%s%s", pprefix, suffix[i]);
-        if (require(lookup_safetensors, &set, folder, name[i], dst[i])) goto done;
+        if (require(v->weights, name[i], dst[i])) goto done;
     }
     if (read_hf_preprocessor(v, folder)) goto done;
     if (!(v->lm = llm_open(folder))) goto done;
@@ -203,7 +168,7 @@ done:
 /* ---- llama.cpp GGUF pair ----------------------------------------------- */
 
 static int open_gguf_pair(llava *v, const char *model, const char *mmproj) {
-    if (!(v->mmproj = gguf_open(mmproj))) return -1;
+    if (!(v->mmproj = gguf_open(mmproj)) || !(v->weights = weight_binder_open(mmproj))) return -1;
     gguf *g = v->mmproj;
     bool has_llava = false;
     gguf_get_bool(g, "clip.has_llava_projector", &has_llava);
@@ -219,18 +184,18 @@ static int open_gguf_pair(llava *v, const char *model, const char *mmproj) {
     v->vcfg.n_heads = (int)heads;
     v->vcfg.eps = (float)eps;
     v->vcfg.act = use_gelu ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
-    if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_GGUF, NULL, lookup_gguf, g, mmproj)) return -1;
+    if (clip_vision_load(&v->vcfg, &v->vw, CLIP_NAMES_GGUF, NULL, v->weights, mmproj)) return -1;
     v->run_layers = v->vcfg.n_layers;   /* the file holds only the layers LLaVA uses */
     /* LLaVA-1.5's converter drops post_layernorm (the features come before it); a file that
      * has one was made for another feature selection, which is not written here */
-    if (gguf_find_tensor(g, "v.post_ln.weight"))
+    if (weight_binder_has(v->weights, "v.post_ln.weight"))
         return ts_fail("%s: has a vision post-layernorm (v.post_ln): not a LLaVA-1.5 mmproj, not supported", mmproj);
     v->drop_cls = true;
     v->image_token_id = -1;
     const char *names[4] = {"mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"};
     tensor *dst[4] = {&v->proj1_w, &v->proj1_b, &v->proj2_w, &v->proj2_b};
     for (int i = 0; i < 4; i++)
-        if (require(lookup_gguf, g, mmproj, names[i], dst[i])) return -1;
+        if (require(v->weights, names[i], dst[i])) return -1;
     v->pre = image_preprocess_clip(v->vcfg.image_size);
     v->pre.pad_to_square = true;   /* llama.cpp's llava pads to square, as LLaVA-1.5 trained */
     gguf_type et;
@@ -279,8 +244,7 @@ void llava_destroy(llava **self) {
     llm_destroy(&v->lm);
     llm_codec_destroy(&v->codec);
     clip_vision_weights_free(&v->vw);
-    for (int i = 0; i < v->n_shards; i++) safetensors_close(&v->shards[i]);
-    free(v->shards);
+    weight_binder_destroy(&v->weights);
     gguf_close(&v->mmproj);
     free(v);
     *self = NULL;
