@@ -48,7 +48,11 @@ weight_binder *weight_binder_open(const char *path) {
         if (safetensors_open_folder(path, &b->shards, &b->n_shards)) weight_binder_destroy(&b);
         return b;
     }
-    if (ends_with(path, ".gguf")) {
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    bool gguf_magic = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    if (gguf_magic || ends_with(path, ".gguf")) {
         weight_binder *b = binder_new(SOURCE_GGUF, path);
         b->g = gguf_open(path);
         if (!b->g) weight_binder_destroy(&b);
@@ -90,6 +94,7 @@ void weight_binder_destroy(weight_binder **self) {
 }
 
 const char *weight_binder_path(const weight_binder *self) { return self->path; }
+gguf *weight_binder_gguf(const weight_binder *self) { return self->g; }
 bool weight_binder_is_file(const weight_binder *self) {
     return self->kind == SOURCE_SAFETENSORS || self->kind == SOURCE_GGUF;
 }
@@ -114,7 +119,7 @@ int weight_binder_shape(const weight_binder *self, const char *name, int *ndim, 
 }
 
 int weight_binder_get_stored(weight_binder *self, tensor *out, const char *name) {
-    int ndim;
+    int ndim = 0;
     int64_t shape[TENSOR_MAX_DIMS];
     if (weight_binder_shape(self, name, &ndim, shape)) return -1;
     return weight_binder_get(self, out, SHARD_NONE_SPEC, ndim, shape, name);
@@ -141,8 +146,6 @@ static int find_stored(weight_binder *b, const char *name, tensor *out) {
     if (!t) return ts_fail("%s: no tensor '%s'", b->path, name);
     dtype type;
     if (gguf_tensor_dtype(b->g, t, &type)) return -1;
-    if (dtype_is_quantized(type))
-        return ts_fail("%s: tensor '%s' is %s; these networks take F32, F16 or BF16 weights", b->path, name, t->type_name);
     *out = tensor_view((void *)t->data, type, t->ndim, t->shape);
     return 0;
 }
@@ -185,9 +188,21 @@ static void fill_random(weight_binder *b, tensor *t, const char *name, int64_t f
         convert_from_f32((char *)t->data + (size_t)i * es, t->type, block, (size_t)(n - i < 4096 ? n - i : 4096));
 }
 
+static int get(weight_binder *b, tensor *out, shard_spec shard, int ndim, const int64_t *shape, const char *name,
+               bool quantized_ok);
+
 int weight_binder_get(weight_binder *self, tensor *out, shard_spec shard, int ndim, const int64_t *shape,
                       const char *name) {
-    weight_binder *b = self;
+    return get(self, out, shard, ndim, shape, name, false);
+}
+
+int weight_binder_get_quantized(weight_binder *self, tensor *out, shard_spec shard, int ndim, const int64_t *shape,
+                                const char *name) {
+    return get(self, out, shard, ndim, shape, name, true);
+}
+
+static int get(weight_binder *b, tensor *out, shard_spec shard, int ndim, const int64_t *shape, const char *name,
+               bool quantized_ok) {
     char want[96], got[96];
     if (ndim < 1 || ndim > TENSOR_MAX_DIMS) return ts_fail("%s: tensor '%s': %d dims asked", b->path, name, ndim);
     int64_t part[TENSOR_MAX_DIMS];
@@ -220,14 +235,21 @@ int weight_binder_get(weight_binder *self, tensor *out, shard_spec shard, int nd
     if (!same_shape(t.ndim, t.shape, ndim, shape))
         return ts_fail("%s: tensor '%s' has shape %s, expected %s", b->path, name, tensor_shape_str(&t, got, sizeof got),
                        shape_text(ndim, shape, want, sizeof want));
-    if (t.type != DT_F32 && t.type != DT_F16 && t.type != DT_BF16)
-        return ts_fail("%s: tensor '%s' is %s; weights must be F32, F16 or BF16", b->path, name, dtype_name(t.type));
-    if (!tensor_is_contiguous(&t)) return ts_fail("%s: tensor '%s' is not contiguous", b->path, name);
+    bool blocks = dtype_is_quantized(t.type);
+    if (blocks ? !quantized_ok : t.type != DT_F32 && t.type != DT_F16 && t.type != DT_BF16)
+        return ts_fail("%s: tensor '%s' is %s; weights here must be F32, F16 or BF16", b->path, name, dtype_name(t.type));
+    if (blocks && axis == 1)
+        return ts_fail("%s: tensor '%s' is %s: block-quantized rows are split by rows only", b->path, name, dtype_name(t.type));
+    if (!blocks && !tensor_is_contiguous(&t)) return ts_fail("%s: tensor '%s' is not contiguous", b->path, name);
     size_t es = dtype_size(t.type);
     int64_t rows = shape[0], row_elems = tensor_numel(&t) / rows;
+    size_t row_bytes = blocks ? dtype_row_bytes(t.type, row_elems) : (size_t)row_elems * es;
+    if (blocks && row_bytes == 0)
+        return ts_fail("%s: tensor '%s': rows of %lld values are not whole %s blocks", b->path, name, (long long)row_elems,
+                       dtype_name(t.type));
     void *data = t.data;
     if (axis == 0) {
-        data = (char *)t.data + (size_t)(shard.rank * part[0] * row_elems) * es;
+        data = (char *)t.data + (size_t)(shard.rank * part[0]) * row_bytes;
     } else if (axis == 1) {
         /* each row keeps its `rank`-th run of part[1] * inner elements */
         int64_t inner = row_elems / shape[1], run = part[1] * inner;
@@ -238,7 +260,7 @@ int weight_binder_get(weight_binder *self, tensor *out, shard_spec shard, int nd
         data = dst;
     }
     *out = tensor_view(data, t.type, ndim, part);
-    b->bytes += tensor_nbytes(out);
+    b->bytes += blocks ? (size_t)part[0] * row_bytes : tensor_nbytes(out);
     b->params += tensor_numel(out);
     return 0;
 }

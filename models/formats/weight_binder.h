@@ -34,7 +34,8 @@ typedef struct { shard_axis axis; int rank, ranks; } shard_spec;
 
 typedef struct weight_binder weight_binder;
 
-/* A .safetensors file, a folder holding model.safetensors or an index of shards, or a .gguf. */
+/* A .safetensors file, a folder holding model.safetensors or an index of shards, or a GGUF
+ * file (by its magic, whatever its name). */
 weight_binder *weight_binder_open(const char *path);
 /* Weights drawn at random in the shapes asked (benchmarks): NAME.bias uniform in +-0.02,
  * other 1-D weights (norms) 1 +- 0.02, the rest uniform in +-sqrt(3 / fan_in); stored as
@@ -57,6 +58,13 @@ bool weight_binder_is_file(const weight_binder *self);
  * not split. */
 int weight_binder_get(weight_binder *self, tensor *out, shard_spec shard, int ndim, const int64_t *shape,
                       const char *name);
+
+/* As weight_binder_get, but GGUF's block-quantized types are taken too (an LLM's matrices);
+ * only row shards of those, along whole rows. */
+int weight_binder_get_quantized(weight_binder *self, tensor *out, shard_spec shard, int ndim, const int64_t *shape,
+                                const char *name);
+/* The GGUF file behind a GGUF binder (its metadata: architecture, tokenizer), else NULL. */
+struct gguf *weight_binder_gguf(const weight_binder *self);
 
 /* `name` whole, in the shape the file stores it (networks whose widths are read off the
  * file: TAESD, the captioner's vision tower). */

@@ -5,6 +5,7 @@
 #include "models/formats/llama2c.h"
 #include "models/formats/model_files.h"
 #include "models/formats/safetensors.h"
+#include "models/formats/weight_binder.h"
 #include "kernels/ops.h"
 
 #include <cjson/cJSON.h>
@@ -141,20 +142,11 @@ static int64_t dim_size(const llm_config *c, dim_kind k) {
     }
 }
 
-/* A tensor as found in a file, before it becomes a qmatrix or a vector. */
-typedef struct {
-    dtype type;
-    int ndim;
-    int64_t shape[4];
-    const void *data;
-} raw_tensor;
-
-/* Where tensors come from: a GGUF file or a set of safetensors shards. */
+/* Where tensors come from (a GGUF file or a folder of safetensors shards, through the one
+ * weight binder), and how a LLaVA folder renames them. */
 typedef struct {
     const char *label;
-    gguf *g;
-    safetensors **shards;
-    int n_shards;
+    weight_binder *b;
     int llava_names;   /* LLaVA folder: 1 "language_model." + name (transformers < 4.52),
                           2 "model." -> "model.language_model." (later) */
 } weight_source;
@@ -167,66 +159,27 @@ static const char *llava_tensor_name(const weight_source *src, const char *name,
     return buf;
 }
 
-/* 1: found, 0: absent, -1: present but unusable. */
-static int source_find(const weight_source *src, const char *name, raw_tensor *out) {
-    if (src->g) {
-        const gguf_tensor *t = gguf_find_tensor(src->g, name);
-        if (!t) return 0;
-        if (gguf_tensor_dtype(src->g, t, &out->type)) return -1;
-        out->ndim = t->ndim;
-        memcpy(out->shape, t->shape, sizeof out->shape);
-        out->data = t->data;
-        return 1;
-    }
+static bool source_has(const weight_source *src, const char *name) {
     char renamed[256];
-    name = llava_tensor_name(src, name, renamed, sizeof renamed);
-    for (int i = 0; i < src->n_shards; i++) {
-        if (!safetensors_has(src->shards[i], name)) continue;
-        tensor t;
-        if (safetensors_get(src->shards[i], name, &t)) return -1;
-        switch (t.type) {
-        case DT_F32: out->type = DT_F32; break;
-        case DT_F16: out->type = DT_F16; break;
-        case DT_BF16: out->type = DT_BF16; break;
-        default: return ts_fail("%s: tensor '%s' is %s; weights must be F32, F16 or BF16",
-                                safetensors_path(src->shards[i]), name, dtype_name(t.type));
-        }
-        out->ndim = t.ndim;
-        memcpy(out->shape, t.shape, sizeof out->shape);
-        out->data = t.data;
-        return 1;
-    }
-    return 0;
+    return weight_binder_has(src->b, llava_tensor_name(src, name, renamed, sizeof renamed));
 }
 
+/* Matrices may be block-quantized (GGUF); they are used through qmatrix views by qmatmul. */
 static int load_matrix(const weight_source *src, const char *name, int64_t rows, int64_t cols, qmatrix *out) {
-    raw_tensor r;
-    int found = source_find(src, name, &r);
-    if (found < 0) return -1;
-    if (found == 0) return ts_fail("%s: no tensor '%s'", src->label, name);
-    if (r.ndim != 2 || r.shape[0] != rows || r.shape[1] != cols)
-        return ts_fail("%s: tensor '%s' has shape [%lld, %lld] (ndim %d), expected [%lld, %lld]", src->label, name,
-                       (long long)r.shape[0], (long long)(r.ndim > 1 ? r.shape[1] : 0), r.ndim, (long long)rows, (long long)cols);
-    return qmatrix_view(out, r.type, rows, cols, r.data, name);
+    char renamed[256];
+    const char *stored = llava_tensor_name(src, name, renamed, sizeof renamed);
+    tensor t;
+    if (weight_binder_get_quantized(src->b, &t, SHARD_NONE_SPEC, 2, (const int64_t[]){rows, cols}, stored)) return -1;
+    return qmatrix_view(out, t.type, rows, cols, t.data, name);
 }
 
 /* Vectors (norm weights, biases) are used through `const tensor *` by ops.h. */
 static int load_vector(const weight_source *src, const char *name, int64_t n, bool optional, tensor *out) {
-    raw_tensor r;
-    int found = source_find(src, name, &r);
-    if (found < 0) return -1;
-    if (found == 0) {
-        memset(out, 0, sizeof *out);
-        return optional ? 0 : ts_fail("%s: no tensor '%s'", src->label, name);
-    }
-    int64_t numel = 1;
-    for (int d = 0; d < r.ndim; d++) numel *= r.shape[d];
-    if (numel != n) return ts_fail("%s: tensor '%s' has %lld values, expected %lld", src->label, name, (long long)numel, (long long)n);
-    dtype t = r.type == DT_F32 ? DT_F32 : r.type == DT_F16 ? DT_F16 : r.type == DT_BF16 ? DT_BF16 : DT_COUNT;
-    if (t == DT_COUNT) return ts_fail("%s: tensor '%s' is %s; vectors must be F32, F16 or BF16", src->label, name, dtype_name(r.type));
-    int64_t shape[1] = {n};
-    *out = tensor_view((void *)r.data, t, 1, shape);
-    return 0;
+    memset(out, 0, sizeof *out);
+    if (!source_has(src, name)) return optional ? 0 : ts_fail("%s: no tensor '%s'", src->label, name);
+    char renamed[256];
+    return weight_binder_get(src->b, out, SHARD_NONE_SPEC, 1, (const int64_t[]){n},
+                             llava_tensor_name(src, name, renamed, sizeof renamed));
 }
 
 static int check_config(const llm_config *c, const char *label) {
@@ -246,10 +199,7 @@ static int load_weights(const weight_source *src, llm_config *c, bool hf, llm_we
     if (load_matrix(src, embd, c->vocab_size, c->dim, &w->token_embd)) return -1;
     if (load_vector(src, hf ? "model.norm.weight" : "output_norm.weight", c->dim, false, &w->out_norm)) return -1;
     const char *out_name = hf ? "lm_head.weight" : "output.weight";
-    raw_tensor r;
-    int found = source_find(src, out_name, &r);
-    if (found < 0) return -1;
-    if (found && !c->tied_output) {
+    if (source_has(src, out_name) && !c->tied_output) {
         if (load_matrix(src, out_name, c->vocab_size, c->dim, &w->output)) return -1;
     } else {
         c->tied_output = true;
@@ -273,7 +223,7 @@ static int load_weights(const weight_source *src, llm_config *c, bool hf, llm_we
 
 /* ---- GGUF -------------------------------------------------------------- */
 
-static void release_gguf(void *p) { gguf *g = p; gguf_close(&g); }
+static void release_binder(void *p) { weight_binder *b = p; weight_binder_destroy(&b); }
 
 /* Per architecture: the RoPE pairing. llama.cpp's converter permutes the q/k rows of
  * "llama" models so that adjacent pairs rotate; other families keep HF's halves. */
@@ -282,8 +232,13 @@ static const struct { const char *arch; rope_style rope; } gguf_archs[] = {
 };
 
 static llm *open_gguf(const char *path) {
-    gguf *g = gguf_open(path);
-    if (!g) return NULL;
+    weight_binder *b = weight_binder_open(path);
+    gguf *g = b ? weight_binder_gguf(b) : NULL;
+    if (!g) {
+        if (b) ts_fail("%s: not a GGUF file", path);
+        weight_binder_destroy(&b);
+        return NULL;
+    }
     llm_config c = {0};
     llm_weights w;
     gguf_str arch;
@@ -323,7 +278,7 @@ static llm *open_gguf(const char *path) {
     if (!embd || embd->ndim != 2) { ts_fail("%s: no 2-D tensor 'token_embd.weight'", path); goto fail; }
     c.vocab_size = (int)embd->shape[0];
     if (check_config(&c, path)) goto fail;
-    weight_source src = {path, g, NULL, 0, 0};
+    weight_source src = {path, b, 0};
     if (load_weights(&src, &c, false, &w)) goto fail;
     w.rope_inv_freq = llm_rope_frequencies(c.head_dim, c.rope_theta);
     /* Llama 3 frequency scaling travels as per-frequency divisors (llama.cpp). */
@@ -339,26 +294,24 @@ static llm *open_gguf(const char *path) {
             w.rope_inv_freq[i] /= d;
         }
     }
-    llm *m = llm_new(&c, &w, g, release_gguf);
+    llm *m = llm_new(&c, &w, b, release_binder);
     m->gguf_file = g;
     return m;
 fail:
-    gguf_close(&g);
+    weight_binder_destroy(&b);
     return NULL;
 }
 
 /* ---- Hugging Face folder ----------------------------------------------- */
 
 typedef struct {
-    safetensors **shards;
-    int n;
+    weight_binder *b;
     char *folder;
 } hf_files;
 
 static void release_hf(void *p) {
     hf_files *h = p;
-    for (int i = 0; i < h->n; i++) safetensors_close(&h->shards[i]);
-    free(h->shards);
+    weight_binder_destroy(&h->b);
     free(h->folder);
     free(h);
 }
@@ -368,8 +321,6 @@ static double json_num(const cJSON *obj, const char *key, double dflt) {
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
 
-/* Opens model.safetensors, or every shard named in model.safetensors.index.json. */
-static int open_shards(const char *folder, hf_files *h) { return safetensors_open_folder(folder, &h->shards, &h->n); }
 
 /* LlavaForConditionalGeneration (models/vision/llava.h): the LLM is its text_config, where
  * transformers writes only what differs from the family's defaults; this puts the text
@@ -450,10 +401,9 @@ static llm *open_hf(const char *folder) {
         ts_fail("%s: rope type '%s' is not supported (default, llama3)", path, rope_type);
         goto fail;
     }
-    if (check_config(&c, path) || open_shards(folder, h)) goto fail;
-    weight_source src = {folder, NULL, h->shards, h->n, 0};
-    for (int i = 0; llava && i < h->n; i++)
-        src.llava_names = safetensors_has(h->shards[i], "language_model.model.embed_tokens.weight") ? 1 : src.llava_names ? src.llava_names : 2;
+    if (check_config(&c, path) || !(h->b = weight_binder_open(folder))) goto fail;
+    weight_source src = {folder, h->b, 0};
+    if (llava) src.llava_names = weight_binder_has(h->b, "language_model.model.embed_tokens.weight") ? 1 : 2;
     if (load_weights(&src, &c, true, &w)) goto fail;
     w.rope_inv_freq = llm_rope_frequencies(c.head_dim, c.rope_theta);
     if (strcmp(rope_type, "llama3") == 0)
