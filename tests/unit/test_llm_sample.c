@@ -120,6 +120,59 @@ static const char *id_piece(void *ctx, int prev, int token, size_t *len) {
     return buf;
 }
 
+/* What a constraint saw, and what it allows: only `only` (or every token when -1). */
+typedef struct {
+    int only, calls, fail_at;
+    bool state_ok;
+    int last_prompt_token;
+} constraint_probe;
+
+static int probe_restrict(void *ctx, int prompt, const int *generated, int n_generated, int prev, const char *text,
+                          size_t text_len, float *logits, int vocab) {
+    constraint_probe *p = ctx;
+    /* the state it is given: prompt 0, n tokens so far, prev = the last of them (the prompt's
+     * last at first), text = their pieces */
+    char want[512] = "";
+    for (int i = 0; i < n_generated; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "<%d>", generated[i]);
+    bool ok = prompt == 0 && n_generated == p->calls && prev == (n_generated ? generated[n_generated - 1] : p->last_prompt_token) &&
+              text_len == strlen(want) && memcmp(text, want, text_len) == 0;
+    if (!ok) p->state_ok = false;
+    if (p->calls++ == p->fail_at) return ts_fail("probe: refusing at step %d", p->fail_at);
+    if (p->only >= 0)
+        for (int t = 0; t < vocab; t++)
+            if (t != p->only) logits[t] = -INFINITY;
+    return 0;
+}
+
+static void check_constraint(llm *m, llm_state *s, const int *prompt, int plen, const int *cont, const llm_detokenizer *detok) {
+    const int *prompts[1] = {prompt};
+    llm_output out;
+    llm_sampling greedy = llm_sampling_greedy(), hot = greedy;
+    hot.temperature = 1.5f, hot.top_p = 0.95f, hot.repeat_penalty = 1.3f, hot.seed = 7;
+    /* allowing everything changes nothing */
+    constraint_probe p = {.only = -1, .fail_at = -1, .state_ok = true, .last_prompt_token = prompt[plen - 1]};
+    llm_constraint c = {&p, probe_restrict};
+    llm_generation gen = {.max_tokens = 6, .end_ids = &(int){-1}, .n_end = 1, .constraint = &c};
+    CHECK_OK(llm_generate(m, s, 1, prompts, &plen, &greedy, &gen, detok, &out));
+    CHECK(out.n_tokens == 6 && memcmp(out.tokens, cont, 6 * sizeof(int)) == 0 && p.calls == 6 && p.state_ok,
+          "an open constraint: %d tokens, %d calls, state %s", out.n_tokens, p.calls, p.state_ok ? "right" : "wrong");
+    llm_output_free(&out, 1);
+    /* one allowed token: every step takes it, greedy or sampled hot */
+    int forced = cont[0] == 5 ? 6 : 5;
+    for (int k = 0; k < 2; k++) {
+        p = (constraint_probe){.only = forced, .fail_at = -1, .state_ok = true, .last_prompt_token = prompt[plen - 1]};
+        CHECK_OK(llm_generate(m, s, 1, prompts, &plen, k ? &hot : &greedy, &gen, detok, &out));
+        bool all = out.n_tokens == 6;
+        for (int i = 0; i < out.n_tokens; i++) all &= out.tokens[i] == forced;
+        CHECK(all && p.state_ok, "%s: forced token %d every step (%d tokens)", k ? "sampled" : "greedy", forced, out.n_tokens);
+        llm_output_free(&out, 1);
+    }
+    /* a constraint's error stops the generation with it */
+    p = (constraint_probe){.only = -1, .fail_at = 2, .state_ok = true, .last_prompt_token = prompt[plen - 1]};
+    CHECK(llm_generate(m, s, 1, prompts, &plen, &greedy, &gen, detok, &out) == -1 && strstr(ts_last_error(), "step 2"),
+          "the constraint's error: %s", ts_last_error());
+}
+
 static void check_generate_stops(void) {
     size_t size;
     char *text = read_text_file(fixture_path("llm/cases.json"), &size);
@@ -170,6 +223,9 @@ static void check_generate_stops(void) {
     CHECK_OK(llm_generate(m, s, 1, prompts, &plen, &sp, &gen, &detok, &out));
     CHECK(earlier || (out.finish == LLM_FINISH_END_TOKEN && out.n_tokens == 2), "end token: finish %d, %d tokens", out.finish, out.n_tokens);
     llm_output_free(&out, 1);
+
+    /* a constraint (constrained decoding): sees each step's state, and its mask decides */
+    check_constraint(m, s, prompt, plen, cont, &detok);
 
     /* bad input: empty prompt, prompt longer than the context */
     int zero = 0;
