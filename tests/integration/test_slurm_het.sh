@@ -6,6 +6,8 @@
 # output folder; the workers find it there. Checked: a 500-record generate job completes with
 # every record exactly once; each component ran on its own node; the diffusion ranks got
 # PMIx ranks 0 and 1; the published key is the coordinator's; both render ranks did work.
+# Mid-run the job's steps get USR1 (scancel --signal=USR1): it drains, requeues itself and
+# finishes, no record rendered twice.
 set -u
 SRC=${TESSERA_SOURCE:?}
 T=${TESSERA_BIN:?}
@@ -31,10 +33,21 @@ mkdir -p "$D/keys/allow"
   cp "$D/keys/worker.cert" "$D/keys/allow/" && ok || bad "keygen"
 N=500
 seq 1 $N | sed 's/^/a heterogeneous prompt /' > "$D/prompts.txt"
-TESSERA=$T TESSERA_OUT=$OUT TESSERA_KEYS=$D/keys timeout 110 sbatch --wait -o "$D/job.log" \
-  "$SRC/jobs/tessera-het.sbatch" "$SRC/jobs/demo.yaml" --dataset.path="$D/prompts.txt" --task_size=5 \
-  --output.shard_size=100 >/dev/null && ok || bad "het job failed: $(tail -8 "$D/job.log")"
+J=$(TESSERA=$T TESSERA_OUT=$OUT TESSERA_KEYS=$D/keys TESSERA_DIFFUSION_MODEL=sleep:20 TESSERA_RENDER_LOG=$D/rendered.log \
+  sbatch --parsable -o "$D/job.log" "$SRC/jobs/tessera-het.sbatch" "$SRC/jobs/demo.yaml" --dataset.path="$D/prompts.txt" \
+  --task_size=5 --output.shard_size=100)
+[ -n "$J" ] && ok || bad "sbatch"
+# preempted mid-run with USR1 to the job's steps (not the batch shell): the coordinator drains
+# and exits 3, the script requeues the job, the second run finishes
+for _ in $(seq 1 300); do n=$(wc -l < "$OUT/manifest.jsonl" 2>/dev/null || echo 0); [ "${n:-0}" -ge 100 ] && break; sleep 0.1; done
+[ "${n:-0}" -ge 100 ] && [ "${n:-0}" -lt $N ] && ok || bad "job was not mid-run ($n done): $(tail -5 "$D/job.log")"
+scancel --signal=USR1 "$J" && ok || bad "scancel --signal=USR1"
+for _ in $(seq 1 200); do [ -z "$(squeue -h -j "$J" 2>/dev/null)" ] && break; sleep 0.5; done
+[ -z "$(squeue -h -j "$J" 2>/dev/null)" ] && ok || bad "het job did not finish: $(squeue -j "$J"; tail -5 "$D/job.log")"
+scontrol show job "$J" | grep -Eq 'Restarts=1( |$)' && ok || bad "not restarted once: $(scontrol show job "$J" | grep -o 'Restarts=[0-9]*' | head -1)"
+[ "$(sort "$D/rendered.log" | uniq -d | wc -l)" -eq 0 ] && ok || bad "records rendered twice after the drain"
 log=$(cat "$D/job.log")
+echo "$log" | grep -q 'the coordinator drained' && echo "$log" | grep -q 'SLURM_RESTART_COUNT=1' && ok || bad "no drain and restart in the log: $log"
 echo "$log" | grep -q 'coordinator n1, expanders n2, diffusion n3' && ok || bad "components not on their own nodes: $log"
 echo "$log" | grep -q 'expand task 0 on n2' && ok || bad "expander did not run on n2: $log"
 echo "$log" | grep -q 'render task 0 on n3, PMIx rank 0 of ' && echo "$log" | grep -q 'render task 1 on n3, PMIx rank 1 of ' &&
@@ -52,9 +65,9 @@ key() { sed -n 's/.*public-key = "\(.*\)"/\1/p' "$1"; }
 python3 - "$OUT/stats.json" <<'PY' && ok || bad "per-worker stats: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["workers"])' "$OUT/stats.json")"
 import json, sys
 w = {x["name"]: x for x in json.load(open(sys.argv[1]))["workers"]}
-assert w["expand-n2-0"]["records"] == 500, w
+# the second run's workers (stats.json is per run): both render ranks did work
+assert "expand-n2-0" in w, w  # (its expansions may all be journalled by the first run)
 assert w["render-n3-0"]["records"] > 0 and w["render-n3-1"]["records"] > 0, w
-assert w["render-n3-0"]["records"] + w["render-n3-1"]["records"] == 500, w
 PY
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
