@@ -13,14 +13,19 @@
  * Printed per run: images/s, the ratio to batch 1, the share of the wall time the U-Net is
  * busy (and the text and decode stages), then how the shared run's pixels differ from batch 1,
  * and where the memory goes (file-backed RSS = mapped weights, anonymous RSS, peak).
+ * --memory instead runs one whole txt2img_generate (as `tessera txt2img` does; res default
+ * 256 there too, pass --res 512) and prints file-backed and anonymous RSS after loading, at
+ * the end of sampling and after the decode, with each phase's peak.
  */
 #include "cli/bench.h"
+#include "models/diffusion/txt2img.h"
 #include "models/formats/image_png.h"
 #include "worker/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* A field of /proc/self/status (VmHWM, RssAnon, RssFile ...) in MiB. */
 static double status_mib(const char *field) {
@@ -53,19 +58,74 @@ static void collected_free(collected *c, int n) {
     free(c->png), free(c->size);
 }
 
+/* CPU seconds of this process so far: on a shared machine images per CPU-second is the
+ * steadier figure (the wall time includes waiting for a core). */
+static double cpu_seconds(void) {
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return (double)r.ru_utime.tv_sec + r.ru_utime.tv_usec * 1e-6 + (double)r.ru_stime.tv_sec + r.ru_stime.tv_usec * 1e-6;
+}
+
+/* Starts a new peak (VmHWM) for this process. */
+static void reset_peak(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) fputs("5", f), fclose(f);
+}
+
+typedef struct { double file, anon, peak; } rss_at;
+
+static rss_at rss_now(void) { return (rss_at){status_mib("RssFile"), status_mib("RssAnon"), status_mib("VmHWM")}; }
+
+/* After the last step: what sampling held, then a new peak for the decode. */
+static int memory_step(void *user, int step, int steps) {
+    if (step + 1 == steps) {
+        *(rss_at *)user = rss_now();
+        reset_peak();
+    }
+    return 0;
+}
+
+/* --memory: one whole txt2img_generate (what `tessera txt2img` runs) and where its memory goes. */
+static int bench_memory(const char *model, int res, int steps) {
+    reset_peak();
+    txt2img *p = txt2img_load(&(txt2img_options){.model = model});
+    if (!p) { fprintf(stderr, "bench render: %s\n", ts_last_error()); return 1; }
+    rss_at load = rss_now(), sampling = {0};
+    txt2img_request r = txt2img_request_defaults();
+    r.prompt = "a photo of a cat", r.seed = 1, r.steps = steps, r.width = r.height = res;
+    r.progress = memory_step, r.progress_user = &sampling;
+    txt2img_result out;
+    double t0 = ts_now();
+    int rc = txt2img_generate(p, &r, &out);
+    rss_at decode = rss_now();
+    if (rc < 0) fprintf(stderr, "bench render: %s\n", ts_last_error());
+    else
+        printf("memory, one txt2img %dx%d, %d step(s), untiled VAE, %.1f s (MiB; file = memory-mapped weights):\n"
+               "  after load      file %6.0f  anon %6.0f  peak %6.0f\n"
+               "  end of sampling file %6.0f  anon %6.0f  peak %6.0f (load + text + U-Net)\n"
+               "  after decode    file %6.0f  anon %6.0f  peak %6.0f (VAE decode + PNG-ready RGB)\n",
+               res, res, steps, ts_now() - t0, load.file, load.anon, load.peak, sampling.file, sampling.anon,
+               sampling.peak, decode.file, decode.anon, decode.peak);
+    txt2img_result_free(&out);
+    txt2img_destroy(&p);
+    return rc < 0;
+}
+
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
             "usage: tessera bench render -m SD15_FOLDER [--batch N] [--res PIXELS] [--steps N] [--records N]\n"
+            "       tessera bench render -m SD15_FOLDER --memory [--res 512] [--steps 1]\n"
             "  SD15_FOLDER: e.g. made by tools/make_bench_sd15.py (random full-size SD 1.5 weights)\n");
     return status;
 }
 
 int bench_render(int argc, char **argv) {
     const char *model = NULL;
-    int batch = 8, res = 256, steps = 2, records = 16;
+    int batch = 8, res = 256, steps = 2, records = 16, memory = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(0);
+        if (!strcmp(a, "--memory")) { memory = 1; continue; }
         if (i + 1 >= argc) return usage(2);
         const char *v = argv[++i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
@@ -76,6 +136,7 @@ int bench_render(int argc, char **argv) {
         else return usage(2);
     }
     if (!model) return usage(2);
+    if (memory) return bench_memory(model, res, steps);
     if (batch < 1 || batch > 64 || res < 64 || res > 2048 || res % 64 || steps < 1 || records < 1 || records > 4096) {
         fprintf(stderr, "bench render: --batch 1..64, --res a multiple of 64 in 64..2048, --steps >= 1, --records 1..4096\n");
         return 2;
@@ -87,6 +148,7 @@ int bench_render(int argc, char **argv) {
            records, ts_now() - t0);
     printf("memory after load: file-backed RSS (mapped weights) %.0f MiB, anonymous %.0f MiB\n", status_mib("RssFile"),
            status_mib("RssAnon"));
+    fflush(stdout);
 
     render_request *reqs = ts_calloc((size_t)records, sizeof *reqs);
     char (*prompts)[96] = ts_calloc((size_t)records, sizeof *prompts);
@@ -100,21 +162,24 @@ int bench_render(int argc, char **argv) {
     struct { const char *name; render_batching how; } runs[3] = {
         {"batch 1", {.batch = 1}}, {"batch N, own U-Net rows", {.batch = batch}}, {"batch N, shared U-Net", {.batch = batch, .unet_shared = true}}};
     collected got[3] = {{0}};
-    double base = 0;
+    double base = 0, base_cpu = 0;
     int rc = 0;
     for (int k = 0; k < 3 && rc == 0; k++) {
         got[k] = (collected){ts_calloc((size_t)records, sizeof(uint8_t *)), ts_calloc((size_t)records, sizeof(size_t)), 0};
         render_stats st;
+        double c0 = cpu_seconds();
         if (backend_render_many(r, reqs, records, &runs[k].how, keep, &got[k], &st) < 0 || got[k].failed) {
             fprintf(stderr, "bench render: %s: %s\n", runs[k].name, got[k].failed ? "records failed" : ts_last_error());
             rc = 1;
             break;
         }
-        double ips = records / st.wall;
-        if (k == 0) base = ips;
-        printf("%-26s batch %2d: %.4f images/s (%.2fx batch 1), %.1f s; busy: U-Net %.1f %%, text %.1f %%, decode+PNG %.1f %%\n",
-               runs[k].name, runs[k].how.batch, ips, ips / base, st.wall, 100 * st.unet_busy / st.wall,
-               100 * st.text_busy / st.wall, 100 * st.decode_busy / st.wall);
+        double ips = records / st.wall, ipc = records / (cpu_seconds() - c0);
+        if (k == 0) base = ips, base_cpu = ipc;
+        printf("%-26s batch %2d: %.4f images/s (%.2fx batch 1), %.4f images/CPU-s (%.2fx), %.1f s; busy: U-Net %.1f %%, "
+               "text %.1f %%, decode+PNG %.1f %%\n",
+               runs[k].name, runs[k].how.batch, ips, ips / base, ipc, ipc / base_cpu, st.wall,
+               100 * st.unet_busy / st.wall, 100 * st.text_busy / st.wall, 100 * st.decode_busy / st.wall);
+        fflush(stdout);   /* long runs: each line when it is known */
     }
     if (rc == 0) {
         int same = 0;

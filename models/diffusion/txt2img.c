@@ -12,12 +12,17 @@
 #include "models/diffusion/unet.h"
 #include "models/diffusion/vae.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 struct txt2img {
     char *model;
+    ts_ctx *ctx;              /* where every component computes (options.device, .threads) */
+    ts_ctx *text_ctx, *decode_ctx;   /* txt2img_encode's and txt2img_decode's own: the stages may
+                                        run in threads beside sampling (txt2img.h) */
     text_encoder *text;
     unet *unet;
     vae *vae;                 /* NULL when TAESD decodes */
@@ -29,6 +34,7 @@ struct txt2img {
 /* What the U-Net callback needs for one request. */
 typedef struct {
     unet *unet;
+    ts_ctx *ctx;
     const text_conditioning *cond;   /* per image: rows [negative, positive] */
     int n;                           /* images */
     int H, W;                        /* latent size */
@@ -44,6 +50,12 @@ txt2img *txt2img_load(const txt2img_options *o) {
     if (!o || !o->model) { ts_fail("txt2img: no model given"); return NULL; }
     txt2img *p = ts_calloc(1, sizeof *p);
     p->model = ts_strdup(o->model);
+    p->ctx = ts_ctx_new(o->device, o->threads);
+    if (!p->ctx) goto fail;
+    p->text_ctx = ts_ctx_new(o->device, o->threads);
+    if (!p->text_ctx) goto fail;
+    p->decode_ctx = ts_ctx_new(o->device, o->threads);
+    if (!p->decode_ctx) goto fail;
     double t0 = ts_now();
     p->text = text_encoder_load(o->model, o->tokenizer);
     if (!p->text) goto fail;
@@ -94,6 +106,9 @@ void txt2img_destroy(txt2img **self) {
     taesd_destroy(&p->taesd);
     free(p->scheduler_json_text);
     free(p->model);
+    ts_ctx_destroy(&p->ctx);
+    ts_ctx_destroy(&p->text_ctx);
+    ts_ctx_destroy(&p->decode_ctx);
     free(p);
     *self = NULL;
 }
@@ -148,7 +163,7 @@ static int denoise_rows(denoise_context *d, float *out, const float *x, int rows
             memcpy(d->x + row * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
         }
     }
-    if (unet_forward(d->unet, d->x, rows * m, d->H, d->W, d->timesteps, d->context, tokens,
+    if (unet_forward(d->unet, d->ctx, d->x, rows * m, d->H, d->W, d->timesteps, d->context, tokens,
                      d->pooled_dim ? d->text_embeds : NULL, d->pooled_dim ? d->time_ids : NULL, d->out) != 0)
         return -1;
     for (int j = 0; j < m; j++)
@@ -250,7 +265,7 @@ int txt2img_encode(txt2img *p, const txt2img_request *r, txt2img_text **out) {
     for (int i = 0; i < t->n; i++) {
         const char *neg = r->negatives ? r->negatives[t->first + i] : r->negative;
         const char *pair[2] = {neg && neg[0] ? neg : NULL, r->prompts ? r->prompts[t->first + i] : r->prompt};
-        if (text_encoder_encode(p->text, pair, 2, &to, &t->cond[i]) < 0) {
+        if (text_encoder_encode(p->text, p->text_ctx, pair, 2, &to, &t->cond[i]) < 0) {
             ts_fail_wrap("txt2img: image %d", t->first + i);
             txt2img_text_free(&t);
             return -1;
@@ -287,7 +302,7 @@ int txt2img_sample(txt2img *p, const txt2img_request *r, const txt2img_text *tex
     if (!s) goto done;
 
     int rows = r->unet_batch ? 2 * n : 2;   /* the most rows of one U-Net call */
-    d = (denoise_context){.unet = p->unet, .cond = cond, .n = n, .H = h, .W = w, .pixel_h = r->height,
+    d = (denoise_context){.unet = p->unet, .ctx = p->ctx, .cond = cond, .n = n, .H = h, .W = w, .pixel_h = r->height,
                           .pixel_w = r->width, .dim = cond[0].dim,
                           .pooled_dim = unet_text_embeds_dim(p->unet) ? cond[0].pooled_dim : 0,
                           .together = r->unet_batch && n > 1};
@@ -341,17 +356,17 @@ int txt2img_decode(txt2img *p, const txt2img_request *r, txt2img_result *out) {
     for (int i = 0; i < n && rc == 0; i++) {
         memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));
         if (p->taesd) {   /* TAESD works on the scaled latents and gives [0, 1] */
-            rc = taesd_decode(p->taesd, z, 1, h, w, image);
+            rc = taesd_decode(p->taesd, p->decode_ctx, z, 1, h, w, image);
             for (size_t k = 0; k < 3 * pixels && rc == 0; k++) image[k] = image[k] * 2.0f - 1.0f;
         } else {
             float scaling = vae_scaling_factor(p->vae);   /* divide, as diffusers does */
             for (size_t k = 0; k < (size_t)C * h * w; k++) z[k] /= scaling;
             vae_tiling tiling = {.enabled = r->vae_tiling};
-            rc = vae_decode(p->vae, z, 1, h, w, image, &tiling);
+            rc = vae_decode(p->vae, p->decode_ctx, z, 1, h, w, image, &tiling);
         }
         if (rc == 0) {
             out->rgb[i] = ts_malloc(3 * pixels);
-            vae_image_to_rgb8(image, 3, out->height, out->width, out->rgb[i]);
+            vae_image_to_rgb8(p->decode_ctx, image, 3, out->height, out->width, out->rgb[i]);
         }
     }
     free(image), free(z);
@@ -360,12 +375,42 @@ int txt2img_decode(txt2img *p, const txt2img_request *r, txt2img_result *out) {
     return 0;
 }
 
+/* Drops from this process the pages of the memory-mapped weight files of a component whose
+ * stage is over: every mapping of MODEL/<component>/... (a folder) or, for a single-file
+ * checkpoint, of the file itself (component NULL). The pages stay in the page cache; a later
+ * access maps them back. A run's peak RSS is then its largest stage's, not the sum. */
+static void release_weight_pages(const char *model, const char *component) {
+    char real[PATH_MAX], prefix[PATH_MAX + 64];
+    if (!realpath(model, real)) return;
+    size_t n = (size_t)snprintf(prefix, sizeof prefix, "%s%s%s%s", real, component ? "/" : "", component ? component : "",
+                                component ? "/" : "");
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return;
+    char line[PATH_MAX + 256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        int at = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &at) < 2 || !at) continue;
+        char *path = line + at;
+        path[strcspn(path, "\n")] = 0;
+        if (component ? !strncmp(path, prefix, n) : !strcmp(path, real)) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    fclose(f);
+}
+
+/* One request start to end: each component's weight pages leave the process once its stage
+ * is over (release_weight_pages), so a 512x512 SD 1.5 run peaks at the U-Net's weights plus
+ * its activations, not at everything at once (README, render throughput). The stage API
+ * (txt2img_encode/_sample/_decode, for pipelines that keep every stage busy) keeps them. */
 int txt2img_generate(txt2img *p, const txt2img_request *r, txt2img_result *out) {
     memset(out, 0, sizeof *out);
     txt2img_text *text = NULL;
     if (txt2img_encode(p, r, &text) < 0) return -1;
+    bool folder = model_is_folder(p->model);
+    if (folder) release_weight_pages(p->model, "text_encoder"), release_weight_pages(p->model, "text_encoder_2");
     int rc = txt2img_sample(p, r, text, out);
     txt2img_text_free(&text);
+    release_weight_pages(p->model, folder ? "unet" : NULL);
     if (rc == 0 && txt2img_decode(p, r, out) < 0) {
         txt2img_result_free(out);
         return -1;

@@ -29,6 +29,8 @@ typedef struct {
     const char *model;        /* diffusers folder or single .safetensors */
     const char *tokenizer;    /* NULL: MODEL/tokenizer/, else the built-in default path */
     const char *taesd;        /* NULL, or a TAESD decoder .safetensors: decode with it instead of the VAE */
+    const char *device;       /* NULL or "cpu" (the default), "cuda:0", ...: where it computes */
+    int threads;              /* CPU threads of the pipeline's ops; 0: all cores */
 } txt2img_options;
 
 /* Called after each denoising step; return non-zero to stop. */
@@ -87,9 +89,10 @@ void txt2img_result_free(txt2img_result *r);
 
 /* txt2img_generate in its three stages, for a caller that overlaps them (the render worker's
  * pipeline): encode the text, sample the latents (out gets latents, sizes, seconds), decode
- * them into out->rgb. The text encoder, the U-Net and the decoder are separate objects, so
- * one thread may encode a request while another samples one and a third decodes one, as long
- * as each stage runs in one thread at a time. generate = encode + sample + decode. */
+ * them into out->rgb. The text encoder, the U-Net and the decoder are separate objects, each
+ * stage with its own ts_ctx, so one thread may encode a request while another samples one and
+ * a third decodes one, as long as each stage runs in one thread at a time.
+ * generate = encode + sample + decode. */
 typedef struct txt2img_text txt2img_text;
 int txt2img_encode(txt2img *self, const txt2img_request *request, txt2img_text **out);
 int txt2img_sample(txt2img *self, const txt2img_request *request, const txt2img_text *text, txt2img_result *out);
