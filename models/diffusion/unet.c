@@ -19,9 +19,12 @@
  */
 #include "models/diffusion/unet.h"
 
+#include "kernels/comm.h"
 #include "kernels/ops.h"
 #include "models/formats/model_files.h"
+#include "models/formats/weight_binder.h"
 #include "models/diffusion/unet_internal.h"
+#include "models/diffusion/unet_parallel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +40,8 @@ typedef enum { BLK_CONV_IN, BLK_RESNET, BLK_TRANSFORMER, BLK_DOWNSAMPLE, BLK_UPS
 typedef struct {                      /* one BasicTransformerBlock */
     wb norm1, q1, k1, v1, out1;       /* self-attention */
     wb norm2, q2, k2, v2, out2;       /* cross-attention: k, v read the text context */
-    wb norm3, ff_in, ff_out;          /* GEGLU feed-forward */
+    wb norm3, ff_in, ff_gate, ff_out; /* GEGLU feed-forward: ff.net.0.proj's value and gate
+                                         chunks (ff_in.b: both biases, F32), ff.net.2 */
 } transformer_layer;
 
 typedef struct {
@@ -62,10 +66,17 @@ struct unet {
     wb time_1, time_2, add_1, add_2;  /* time embedding and SDXL's added embedding */
     block *blocks;
     int block_count, max_skips;
-    safetensors *file;                /* weights map into it; NULL for random weights */
-    void **owned;                     /* random weights */
+    weight_binder *weights;           /* the weights' source and owner (views into a file) */
+    void **owned;                     /* memory of our own (GEGLU biases as F32) */
     int owned_count;
+    unet_split split;                 /* how this rank shares the work (unet.h) */
+    int tp, tp_rank;                  /* tensor parallelism: ranks and this one's index (1, 0: none) */
+    comm *comm;                       /* the forward in progress's group (ctx's), when split */
+    int comm_rc;                      /* -1 once a collective of this forward failed */
+    float *gather;                    /* batch split: this rank's output rows */
+    size_t gather_floats;
     size_t weight_bytes;
+    size_t split_bytes;               /* of them, the split layers' shards (1/tp of those layers) */
     int64_t param_count;
     ts_ctx *ctx;                      /* where the forward in progress runs (unet_forward's) */
     arena *arena;
@@ -175,13 +186,17 @@ static void build_table(unet *u) {
 
 /* ---- weights ------------------------------------------------------------ */
 
+/* Binding the table: every weight comes from one weight_binder (a file, random values or
+ * shapes only). Under tensor parallelism (u->tp > 1) a split layer asks for this rank's shard
+ * (unet_parallel.h has the plan): q/k/v, ff_in, conv1, time_emb_proj and norm2 by rows (output
+ * features: views into the file), the out-projections, ff_out and conv2 by columns (input
+ * features: copies); a row-parallel layer's bias and the ResNet shortcut live on rank 0 only,
+ * which adds them once before the all-reduce. */
 typedef struct {
     unet *u;
+    weight_binder *w;
     int layout;
     const char *prefix;               /* prepended to every name ("model.diffusion_model.") */
-    dtype random_type;                /* for random weights (u->file NULL) */
-    uint64_t rng;
-    bool count_only;                  /* shapes only, no memory (unet_config_param_count) */
 } loader;
 
 /* ResNet sub-layer names differ between the layouts; everything else inside a block is the same. */
@@ -194,90 +209,80 @@ static const char *resnet_part(const char *part, int layout) {
     return part;
 }
 
-static uint64_t next_random(uint64_t *s) {
-    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-    return *s;
+/* How a layer is split: whole, column-parallel (rows: output features), row-parallel
+ * (columns: input features; bias on rank 0), or only on rank 0 (the ResNet shortcut). */
+typedef enum { SPLIT_NONE, SPLIT_OUT, SPLIT_IN, SPLIT_RANK0 } split_kind;
+
+static shard_spec shard_of(const unet *u, split_kind k) {
+    if (u->tp == 1 || k == SPLIT_NONE || k == SPLIT_RANK0) return SHARD_NONE_SPEC;
+    return (shard_spec){k == SPLIT_OUT ? SHARD_ROWS : SHARD_COLS, u->tp_rank, u->tp};
 }
 
-/* Random values of the layer's scale (uniform, variance 1/fan_in; norms 1, biases small).
- * A 64K-value block is drawn and repeated: these weights only serve timings. */
-static int random_tensor(loader *L, tensor *t, int ndim, const int64_t *shape, int kind) {
+/* NAME.weight (and NAME.bias) with the full shape checked, as this rank's part. */
+static int bind(loader *L, wb *dst, const char *name, split_kind split, bool bias, int ndim, int64_t d0, int64_t d1,
+                int64_t d2, int64_t d3) {
     unet *u = L->u;
-    if (L->count_only) {
-        *t = tensor_view(NULL, L->random_type, ndim, shape);
-        return 0;
-    }
-    *t = tensor_new(L->random_type, ndim, shape);
-    t->owns_data = false;   /* freed through u->owned */
-    u->owned = ts_realloc(u->owned, (size_t)(u->owned_count + 1) * sizeof *u->owned);
-    u->owned[u->owned_count++] = t->data;
-    int64_t n = tensor_numel(t), fan_in = ndim > 1 ? n / shape[0] : 1;
-    float block[4096];
-    float scale = kind == 0 ? sqrtf(3.0f / (float)fan_in) : 0.02f, base = kind == 1 ? 1.0f : 0.0f;
-    for (int i = 0; i < 4096; i++)
-        block[i] = base + scale * (2.0f * (float)(next_random(&L->rng) >> 40) / (float)(1 << 24) - 1.0f);
-    size_t es = dtype_size(t->type);
-    char *dst = t->data;
-    for (int64_t i = 0; i < n; i += 4096) {
-        int64_t m = n - i < 4096 ? n - i : 4096;
-        convert_from_f32(dst + (size_t)i * es, t->type, block, (size_t)m);
-    }
-    return 0;
-}
-
-/* Finds NAME.weight (and NAME.bias) with the expected shape. */
-static int bind(loader *L, wb *dst, const char *name, bool bias, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    unet *u = L->u;
+    memset(dst, 0, sizeof *dst);
+    if (split == SPLIT_RANK0 && u->tp_rank != 0) return 0;
     int64_t shape[4] = {d0, d1, d2, d3};
     char full[320];
     snprintf(full, sizeof full, "%s%s.weight", L->prefix, name);
-    bool is_norm = ndim == 1;
-    if (u->file) {
-        if (safetensors_get_shaped(u->file, full, &dst->w, ndim, shape)) return -1;
-    } else if (random_tensor(L, &dst->w, ndim, shape, is_norm ? 1 : 0)) return -1;
-    if (dst->w.type != DT_F32 && dst->w.type != DT_F16 && dst->w.type != DT_BF16)
-        return ts_fail("%s: tensor '%s' is %s; U-Net weights must be F32, F16 or BF16",
-                       safetensors_path(u->file), full, dtype_name(dst->w.type));
-    u->weight_bytes += tensor_nbytes(&dst->w);
-    u->param_count += tensor_numel(&dst->w);
-    if (!bias) return 0;
+    if (weight_binder_get(L->w, &dst->w, shard_of(u, split), ndim, shape, full)) return -1;
+    if (split == SPLIT_OUT || split == SPLIT_IN) u->split_bytes += tensor_nbytes(&dst->w);
+    if (!bias || (split == SPLIT_IN && u->tp_rank != 0)) return 0;
     snprintf(full, sizeof full, "%s%s.bias", L->prefix, name);
-    if (u->file) {
-        if (safetensors_get_shaped(u->file, full, &dst->b, 1, shape)) return -1;
-    } else if (random_tensor(L, &dst->b, 1, shape, 2)) return -1;
-    if (dst->b.type != DT_F32 && dst->b.type != DT_F16 && dst->b.type != DT_BF16)
-        return ts_fail("%s: tensor '%s' is %s; U-Net weights must be F32, F16 or BF16",
-                       safetensors_path(u->file), full, dtype_name(dst->b.type));
-    u->weight_bytes += tensor_nbytes(&dst->b);
-    u->param_count += tensor_numel(&dst->b);
+    if (weight_binder_get(L->w, &dst->b, split == SPLIT_OUT ? shard_of(u, split) : SHARD_NONE_SPEC, 1, shape, full))
+        return -1;
+    if (split == SPLIT_OUT) u->split_bytes += tensor_nbytes(&dst->b);
     return 0;
 }
 
-static int bind_part(loader *L, const block *b, wb *dst, const char *part, bool bias, int ndim,
+static int bind_part(loader *L, const block *b, wb *dst, const char *part, split_kind split, bool bias, int ndim,
                      int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     char name[192];
     const char *p = b->kind == BLK_RESNET ? resnet_part(part, L->layout) : part;
     snprintf(name, sizeof name, "%s%s%s", b->name[L->layout], *p ? "." : "", p);
-    return bind(L, dst, name, bias, ndim, d0, d1, d2, d3);
-}
-
-/* 1x1 conv weights [C, C, 1, 1] are used as [C, C] matrices. */
-static void as_matrix(wb *x) {
-    x->w.ndim = 2;
-    x->w.stride[0] = x->w.shape[1];
-    x->w.stride[1] = 1;
+    return bind(L, dst, name, split, bias, ndim, d0, d1, d2, d3);
 }
 
 static int bind_attention(loader *L, const block *b, const char *attn, wb *q, wb *k, wb *v, wb *o, int C, int kv_dim) {
     char p[64];
     snprintf(p, sizeof p, "%s.to_q", attn);
-    if (bind_part(L, b, q, p, false, 2, C, C, 0, 0)) return -1;
+    if (bind_part(L, b, q, p, SPLIT_OUT, false, 2, C, C, 0, 0)) return -1;
     snprintf(p, sizeof p, "%s.to_k", attn);
-    if (bind_part(L, b, k, p, false, 2, C, kv_dim, 0, 0)) return -1;
+    if (bind_part(L, b, k, p, SPLIT_OUT, false, 2, C, kv_dim, 0, 0)) return -1;
     snprintf(p, sizeof p, "%s.to_v", attn);
-    if (bind_part(L, b, v, p, false, 2, C, kv_dim, 0, 0)) return -1;
+    if (bind_part(L, b, v, p, SPLIT_OUT, false, 2, C, kv_dim, 0, 0)) return -1;
     snprintf(p, sizeof p, "%s.to_out.0", attn);
-    return bind_part(L, b, o, p, true, 2, C, C, 0, 0);
+    return bind_part(L, b, o, p, SPLIT_IN, true, 2, C, C, 0, 0);
+}
+
+/* GEGLU's ff.net.0.proj [2 * inner, C] is two chunks, value then gate: this rank takes part
+ * `rank` of each (parts rank and tp + rank of 2 tp row parts: views, no copy) and the two
+ * bias parts as one F32 [2 * inner / tp] (the product fills value | gate columns of a row). */
+static int bind_geglu(loader *L, const block *b, transformer_layer *t, const char *layer, int C) {
+    unet *u = L->u;
+    int inner = 4 * C, part = inner / u->tp;
+    char name[256];
+    snprintf(name, sizeof name, "%s%s.%s.ff.net.0.proj.weight", L->prefix, b->name[L->layout], layer);
+    int64_t wshape[2] = {2 * (int64_t)inner, C}, bshape[1] = {2 * (int64_t)inner};
+    shard_spec value = {SHARD_ROWS, u->tp_rank, 2 * u->tp}, gate = {SHARD_ROWS, u->tp + u->tp_rank, 2 * u->tp};
+    if (weight_binder_get(L->w, &t->ff_in.w, value, 2, wshape, name) ||
+        weight_binder_get(L->w, &t->ff_gate.w, gate, 2, wshape, name))
+        return -1;
+    snprintf(name, sizeof name, "%s%s.%s.ff.net.0.proj.bias", L->prefix, b->name[L->layout], layer);
+    tensor bv, bg;
+    if (weight_binder_get(L->w, &bv, value, 1, bshape, name) || weight_binder_get(L->w, &bg, gate, 1, bshape, name))
+        return -1;
+    u->split_bytes += tensor_nbytes(&t->ff_in.w) + tensor_nbytes(&t->ff_gate.w) + tensor_nbytes(&bv) + tensor_nbytes(&bg);
+    if (!bv.data) return 0;   /* counting shapes only */
+    float *bias = ts_malloc((size_t)2 * part * sizeof(float));
+    convert_to_f32(bias, bv.data, bv.type, (size_t)part);
+    convert_to_f32(bias + part, bg.data, bg.type, (size_t)part);
+    u->owned = ts_realloc(u->owned, (size_t)(u->owned_count + 1) * sizeof *u->owned);
+    u->owned[u->owned_count++] = bias;
+    t->ff_in.b = tensor_f32(bias, 2 * part, 0, 0, 0);
+    return 0;
 }
 
 static int bind_block(loader *L, block *b) {
@@ -285,52 +290,47 @@ static int bind_block(loader *L, block *b) {
     int in = b->in_ch, out = b->out_ch;
     switch (b->kind) {
     case BLK_CONV_IN:
-        return bind_part(L, b, &b->conv1, "", true, 4, out, in, c->conv_in_kernel, c->conv_in_kernel);
+        return bind_part(L, b, &b->conv1, "", SPLIT_NONE, true, 4, out, in, c->conv_in_kernel, c->conv_in_kernel);
     case BLK_DOWNSAMPLE:
     case BLK_UPSAMPLE:
-        return bind_part(L, b, &b->conv1, "", true, 4, out, in, 3, 3);
+        return bind_part(L, b, &b->conv1, "", SPLIT_NONE, true, 4, out, in, 3, 3);
     case BLK_OUT: {
         char cn[64];
-        if (bind_part(L, b, &b->norm1, "", true, 1, in, 0, 0, 0)) return -1;
+        if (bind_part(L, b, &b->norm1, "", SPLIT_NONE, true, 1, in, 0, 0, 0)) return -1;
         snprintf(cn, sizeof cn, "%s", L->layout == LAYOUT_DIFFUSERS ? "conv_out" : "out.2");
-        return bind(L, &b->conv1, cn, true, 4, out, in, c->conv_out_kernel, c->conv_out_kernel);
+        return bind(L, &b->conv1, cn, SPLIT_NONE, true, 4, out, in, c->conv_out_kernel, c->conv_out_kernel);
     }
     case BLK_RESNET:
-        if (bind_part(L, b, &b->norm1, "norm1", true, 1, in, 0, 0, 0) ||
-            bind_part(L, b, &b->conv1, "conv1", true, 4, out, in, 3, 3) ||
-            bind_part(L, b, &b->time_proj, "time_emb_proj", true, 2, out, L->u->time_dim, 0, 0) ||
-            bind_part(L, b, &b->norm2, "norm2", true, 1, out, 0, 0, 0) ||
-            bind_part(L, b, &b->conv2, "conv2", true, 4, out, out, 3, 3))
+        if (bind_part(L, b, &b->norm1, "norm1", SPLIT_NONE, true, 1, in, 0, 0, 0) ||
+            bind_part(L, b, &b->conv1, "conv1", SPLIT_OUT, true, 4, out, in, 3, 3) ||
+            bind_part(L, b, &b->time_proj, "time_emb_proj", SPLIT_OUT, true, 2, out, L->u->time_dim, 0, 0) ||
+            bind_part(L, b, &b->norm2, "norm2", SPLIT_OUT, true, 1, out, 0, 0, 0) ||
+            bind_part(L, b, &b->conv2, "conv2", SPLIT_IN, true, 4, out, out, 3, 3))
             return -1;
-        if (in != out) {
-            if (bind_part(L, b, &b->shortcut, "conv_shortcut", true, 4, out, in, 1, 1)) return -1;
-            as_matrix(&b->shortcut);
-        }
+        /* the 1x1 shortcut, used as a [out, in] matrix */
+        if (in != out && bind_part(L, b, &b->shortcut, "conv_shortcut", SPLIT_RANK0, true, 2, out, in, 0, 0)) return -1;
         return 0;
     case BLK_TRANSFORMER: {
         int C = in, inner = 4 * C;
-        int pndim = c->use_linear_projection ? 2 : 4;
-        if (bind_part(L, b, &b->norm1, "norm", true, 1, C, 0, 0, 0) ||
-            bind_part(L, b, &b->conv1, "proj_in", true, pndim, C, C, 1, 1) ||
-            bind_part(L, b, &b->conv2, "proj_out", true, pndim, C, C, 1, 1))
+        if (bind_part(L, b, &b->norm1, "norm", SPLIT_NONE, true, 1, C, 0, 0, 0) ||
+            bind_part(L, b, &b->conv1, "proj_in", SPLIT_NONE, true, 2, C, C, 0, 0) ||
+            bind_part(L, b, &b->conv2, "proj_out", SPLIT_NONE, true, 2, C, C, 0, 0))
             return -1;
-        as_matrix(&b->conv1);
-        as_matrix(&b->conv2);
         b->layers = ts_calloc((size_t)b->depth, sizeof *b->layers);
         for (int d = 0; d < b->depth; d++) {
             transformer_layer *t = &b->layers[d];
             char p[64], q[64];
             snprintf(p, sizeof p, "transformer_blocks.%d", d);
-#define PART(field, suffix, bias, nd, a0, a1)                        \
-    (snprintf(q, sizeof q, "%s.%s", p, suffix), bind_part(L, b, &t->field, q, bias, nd, a0, a1, 0, 0))
+#define PART(field, suffix, split, bias, nd, a0, a1)                 \
+    (snprintf(q, sizeof q, "%s.%s", p, suffix), bind_part(L, b, &t->field, q, split, bias, nd, a0, a1, 0, 0))
             char a1[64], a2[64];
             snprintf(a1, sizeof a1, "%s.attn1", p);
             snprintf(a2, sizeof a2, "%s.attn2", p);
-            if (PART(norm1, "norm1", true, 1, C, 0) || PART(norm2, "norm2", true, 1, C, 0) ||
-                PART(norm3, "norm3", true, 1, C, 0) ||
+            if (PART(norm1, "norm1", SPLIT_NONE, true, 1, C, 0) || PART(norm2, "norm2", SPLIT_NONE, true, 1, C, 0) ||
+                PART(norm3, "norm3", SPLIT_NONE, true, 1, C, 0) ||
                 bind_attention(L, b, a1, &t->q1, &t->k1, &t->v1, &t->out1, C, C) ||
                 bind_attention(L, b, a2, &t->q2, &t->k2, &t->v2, &t->out2, C, c->cross_attention_dim) ||
-                PART(ff_in, "ff.net.0.proj", true, 2, 2 * inner, C) || PART(ff_out, "ff.net.2", true, 2, C, inner))
+                bind_geglu(L, b, t, p, C) || PART(ff_out, "ff.net.2", SPLIT_IN, true, 2, C, inner))
                 return -1;
 #undef PART
         }
@@ -345,48 +345,74 @@ static int bind_all(loader *L) {
     const unet_config *c = &u->cfg;
     bool d = L->layout == LAYOUT_DIFFUSERS;
     int c0 = c->block_out_channels[0];
-    if (bind(L, &u->time_1, d ? "time_embedding.linear_1" : "time_embed.0", true, 2, u->time_dim, c0, 0, 0) ||
-        bind(L, &u->time_2, d ? "time_embedding.linear_2" : "time_embed.2", true, 2, u->time_dim, u->time_dim, 0, 0))
+    if (bind(L, &u->time_1, d ? "time_embedding.linear_1" : "time_embed.0", SPLIT_NONE, true, 2, u->time_dim, c0, 0, 0) ||
+        bind(L, &u->time_2, d ? "time_embedding.linear_2" : "time_embed.2", SPLIT_NONE, true, 2, u->time_dim, u->time_dim, 0, 0))
         return -1;
     if (c->text_time &&
-        (bind(L, &u->add_1, d ? "add_embedding.linear_1" : "label_emb.0.0", true, 2, u->time_dim,
+        (bind(L, &u->add_1, d ? "add_embedding.linear_1" : "label_emb.0.0", SPLIT_NONE, true, 2, u->time_dim,
               c->projection_class_embeddings_input_dim, 0, 0) ||
-         bind(L, &u->add_2, d ? "add_embedding.linear_2" : "label_emb.0.2", true, 2, u->time_dim, u->time_dim, 0, 0)))
+         bind(L, &u->add_2, d ? "add_embedding.linear_2" : "label_emb.0.2", SPLIT_NONE, true, 2, u->time_dim, u->time_dim, 0, 0)))
         return -1;
     for (int i = 0; i < u->block_count; i++)
         if (bind_block(L, &u->blocks[i])) return -1;
+    u->weight_bytes = weight_binder_bytes(L->w);
+    u->param_count = weight_binder_params(L->w);
     return 0;
 }
 
-static unet *unet_create(const unet_config *cfg) {
+/* A U-Net with its table and no weights; split checked against the config (refused by name). */
+static unet *unet_create(const unet_config *cfg, unet_split split) {
     if (unet_config_check(cfg, "U-Net config")) return NULL;
+    if (split.ranks < 1 || split.rank < 0 || split.rank >= split.ranks) {
+        ts_fail("U-Net split: rank %d of %d", split.rank, split.ranks);
+        return NULL;
+    }
+    if (split.mode == UNET_PARALLEL_NONE && split.ranks > 1) {
+        ts_fail("U-Net split: %d ranks but no parallel mode", split.ranks);
+        return NULL;
+    }
+    if (split.mode == UNET_PARALLEL_TP && unet_tp_check(cfg, split.ranks)) return NULL;
     unet *u = ts_calloc(1, sizeof *u);
     u->cfg = *cfg;
+    u->split = split;
+    u->tp = split.mode == UNET_PARALLEL_TP ? split.ranks : 1;
+    u->tp_rank = split.mode == UNET_PARALLEL_TP ? split.rank : 0;
     u->time_dim = 4 * cfg->block_out_channels[0];
     build_table(u);
     return u;
 }
 
-static unet *finish(unet *u, loader *L) {
-    if (bind_all(L)) {
+/* Binds u's weights from w (which u then owns); NULL, u destroyed, on failure. */
+static unet *finish(unet *u, weight_binder *w, int layout, const char *prefix) {
+    u->weights = w;
+    loader L = {.u = u, .w = w, .layout = layout, .prefix = prefix};
+    if (bind_all(&L)) {
         unet_destroy(&u);
         return NULL;
     }
     return u;
 }
 
-unet *unet_new_random(const unet_config *config, dtype wtype, uint64_t seed) {
-    unet *u = unet_create(config);
+unet *unet_new_random_split(const unet_config *config, dtype wtype, uint64_t seed, unet_split split) {
+    unet *u = unet_create(config, split);
     if (!u) return NULL;
-    loader L = {.u = u, .layout = LAYOUT_DIFFUSERS, .prefix = "", .random_type = wtype, .rng = seed * 2654435761u + 1};
-    return finish(u, &L);
+    weight_binder *w = weight_binder_random(wtype, seed * 2654435761u + 1);
+    if (!w) {
+        unet_destroy(&u);
+        return NULL;
+    }
+    return finish(u, w, LAYOUT_DIFFUSERS, "");
+}
+
+unet *unet_new_random(const unet_config *config, dtype wtype, uint64_t seed) {
+    return unet_new_random_split(config, wtype, seed, UNET_SPLIT_NONE);
 }
 
 int64_t unet_config_param_count(const unet_config *config) {
-    unet *u = unet_create(config);
+    unet *u = unet_create(config, UNET_SPLIT_NONE);
     if (!u) return -1;
-    loader L = {.u = u, .layout = LAYOUT_DIFFUSERS, .prefix = "", .random_type = DT_F32, .count_only = true};
-    int64_t n = bind_all(&L) ? -1 : u->param_count;
+    u = finish(u, weight_binder_counting(), LAYOUT_DIFFUSERS, "");
+    int64_t n = u ? u->param_count : -1;
     unet_destroy(&u);
     return n;
 }
@@ -399,9 +425,9 @@ static char *dir_of(const char *path) {
     return d;
 }
 
-unet *unet_load_files(const char *weights_path, const char *config_json_path) {
-    safetensors *st = safetensors_open(weights_path);
-    if (!st) return NULL;
+unet *unet_load_files_split(const char *weights_path, const char *config_json_path, unet_split split) {
+    weight_binder *w = weight_binder_open(weights_path);
+    if (!w) return NULL;
     /* Which names does the file use? */
     static const struct { const char *probe, *prefix; int layout; } layouts[] = {
         {"conv_in.weight", "", LAYOUT_DIFFUSERS},
@@ -410,11 +436,11 @@ unet *unet_load_files(const char *weights_path, const char *config_json_path) {
     };
     int which = -1;
     for (int i = 0; i < 3 && which < 0; i++)
-        if (safetensors_has(st, layouts[i].probe)) which = i;
+        if (weight_binder_has(w, layouts[i].probe)) which = i;
     if (which < 0) {
         ts_fail("%s: no U-Net in this file (looked for conv_in.weight and model.diffusion_model.input_blocks.0.0.weight)",
                 weights_path);
-        safetensors_close(&st);
+        weight_binder_destroy(&w);
         return NULL;
     }
     unet_config cfg;
@@ -432,31 +458,38 @@ unet *unet_load_files(const char *weights_path, const char *config_json_path) {
         rc = json ? unet_config_parse_json(json, config_json_path, &cfg) : -1;
         free(json);
     } else {
-        rc = unet_config_infer(st, layouts[which].prefix, &cfg);
-    }
-    unet *u = rc ? NULL : unet_create(&cfg);
-    if (!u) {
+        /* the shapes of a single file (read through its own small mapping) */
+        safetensors *st = safetensors_open(weights_path);
+        rc = st ? unet_config_infer(st, layouts[which].prefix, &cfg) : -1;
         safetensors_close(&st);
+    }
+    unet *u = rc ? NULL : unet_create(&cfg, split);
+    if (!u) {
+        weight_binder_destroy(&w);
         ts_fail_wrap("loading the U-Net from %s", weights_path);
         return NULL;
     }
-    u->file = st;
-    loader L = {.u = u, .layout = layouts[which].layout, .prefix = layouts[which].prefix};
-    u = finish(u, &L);
+    u = finish(u, w, layouts[which].layout, layouts[which].prefix);
     if (!u) ts_fail_wrap("loading the U-Net");
     return u;
 }
 
-unet *unet_load(const char *model) {
+unet *unet_load_files(const char *weights_path, const char *config_json_path) {
+    return unet_load_files_split(weights_path, config_json_path, UNET_SPLIT_NONE);
+}
+
+unet *unet_load_split(const char *model, unet_split split) {
     char weights[4096], config[4096];
-    if (!model_is_folder(model)) return unet_load_files(model, NULL);
+    if (!model_is_folder(model)) return unet_load_files_split(model, NULL, split);
     if (model_component_weights(model, "unet", weights, sizeof weights)) return NULL;
     if (model_component_file(model, "unet", "config.json", config, sizeof config)) {
         ts_fail("%s: no unet/config.json", model);
         return NULL;
     }
-    return unet_load_files(weights, config);
+    return unet_load_files_split(weights, config, split);
 }
+
+unet *unet_load(const char *model) { return unet_load_split(model, UNET_SPLIT_NONE); }
 
 void unet_destroy(unet **self) {
     if (!self || !*self) return;
@@ -465,12 +498,12 @@ void unet_destroy(unet **self) {
     free(u->blocks);
     for (int i = 0; i < u->owned_count; i++) free(u->owned[i]);
     free(u->owned);
-    safetensors_close(&u->file);
+    weight_binder_destroy(&u->weights);
     arena_destroy(&u->arena);
+    free(u->gather);
     free(u);
     *self = NULL;
 }
-
 const unet_config *unet_get_config(const unet *self) { return &self->cfg; }
 int unet_in_channels(const unet *self) { return self->cfg.in_channels; }
 int unet_out_channels(const unet *self) { return self->cfg.out_channels; }
@@ -480,11 +513,15 @@ int unet_text_embeds_dim(const unet *self) {
     return self->cfg.text_time ? self->cfg.projection_class_embeddings_input_dim - 6 * self->cfg.addition_time_embed_dim : 0;
 }
 size_t unet_weight_bytes(const unet *self) { return self->weight_bytes; }
+int64_t unet_param_count(const unet *self) { return self->param_count; }
+size_t unet_split_weight_bytes(const unet *self) { return self->split_bytes; }
+unet_split unet_get_split(const unet *self) { return self->split; }
 
 /* ---- profiling ---------------------------------------------------------- */
 
 const char *unet_op_name(unet_op op) {
-    static const char *names[UNET_OP_COUNT] = {"conv 3x3", "conv 1x1 / linear", "attention", "norms", "widen weights", "other"};
+    static const char *names[UNET_OP_COUNT] = {"conv 3x3", "conv 1x1 / linear", "attention", "norms", "widen weights", "other",
+                                               "all-reduce / gather"};
     return (unsigned)op < UNET_OP_COUNT ? names[op] : "?";
 }
 
@@ -532,6 +569,37 @@ static void dense(unet *u, float *y, const float *x, int64_t rows, const wb *l, 
     if (l->b.data) TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(u->ctx, y, rows, out, &l->b));
 }
 
+/* y[rows, ldc] columns [0, out) = x[rows, in] W^T, with W [out, in], no bias (one chunk of a
+ * product whose row holds several). */
+static void dense_cols(unet *u, float *y, int ldc, const float *x, int64_t rows, const tensor *w) {
+    int in = (int)w->shape[1];
+    product(u, w, (weight_gemm_params){.weight_left = false, .other = (int)rows, .K = in, .X = x, .ldx = in, .C = y,
+                                       .ldc = ldc, .count = 1, .beta = 0.0f},
+            UNET_OP_LINEAR);
+}
+
+/* x[n] = the sum of every tensor-parallel rank's x[n] (a row-parallel layer's output). A
+ * failure is kept in u->comm_rc and ends the forward after the block. */
+static void all_reduce(unet *u, float *x, int64_t n) {
+    if (u->tp == 1 || u->comm_rc) return;
+    double t0 = u->profiling ? ts_now() : 0;
+    if (comm_all_reduce_sum(u->comm, x, x, (size_t)n, DT_F32)) u->comm_rc = -1;
+    if (u->profiling) {
+        u->prof.seconds[UNET_OP_COMM] += ts_now() - t0;
+        u->prof.comm_bytes += (double)n * sizeof(float);
+        u->prof.comm_calls++;
+    }
+}
+
+/* y[rows, out] += x[rows, in_part] W_part^T + b: a row-parallel layer (the attention
+ * out-projections, ff_out) whose partial products are summed over the ranks. Rank 0 adds its
+ * part and the bias to y; the others write their part alone; the all-reduce then gives every
+ * rank y + bias + the sum of the parts. */
+static void dense_row_parallel(unet *u, float *y, const float *x, int64_t rows, const wb *l) {
+    dense(u, y, x, rows, l, u->tp_rank == 0);
+    all_reduce(u, y, rows * l->w.shape[0]);
+}
+
 /* out[B, OC, OH, OW] = conv(x) + bias: the conv2d op, which picks oneDNN at the outer levels
  * and blocked weight products at the deep ones (kernels/cpu/conv.c). */
 static void conv(unet *u, float *out, const float *x, int B, int C, int H, int W, const wb *l, int stride, int pad) {
@@ -540,12 +608,13 @@ static void conv(unet *u, float *out, const float *x, int B, int C, int H, int W
     unet_op op = KH == 1 && KW == 1 ? UNET_OP_LINEAR : UNET_OP_CONV3X3;
     conv2d_params p = {.stride_h = stride, .stride_w = stride, .pad_h = pad, .pad_w = pad, .groups = 1};
     int rc = 0;
-    TIMED(u, op, 2.0 * OC * (double)C * KH * KW * B * OH * OW, rc = conv2d(u->ctx, out, x, B, C, H, W, &l->w, &l->b, p));
+    TIMED(u, op, 2.0 * OC * (double)C * KH * KW * B * OH * OW, rc = conv2d(u->ctx, out, x, B, C, H, W, &l->w, l->b.data ? &l->b : NULL, p));
     if (rc) log_error("U-Net conv: %s", ts_last_error());   /* shapes were checked at load: a bug */
 }
 
-static void group_norm_silu(unet *u, float *out, const float *x, int B, int C, int64_t HW, const wb *n, float eps, bool act) {
-    TIMED(u, UNET_OP_NORM, 0, group_norm(u->ctx, out, x, B, C, HW, u->cfg.norm_num_groups, &n->w, &n->b, eps));
+static void group_norm_silu(unet *u, float *out, const float *x, int B, int C, int64_t HW, const wb *n, int groups, float eps,
+                            bool act) {
+    TIMED(u, UNET_OP_NORM, 0, group_norm(u->ctx, out, x, B, C, HW, groups, &n->w, &n->b, eps));
     if (act) TIMED(u, UNET_OP_OTHER, 0, silu(u->ctx, out, out, (int64_t)B * C * HW));
 }
 
@@ -554,18 +623,21 @@ static void resnet_forward(unet *u, const block *b, float *out, const float *x, 
     arena *a = u->arena;
     size_t mark = arena_mark(a);
     int64_t HW = (int64_t)H * W;
-    int Cin = b->in_ch, C = b->out_ch;
+    int Cin = b->in_ch, C = b->out_ch, Cp = C / u->tp;   /* Cp: this rank's conv1 channels */
     float *t = arena_floats(a, (size_t)B * Cin * HW);
-    group_norm_silu(u, t, x, B, Cin, HW, &b->norm1, u->cfg.norm_eps, true);
-    float *h = arena_floats(a, (size_t)B * C * HW);
+    group_norm_silu(u, t, x, B, Cin, HW, &b->norm1, u->cfg.norm_num_groups, u->cfg.norm_eps, true);
+    float *h = arena_floats(a, (size_t)B * Cp * HW);
     conv(u, h, t, B, Cin, H, W, &b->conv1, 1, 1);
-    float *e = arena_floats(a, (size_t)B * C);
+    float *e = arena_floats(a, (size_t)B * Cp);
     dense(u, e, semb, B, &b->time_proj, false);
-    tensor e_per_image = tensor_f32(e, B, C, 0, 0);
-    TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(u->ctx, h, B, C, HW, &e_per_image));
-    group_norm_silu(u, h, h, B, C, HW, &b->norm2, u->cfg.norm_eps, true);
-    conv(u, out, h, B, C, H, W, &b->conv2, 1, 1);
-    if (b->shortcut.w.data) {
+    tensor e_per_image = tensor_f32(e, B, Cp, 0, 0);
+    TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(u->ctx, h, B, Cp, HW, &e_per_image));
+    /* norm2's groups are whole on each rank: its channels are groups / tp whole groups */
+    group_norm_silu(u, h, h, B, Cp, HW, &b->norm2, u->cfg.norm_num_groups / u->tp, u->cfg.norm_eps, true);
+    conv(u, out, h, B, Cp, H, W, &b->conv2, 1, 1);   /* split by input channels: a partial sum, bias on rank 0 */
+    if (u->tp_rank != 0) {
+        /* the shortcut or residual is rank 0's to add, once */
+    } else if (b->shortcut.w.data) {
         /* out[b] += W [C, Cin] x[b] [Cin, HW] + bias: the 1x1 shortcut as GEMMs straight from NCHW */
         product(u, &b->shortcut.w,
                 (weight_gemm_params){.weight_left = true, .other = (int)HW, .K = Cin, .X = x, .ldx = (int)HW,
@@ -576,6 +648,7 @@ static void resnet_forward(unet *u, const block *b, float *out, const float *x, 
     } else {
         TIMED(u, UNET_OP_OTHER, 0, add_inplace(u->ctx, out, x, (int64_t)B * C * HW));
     }
+    all_reduce(u, out, (int64_t)B * C * HW);
     arena_reset(a, mark);
 }
 
@@ -598,10 +671,10 @@ static void transformer_forward(unet *u, const block *b, float *out, const float
                                 const float *ctx, int T) {
     arena *a = u->arena;
     size_t mark = arena_mark(a);
-    int C = b->in_ch, inner = 4 * C;
+    int C = b->in_ch, Cp = C / u->tp, heads = b->heads / u->tp, inner = 4 * C / u->tp;   /* this rank's part */
     int64_t HW = (int64_t)H * W, rows = (int64_t)B * HW;
     float *g = arena_floats(a, (size_t)B * C * HW);
-    group_norm_silu(u, g, x, B, C, HW, &b->norm1, 1e-6f, false);
+    group_norm_silu(u, g, x, B, C, HW, &b->norm1, u->cfg.norm_num_groups, 1e-6f, false);
     /* proj_in: hs[b] [HW, C] = g[b]^T W^T, reading NCHW directly */
     float *hs = arena_floats(a, (size_t)rows * C);
     product(u, &b->conv1.w,
@@ -610,10 +683,10 @@ static void transformer_forward(unet *u, const block *b, float *out, const float
             UNET_OP_LINEAR);
     TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(u->ctx, hs, rows, C, &b->conv1.b));
 
-    float *nrm = arena_floats(a, (size_t)rows * C), *q = arena_floats(a, (size_t)rows * C);
+    float *nrm = arena_floats(a, (size_t)rows * C), *q = arena_floats(a, (size_t)rows * Cp);
     int64_t kv_rows = rows > (int64_t)B * T ? rows : (int64_t)B * T;   /* self- or cross-attention keys */
-    float *k = arena_floats(a, (size_t)kv_rows * C), *v = arena_floats(a, (size_t)kv_rows * C);
-    float *att = arena_floats(a, (size_t)rows * C);
+    float *k = arena_floats(a, (size_t)kv_rows * Cp), *v = arena_floats(a, (size_t)kv_rows * Cp);
+    float *att = arena_floats(a, (size_t)rows * Cp);
     float *ff = arena_floats(a, (size_t)rows * 2 * inner), *gated = arena_floats(a, (size_t)rows * inner);
     for (int d = 0; d < b->depth; d++) {
         const transformer_layer *t = &b->layers[d];
@@ -621,20 +694,23 @@ static void transformer_forward(unet *u, const block *b, float *out, const float
         dense(u, q, nrm, rows, &t->q1, false);
         dense(u, k, nrm, rows, &t->k1, false);
         dense(u, v, nrm, rows, &t->v1, false);
-        attend(u, att, q, k, v, B, b->heads, C, HW, HW);
-        dense(u, hs, att, rows, &t->out1, true);
+        attend(u, att, q, k, v, B, heads, Cp, HW, HW);
+        dense_row_parallel(u, hs, att, rows, &t->out1);
 
         layer_norm_rows(u, nrm, hs, rows, C, &t->norm2);
         dense(u, q, nrm, rows, &t->q2, false);
         dense(u, k, ctx, (int64_t)B * T, &t->k2, false);
         dense(u, v, ctx, (int64_t)B * T, &t->v2, false);
-        attend(u, att, q, k, v, B, b->heads, C, HW, T);
-        dense(u, hs, att, rows, &t->out2, true);
+        attend(u, att, q, k, v, B, heads, Cp, HW, T);
+        dense_row_parallel(u, hs, att, rows, &t->out2);
 
         layer_norm_rows(u, nrm, hs, rows, C, &t->norm3);
-        dense(u, ff, nrm, rows, &t->ff_in, false);
+        /* ff rows: [value | gate] of this rank's GEGLU columns */
+        dense_cols(u, ff, 2 * inner, nrm, rows, &t->ff_in.w);
+        dense_cols(u, ff + inner, 2 * inner, nrm, rows, &t->ff_gate.w);
+        TIMED(u, UNET_OP_LINEAR, 0, add_row_bias(u->ctx, ff, rows, 2 * inner, &t->ff_in.b));
         TIMED(u, UNET_OP_OTHER, 0, geglu(u->ctx, gated, ff, rows, inner));
-        dense(u, hs, gated, rows, &t->ff_out, true);
+        dense_row_parallel(u, hs, gated, rows, &t->ff_out);
     }
     /* proj_out: out[b] [C, HW] = x[b] + W hs[b]^T + bias, written back as NCHW */
     copy_floats(u->ctx, out, x, (int64_t)B * C * HW);
@@ -676,18 +752,10 @@ static size_t arena_bytes_needed(const unet *u, int B, int H, int W, int T) {
     return keep + temp + emb + (1u << 20) + (size_t)u->block_count * 1024;
 }
 
-int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context, int T,
-                 const float *text_embeds, const float *time_ids, float *out) {
-    unet *u = self;
+/* The forward of the whole table on this rank's share of the work (arguments checked). */
+static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context,
+                   int T, const float *text_embeds, const float *time_ids, float *out) {
     const unet_config *c = &u->cfg;
-    int down = 1 << (c->levels - 1);
-    if (!x || !timesteps || !context || !out) return ts_fail("unet_forward: x, timesteps, context and out are required");
-    if (B <= 0 || H <= 0 || W <= 0 || T <= 0) return ts_fail("unet_forward: batch %d, size %dx%d, %d tokens must be positive", B, H, W, T);
-    if (H % down || W % down)
-        return ts_fail("unet_forward: latent size %dx%d is not a multiple of %d (the U-Net halves it %d times)", H, W, down, c->levels - 1);
-    if (c->text_time && (!text_embeds || !time_ids))
-        return ts_fail("unet_forward: this U-Net (addition_embed_type text_time, SDXL) needs text_embeds and time_ids");
-
     size_t need = arena_bytes_needed(u, B, H, W, T);
     if (need > u->arena_capacity) {
         arena_destroy(&u->arena);
@@ -774,7 +842,7 @@ int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, c
         case BLK_OUT: {
             size_t mark = arena_mark(a);
             float *t = arena_floats(a, (size_t)B * b->in_ch * hw);
-            group_norm_silu(u, t, in, B, b->in_ch, hw, &b->norm1, c->norm_eps, true);
+            group_norm_silu(u, t, in, B, b->in_ch, hw, &b->norm1, c->norm_num_groups, c->norm_eps, true);
             conv(u, out, t, B, b->in_ch, h, w, &b->conv1, 1, c->conv_out_kernel / 2);
             arena_reset(a, mark);
             o = out;
@@ -783,6 +851,10 @@ int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, c
         default:
             return ts_fail("unet_forward: bad block kind %d", (int)b->kind);
         }
+        if (u->comm_rc) {
+            u->ctx = NULL;
+            return ts_fail_wrap("unet_forward: %s, rank %d of %d", b->name[LAYOUT_DIFFUSERS], u->tp_rank, u->tp);
+        }
         if (b->push) skip_data[nskips++] = o;
         cur = o;
     }
@@ -790,31 +862,117 @@ int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, c
     return 0;
 }
 
-double unet_forward_flops(const unet *self, int B, int H, int W, int T) {
-    const unet *u = self;
-    double f = 0;
+int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context, int T,
+                 const float *text_embeds, const float *time_ids, float *out) {
+    unet *u = self;
+    const unet_config *c = &u->cfg;
+    int down = 1 << (c->levels - 1);
+    if (!x || !timesteps || !context || !out) return ts_fail("unet_forward: x, timesteps, context and out are required");
+    if (B <= 0 || H <= 0 || W <= 0 || T <= 0) return ts_fail("unet_forward: batch %d, size %dx%d, %d tokens must be positive", B, H, W, T);
+    if (H % down || W % down)
+        return ts_fail("unet_forward: latent size %dx%d is not a multiple of %d (the U-Net halves it %d times)", H, W, down, c->levels - 1);
+    if (c->text_time && (!text_embeds || !time_ids))
+        return ts_fail("unet_forward: this U-Net (addition_embed_type text_time, SDXL) needs text_embeds and time_ids");
+    u->comm = NULL;
+    u->comm_rc = 0;
+    unet_split sp = u->split;
+    if (sp.ranks > 1) {
+        comm *g = ts_ctx_comm(ctx);
+        int size = g ? comm_size(g) : 1, rank = g ? comm_rank(g) : 0;
+        if (size != sp.ranks || rank != sp.rank)
+            return ts_fail("unet_forward: this U-Net is rank %d of a %d-rank split, the context's group is rank %d of %d "
+                           "(ts_ctx_set_comm)", sp.rank, sp.ranks, rank, size);
+        u->comm = g;
+    }
+    if (sp.mode != UNET_PARALLEL_BATCH || sp.ranks == 1 || B % sp.ranks)
+        return forward(u, ctx, x, B, H, W, timesteps, context, T, text_embeds, time_ids, out);
+
+    /* Batch split: rank r computes rows [r Bp, (r+1) Bp), an all-gather joins them. */
+    int Bp = B / sp.ranks, r = sp.rank, tdim = unet_text_embeds_dim(u);
+    size_t hw = (size_t)H * W, part = (size_t)Bp * c->out_channels * hw;
+    if (u->gather_floats < part) {
+        free(u->gather);
+        u->gather = ts_malloc(part * sizeof(float));
+        u->gather_floats = part;
+    }
+    size_t o = (size_t)r * Bp;
+    if (forward(u, ctx, x + o * c->in_channels * hw, Bp, H, W, timesteps + o, context + o * T * c->cross_attention_dim, T,
+                text_embeds ? text_embeds + o * tdim : NULL, time_ids ? time_ids + o * 6 : NULL, u->gather))
+        return -1;
+    double t0 = u->profiling ? ts_now() : 0;
+    if (comm_all_gather(u->comm, u->gather, out, part * sizeof(float)))
+        return ts_fail_wrap("unet_forward: gathering the batch's outputs, rank %d of %d", r, sp.ranks);
+    if (u->profiling) {
+        u->prof.seconds[UNET_OP_COMM] += ts_now() - t0;
+        u->prof.comm_bytes += (double)part * sizeof(float);
+        u->prof.comm_calls++;
+    }
+    return 0;
+}
+
+/* The table's FLOPs and tensor-parallel traffic per block (unet_parallel.h). */
+static unet_plan_row *plan_rows(const unet *u, int B, int H, int W, int T) {
+    unet_plan_row *rows = ts_calloc((size_t)u->block_count, sizeof *rows);
     int h = H, w = W;
     for (int i = 0; i < u->block_count; i++) {
         const block *b = &u->blocks[i];
+        unet_plan_row *r = &rows[i];
+        snprintf(r->name, sizeof r->name, "%s", b->name[LAYOUT_DIFFUSERS]);
         double hw = (double)h * w, Cin = b->in_ch, C = b->out_ch;
         switch (b->kind) {
-        case BLK_CONV_IN: f += 2.0 * B * hw * C * Cin * u->cfg.conv_in_kernel * u->cfg.conv_in_kernel; break;
-        case BLK_OUT: f += 2.0 * B * hw * C * Cin * u->cfg.conv_out_kernel * u->cfg.conv_out_kernel; break;
-        case BLK_DOWNSAMPLE: h /= 2, w /= 2; f += 2.0 * B * h * w * C * Cin * 9; break;
-        case BLK_UPSAMPLE: h *= 2, w *= 2; f += 2.0 * B * h * w * C * Cin * 9; break;
+        case BLK_CONV_IN:
+            r->kind = "conv_in";
+            r->flops_replicated = 2.0 * B * hw * C * Cin * u->cfg.conv_in_kernel * u->cfg.conv_in_kernel;
+            break;
+        case BLK_OUT:
+            r->kind = "conv_out";
+            r->flops_replicated = 2.0 * B * hw * C * Cin * u->cfg.conv_out_kernel * u->cfg.conv_out_kernel;
+            break;
+        case BLK_DOWNSAMPLE:
+            h /= 2, w /= 2;
+            r->kind = "downsample";
+            r->flops_replicated = 2.0 * B * h * w * C * Cin * 9;
+            break;
+        case BLK_UPSAMPLE:
+            h *= 2, w *= 2;
+            r->kind = "upsample";
+            r->flops_replicated = 2.0 * B * h * w * C * Cin * 9;
+            break;
         case BLK_RESNET:
-            f += 2.0 * B * hw * 9 * (C * Cin + C * C);
-            if (Cin != C) f += 2.0 * B * hw * C * Cin;
+            r->kind = "resnet";
+            r->flops_split = 2.0 * B * hw * 9 * (C * Cin + C * C);
+            if (Cin != C) r->flops_replicated = 2.0 * B * hw * C * Cin;   /* the shortcut, on rank 0 */
+            r->all_reduces = 1;
+            r->reduce_floats = B * C * hw;
             break;
         case BLK_TRANSFORMER: {
-            double rows = B * hw, D = u->cfg.cross_attention_dim;
-            f += 2 * 2.0 * rows * C * C;                               /* proj_in, proj_out */
-            f += b->depth * (2.0 * rows * C * C * 4 + 2.0 * rows * C * C * 2 + 2.0 * B * T * D * C * 2 /* q k v out, q out, k v */
-                             + 2.0 * rows * C * 8 * C + 2.0 * rows * 4 * C * C                       /* GEGLU FF */
-                             + 4.0 * B * hw * hw * C + 4.0 * B * hw * T * C);                        /* attention */
+            double rows_ = B * hw, D = u->cfg.cross_attention_dim;
+            r->kind = "transformer";
+            r->flops_replicated = 2 * 2.0 * rows_ * C * C;                  /* proj_in, proj_out */
+            r->flops_split = b->depth * (2.0 * rows_ * C * C * 4 + 2.0 * rows_ * C * C * 2 + 2.0 * B * T * D * C * 2 /* q k v out, q out, k v */
+                                         + 2.0 * rows_ * C * 8 * C + 2.0 * rows_ * 4 * C * C                       /* GEGLU FF */
+                                         + 4.0 * B * hw * hw * C + 4.0 * B * hw * T * C);                        /* attention */
+            r->all_reduces = 3 * b->depth;
+            r->reduce_floats = rows_ * C;
             break;
         }
         }
     }
-    return f;
+    return rows;
+}
+
+double unet_forward_flops(const unet *self, int B, int H, int W, int T) {
+    unet_plan_row *rows = plan_rows(self, B, H, W, T);
+    unet_plan_total t = unet_plan_sum(rows, self->block_count);
+    free(rows);
+    return t.flops_split + t.flops_replicated;
+}
+
+unet_plan_row *unet_plan(const unet_config *c, int B, int H, int W, int tokens, int *count) {
+    unet *u = unet_create(c, UNET_SPLIT_NONE);
+    if (!u) return NULL;
+    unet_plan_row *rows = plan_rows(u, B, H, W, tokens);
+    *count = u->block_count;
+    unet_destroy(&u);
+    return rows;
 }

@@ -68,13 +68,45 @@ unet *unet_load_files(const char *weights_path, const char *config_json_path);
 unet *unet_new_random(const unet_config *config, dtype wtype, uint64_t seed);
 void unet_destroy(unet **self);
 
+/*
+ * Parallel rendering: one U-Net shared by the ranks of a group (unet_parallel.h has the plan
+ * and its cost model).
+ *   UNET_PARALLEL_TP     tensor parallelism (Megatron): each rank holds and computes 1/T of
+ *                        the attention heads, GEGLU columns and ResNet channels (GroupNorm
+ *                        groups whole), one all-reduce per row-parallel layer; proj_in/out,
+ *                        the time embedding, conv_in/out and the up/downsamplers replicated.
+ *                        Head or group counts that do not divide by T are refused by name.
+ *   UNET_PARALLEL_BATCH  the batch split: whole weights on every rank, rank r computes rows
+ *                        [r B/T, (r+1) B/T) and one all-gather joins the outputs: CFG-parallel
+ *                        for a [uncond, cond] batch at T = 2, data-parallel for more images.
+ *                        A batch that does not divide by T runs whole on every rank.
+ * The group is the context's comm at unet_forward (ts_ctx_set_comm): its size and this rank's
+ * index must be the split's. Every rank passes the whole batch and gets the whole output,
+ * the same bits on every rank.
+ */
+typedef enum { UNET_PARALLEL_NONE = 0, UNET_PARALLEL_TP, UNET_PARALLEL_BATCH } unet_parallel;
+typedef struct {
+    unet_parallel mode;
+    int rank, ranks;
+} unet_split;
+#define UNET_SPLIT_NONE ((unet_split){UNET_PARALLEL_NONE, 0, 1})
+
+unet *unet_load_split(const char *model, unet_split split);
+unet *unet_load_files_split(const char *weights_path, const char *config_json_path, unet_split split);
+unet *unet_new_random_split(const unet_config *config, dtype wtype, uint64_t seed, unet_split split);
+unet_split unet_get_split(const unet *self);
+
 const unet_config *unet_get_config(const unet *self);
 int unet_in_channels(const unet *self);
 int unet_out_channels(const unet *self);
 int unet_sample_size(const unet *self);          /* latent side the model was trained at */
 int unet_cross_attention_dim(const unet *self);
 int unet_text_embeds_dim(const unet *self);      /* SDXL pooled width; 0 without text_time */
-size_t unet_weight_bytes(const unet *self);
+size_t unet_weight_bytes(const unet *self);      /* what this rank holds (its shards) */
+int64_t unet_param_count(const unet *self);      /* parameters this rank holds */
+/* Of unet_weight_bytes, the tensor-parallel layers' (this rank's shards: 1/T of what a
+ * T = 1 U-Net holds of them; the rest is replicated). */
+size_t unet_split_weight_bytes(const unet *self);
 
 int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps,
                  const float *context, int T, const float *text_embeds, const float *time_ids,
@@ -82,11 +114,15 @@ int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, c
 
 /* Time and FLOPs per layer type, summed over forward calls while profiling is on. */
 typedef enum {
-    UNET_OP_CONV3X3, UNET_OP_LINEAR, UNET_OP_ATTENTION, UNET_OP_NORM, UNET_OP_WIDEN, UNET_OP_OTHER, UNET_OP_COUNT
+    UNET_OP_CONV3X3, UNET_OP_LINEAR, UNET_OP_ATTENTION, UNET_OP_NORM, UNET_OP_WIDEN, UNET_OP_OTHER,
+    UNET_OP_COMM,                                /* collectives of a split U-Net (waiting included) */
+    UNET_OP_COUNT
 } unet_op;
 typedef struct {
     double seconds[UNET_OP_COUNT];
     double flops[UNET_OP_COUNT];
+    double comm_bytes;                           /* bytes this rank passed to all-reduce / all-gather */
+    int64_t comm_calls;
 } unet_profile;
 const char *unet_op_name(unet_op op);
 void unet_profile_enable(unet *self, bool on);   /* also clears the sums */

@@ -205,7 +205,10 @@ int main(void) {
     /* Bad input: named refusals, never a crash. */
     unet *u = unet_load_files(fixture_path("unet/sd1_single.safetensors"), fixture_path("unet/sd2/unet/config.json"));
     CHECK(u == NULL, "SD1 weights loaded under the SD2 config");
-    CHECK(strstr(ts_last_error(), "proj_in") != NULL || strstr(ts_last_error(), "shape") != NULL, "message: %s", ts_last_error());
+    /* (the binder takes 1x1 convs as linears, so SD1's conv proj_in passes; the next layer differs) */
+    CHECK(strstr(ts_last_error(), "proj_in") != NULL || strstr(ts_last_error(), "shape") != NULL ||
+              strstr(ts_last_error(), "no tensor") != NULL,
+          "message: %s", ts_last_error());
     u = unet_load_files(fixture_path("safetensors/good.safetensors"), NULL);
     CHECK(u == NULL && strstr(ts_last_error(), "no U-Net") != NULL, "message: %s", ts_last_error());
     u = unet_load(fixture_path("unet/no-such-model"));

@@ -1,0 +1,242 @@
+/*
+ * test_unet_parallel.c — the split U-Net (unet.h, unet_parallel.h) under mpirun against the
+ * same U-Net on one rank and against diffusers (fixtures of tools/gen_unet_fixtures.py and
+ * tools/gen_unet_tp_fixtures.py).
+ *
+ * Run by ctest it checks, on one rank, the refusals (head, group counts that do not divide,
+ * a context whose group is not the split's) and the plan's totals, then starts itself under
+ *   mpirun -np N --allow-run-as-root --oversubscribe   for N = 2, 3, 4
+ * where every rank, for each tiny model whose heads and groups divide by N (sd1: 2, 4; sd2: 2;
+ * sd1_tp: 2, 3; sdxl_tp: 2, 3, 4; sdxl: none):
+ *   - tensor parallelism: the output equals the one-rank U-Net within 1e-5 and diffusers'
+ *     within the U-Net parity tolerance (3e-5), the same bits on every rank;
+ *   - each rank holds 1/N of the split layers' bytes (printed), their sum over ranks is the
+ *     one-rank U-Net's;
+ *   - the batch split (CFG-parallel at N = 2: uncond on rank 0, cond on rank 1) equals the
+ *     batched forward within 1e-5, and a batch that does not divide runs whole.
+ */
+#include "models/diffusion/unet.h"
+#include "models/diffusion/unet_parallel.h"
+#include "models/formats/model_files.h"
+#include "kernels/comm.h"
+#include "tests/test.h"
+
+#include <limits.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* The tiny U-Nets (tests/fixtures/unet/NAME): heads and groups per model decide the T it splits into. */
+static const char *families[] = {"sd1", "sd2", "sdxl", "sd1_tp", "sdxl_tp"};
+
+typedef struct {
+    tensor xs, cs;
+    float *x, *t, *ctx, *text, *ids, *want;
+    size_t n_out;
+} inputs;
+
+static bool load_inputs(const char *family, inputs *in) {
+    char p[128];
+    memset(in, 0, sizeof *in);
+    tensor s;
+#define LOAD(field, file, shape) (snprintf(p, sizeof p, "unet/%s/%s", family, file), in->field = fixture_npy(p, shape))
+    LOAD(x, "x.npy", &in->xs);
+    LOAD(t, "t.npy", &s);
+    LOAD(ctx, "context.npy", &in->cs);
+    LOAD(want, "out.npy", &s);
+    in->n_out = in->want ? (size_t)tensor_numel(&s) : 0;
+    if (strncmp(family, "sdxl", 4) == 0) {
+        LOAD(text, "text_embeds.npy", &s);
+        LOAD(ids, "time_ids.npy", &s);
+        if (!in->text || !in->ids) return false;
+    }
+#undef LOAD
+    return in->x && in->t && in->ctx && in->want;
+}
+
+static void free_inputs(inputs *in) { free(in->x), free(in->t), free(in->ctx), free(in->text), free(in->ids), free(in->want); }
+
+static int run(unet *u, ts_ctx *ctx, const inputs *in, int B, float *out) {
+    return unet_forward(u, ctx, in->x, B, (int)in->xs.shape[2], (int)in->xs.shape[3], in->t, in->ctx, (int)in->cs.shape[1],
+                        in->text, in->ids, out);
+}
+
+static uint64_t fnv1a(const void *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* ---- one rank ---- */
+
+static void test_refusals(void) {
+    /* sd2's level 0 has 2 heads: no 4-way split; sdxl's level 2 has 3: no 2-way split */
+    unet *u = unet_load_split(fixture_path("unet/sd2"), (unet_split){UNET_PARALLEL_TP, 0, 4});
+    CHECK(!u && strstr(ts_last_error(), "level 0 has 2 attention heads"), "sd2 over 4 ranks: %s", ts_last_error());
+    u = unet_load_split(fixture_path("unet/sdxl"), (unet_split){UNET_PARALLEL_TP, 1, 2});
+    CHECK(!u && strstr(ts_last_error(), "level 2 has 3 attention heads"), "sdxl over 2 ranks: %s", ts_last_error());
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 3});
+    CHECK(!u && strstr(ts_last_error(), "norm_num_groups 8"), "sd1 over 3 ranks: %s", ts_last_error());
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 2, 2});
+    CHECK(!u && strstr(ts_last_error(), "rank 2 of 2"), "rank 2 of 2: %s", ts_last_error());
+    /* a split U-Net run in a context without its group */
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 2});
+    CHECK(u != NULL, "%s", ts_last_error());
+    inputs in;
+    if (u && load_inputs("sd1", &in)) {
+        float *out = calloc(in.n_out, sizeof(float));
+        CHECK(run(u, test_ctx(), &in, 2, out) == -1 && strstr(ts_last_error(), "rank 0 of a 2-rank split"),
+              "split U-Net without its group: %s", ts_last_error());
+        free(out);
+        free_inputs(&in);
+    }
+    unet_destroy(&u);
+
+    /* The full-size presets: SD 1.5 splits 2, 4, 8 ways; SD 2.1 (5 heads at level 0) and
+     * SDXL over 4 (10 heads at level 1) are refused by name. */
+    unet_config c;
+    CHECK_OK(unet_config_preset("sd15", &c));
+    CHECK(unet_tp_check(&c, 2) == 0 && unet_tp_check(&c, 4) == 0 && unet_tp_check(&c, 8) == 0, "sd15: %s", ts_last_error());
+    CHECK_OK(unet_config_preset("sd21", &c));
+    CHECK(unet_tp_check(&c, 2) == -1 && strstr(ts_last_error(), "level 0 has 5 attention heads"), "sd21: %s", ts_last_error());
+    CHECK_OK(unet_config_preset("sdxl", &c));
+    CHECK(unet_tp_check(&c, 2) == 0, "sdxl over 2: %s", ts_last_error());
+    CHECK(unet_tp_check(&c, 4) == -1 && strstr(ts_last_error(), "level 1 has 10 attention heads"), "sdxl over 4: %s",
+          ts_last_error());
+
+    /* The plan: SD 1.5 has 16 transformers of depth 1 and 22 ResNets: 3 * 16 + 22 all-reduces;
+     * its FLOPs are unet_forward_flops's. */
+    CHECK_OK(unet_config_preset("sd15", &c));
+    int n = 0;
+    unet_plan_row *rows = unet_plan(&c, 2, 64, 64, 77, &n);
+    CHECK(rows != NULL, "%s", ts_last_error());
+    if (rows) {
+        unet_plan_total t = unet_plan_sum(rows, n);
+        CHECK(t.all_reduces == 3 * 16 + 22, "sd15: %d all-reduces per forward", t.all_reduces);
+        unet *r = unet_new_random(&c, DT_F16, 1);
+        double f = r ? unet_forward_flops(r, 2, 64, 64, 77) : 0;
+        CHECK(fabs(f - (t.flops_split + t.flops_replicated)) <= 1e-9 * f, "plan FLOPs %g, forward %g",
+              t.flops_split + t.flops_replicated, f);
+        printf("sd15 512^2 batch 2: %d all-reduces, %.1f MB per forward; %.0f%% of %.0f GFLOP split\n", t.all_reduces,
+               t.reduce_bytes / 1e6, 100 * t.flops_split / f, f / 1e9);
+        unet_destroy(&r);
+        free(rows);
+    }
+}
+
+/* Starts this program under mpirun with np ranks; true when every rank passed. */
+static bool run_under_mpirun(int np) {
+#ifndef TESSERA_MPIEXEC
+#define TESSERA_MPIEXEC "mpirun"
+#endif
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return false;
+    self[len] = 0;
+    char ranks[16];
+    snprintf(ranks, sizeof ranks, "%d", np);
+    char *args[] = {TESSERA_MPIEXEC, "-np", ranks, "--allow-run-as-root", "--oversubscribe",
+                    "--tag-output", "--timeout", "300", self, NULL};
+    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
+    pid_t pid;
+    if (posix_spawnp(&pid, args[0], NULL, NULL, args, environ) != 0) return false;
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* ---- every rank, under mpirun ---- */
+
+static void test_family(comm *world, ts_ctx *alone, ts_ctx *group, const char *family) {
+    int rank = comm_rank(world), np = comm_size(world);
+    char dir[128];
+    snprintf(dir, sizeof dir, "unet/%s", family);
+    unet *whole = unet_load(fixture_path(dir));
+    CHECK(whole != NULL, "%s: %s", family, ts_last_error());
+    if (!whole) return;
+    bool splits = unet_tp_check(unet_get_config(whole), np) == 0;
+    inputs in;
+    CHECK(load_inputs(family, &in), "%s inputs: %s", family, ts_last_error());
+    float *ref = calloc(in.n_out, sizeof(float)), *got = calloc(in.n_out, sizeof(float));
+    CHECK_OK(run(whole, alone, &in, 2, ref));
+    float max_want, err;
+
+    if (splits) {
+        unet *u = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, rank, np});
+        CHECK(u != NULL, "%s over %d: %s", family, np, ts_last_error());
+        if (u) {
+            CHECK_OK(run(u, group, &in, 2, got));
+            err = test_max_abs_diff(got, ref, in.n_out, &max_want);
+            float err_ref = test_max_abs_diff(got, in.want, in.n_out, &max_want);
+            if (!(err <= 1e-5f)) err = INFINITY;
+            if (!(err_ref <= 3e-5f)) err_ref = INFINITY;
+            /* every rank computes the same bits (the all-reduce gives each the same sums) */
+            uint64_t h = fnv1a(got, in.n_out * sizeof(float)), hs[64];
+            CHECK_OK(comm_all_gather(world, &h, hs, sizeof h));
+            bool same = true;
+            for (int r = 0; r < np; r++) same = same && hs[r] == h;
+            /* 1/np of the split layers on each rank; their sum over the ranks is the whole U-Net's */
+            size_t split1 = unet_split_weight_bytes(whole), split = unet_split_weight_bytes(u), sum = 0, parts[64];
+            CHECK_OK(comm_all_gather(world, &split, parts, sizeof split));
+            for (int r = 0; r < np; r++) sum += parts[r];
+            printf("%-8s tp %d rank %d: max |err| %.3g vs 1 rank, %.3g vs diffusers; holds %zu of %zu weight bytes, split "
+                   "layers %zu of %zu (1/%d: %zu)\n",
+                   family, np, rank, err, err_ref, unet_weight_bytes(u), unet_weight_bytes(whole), split, split1, np,
+                   split1 / np);
+            CHECK(err <= 1e-5f, "%s tp %d rank %d: max |err| %g vs 1 rank", family, np, rank, err);
+            CHECK(err_ref <= 3e-5f, "%s tp %d rank %d: max |err| %g vs diffusers", family, np, rank, err_ref);
+            CHECK(same, "%s tp %d: the ranks' outputs differ", family, np);
+            CHECK(split * (size_t)np == split1, "%s tp %d rank %d: %zu split bytes, 1/%d of %zu expected", family, np, rank,
+                  split, np, split1);
+            CHECK(sum == split1, "%s tp %d: the ranks hold %zu split bytes together, one rank %zu", family, np, sum, split1);
+            CHECK(unet_weight_bytes(u) < unet_weight_bytes(whole), "%s tp %d: no bytes saved", family, np);
+        }
+        unet_destroy(&u);
+    } else if (rank == 0) {
+        printf("%-8s tp %d: refused (%s)\n", family, np, ts_last_error());
+    }
+
+    /* The batch split: CFG-parallel at np = 2 (rank 0 the first row, rank 1 the second);
+     * batch 2 at np = 3 or 4 does not divide and runs whole on every rank. */
+    unet *b = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_BATCH, rank, np});
+    CHECK(b != NULL, "%s batch split: %s", family, ts_last_error());
+    if (b) {
+        memset(got, 0, in.n_out * sizeof(float));
+        CHECK_OK(run(b, group, &in, 2, got));
+        err = test_max_abs_diff(got, ref, in.n_out, &max_want);
+        if (!(err <= 1e-5f)) err = INFINITY;
+        if (rank == 0) printf("%-8s batch split over %d: max |err| %.3g vs the batched forward\n", family, np, err);
+        CHECK(err <= 1e-5f, "%s batch split over %d rank %d: max |err| %g", family, np, rank, err);
+    }
+    unet_destroy(&b);
+    free(ref), free(got);
+    free_inputs(&in);
+    unet_destroy(&whole);
+}
+
+int main(void) {
+    TEST_BEGIN();
+    if (!comm_under_launcher()) {
+        test_refusals();
+        if (comm_have_mpi())
+            for (int np = 2; np <= 4; np++) CHECK(run_under_mpirun(np), "mpirun -np %d: a rank failed", np);
+        else
+            fprintf(stderr, "test_unet_parallel: built without MPI, only the one-rank checks ran\n");
+        return TEST_END();
+    }
+    comm *world = comm_new_world();
+    CHECK(world, "%s", ts_last_error());
+    if (!world) return TEST_END();
+    ts_ctx *alone = ts_ctx_new("cpu", 1), *group = ts_ctx_new("cpu", 1);
+    ts_ctx_set_comm(group, world);
+    for (size_t i = 0; i < sizeof families / sizeof *families; i++) test_family(world, alone, group, families[i]);
+    ts_ctx_destroy(&alone);
+    ts_ctx_destroy(&group);
+    comm_destroy(&world);
+    return TEST_END();
+}
