@@ -17,8 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop_requested, workers_stop;
+static volatile sig_atomic_t stop_requested, workers_stop, drain_requested;
 static void on_signal(int sig) { (void)sig; __atomic_store_n(&stop_requested, 1, __ATOMIC_RELAXED); }
+static void on_drain(int sig) { (void)sig; __atomic_store_n(&drain_requested, 1, __ATOMIC_RELAXED); }
 
 static void print_progress(const coordinator_progress *p, void *ctx) { progress_print(stderr, p, *(int *)ctx); }
 
@@ -57,8 +58,9 @@ int cmd_run(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: tessera run JOB.yaml|JOB.json [--KEY=VALUE ...]\n"
                "Runs a whole job on this machine: the coordinator and --workers.expand expander plus\n"
-               "--workers.render render workers. Ctrl-C stops cleanly; run again to resume.\n"
-               "Exit status: 0 complete, 1 stopped, 2 error.\n\nkeys:\n");
+               "--workers.render render workers. Ctrl-C stops cleanly; run again to resume. SIGUSR1\n"
+               "drains (leased tasks finish, nothing new is leased) and exits 3.\n"
+               "Exit status: 0 complete, 1 stopped, 2 error, 3 drained.\n\nkeys:\n");
         job_keys_help(stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -79,6 +81,8 @@ int cmd_run(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction sd = {.sa_handler = on_drain}; /* preemption: see coordinator_options.drain */
+    sigaction(SIGUSR1, &sd, NULL);
 
     int expanders = strcmp(job.kind, "render") ? (int)job.expand_workers : 0;
     int renderers = strcmp(job.kind, "recaption") ? (int)job.render_workers : 0;
@@ -103,7 +107,7 @@ int cmd_run(int argc, char **argv) {
         };
     }
     int terminal = isatty(2);
-    coordinator_options o = {.job = &job, .stop = &stop_requested, .progress = print_progress,
+    coordinator_options o = {.job = &job, .stop = &stop_requested, .drain = &drain_requested, .progress = print_progress,
                              .progress_ctx = &terminal, .curve = 1, .force_unlock = force_unlock};
     /* the coordinator binds first in coordinator_run; workers reconnect until it is up */
     for (int w = 0; w < total; w++) pthread_create(&threads[w], NULL, worker_thread, &wo[w]);
@@ -113,6 +117,6 @@ int cmd_run(int argc, char **argv) {
     free(wo); free(names); free(threads);
     if (!strncmp(job.endpoint, "ipc://", 6)) unlink(job.endpoint + 6);
     if (rc < 0) { fprintf(stderr, "tessera run: %s\n", ts_last_error()); return 2; }
-    if (rc == 1) fprintf(stderr, "tessera run: stopped; run the same command again to resume\n");
+    if (rc == 1 || rc == 3) fprintf(stderr, "tessera run: %s; run the same command again to resume\n", rc == 3 ? "drained" : "stopped");
     return rc;
 }
