@@ -9,6 +9,8 @@
 #include "models/formats/image_png.h"
 #include "models/formats/npy.h"
 #include "models/diffusion/txt2img.h"
+#include "models/diffusion/unet_parallel.h"
+#include "kernels/comm.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -50,7 +52,13 @@ static int usage(int status) {
             "  --init-noise FILE.npy  start from these unit-variance latents instead of the seed's\n"
             "  --save-latent FILE.npy also write the final latents\n"
             "  --tokenizer PATH       CLIP vocabulary (folder with vocab.json+merges.txt, or bpe .txt.gz)\n"
-            "  -t, --threads N        threads (default: all cores)\n");
+            "  -t, --threads N        threads (default: all cores; per rank under mpirun)\n"
+            "  --tp T                 under mpirun -np T: the U-Net split over the T ranks (tensor\n"
+            "                         parallelism); = --parallel tp\n"
+            "  --parallel MODE        under mpirun: tp; cfg (uncond and cond U-Net rows on two ranks)\n"
+            "                         or dp (the U-Net batch's rows over the ranks; both one all-gather\n"
+            "                         a step); auto (the cost model picks and says why). Every rank\n"
+            "                         computes the same image; rank 0 writes it\n");
     return status;
 }
 
@@ -139,13 +147,52 @@ static int settings_from_png(const char *path, txt2img_request *r, long long *se
     return 0;
 }
 
+/* --tp / --parallel: the MPI world (mpirun) shares the U-Net; every rank runs the pipeline
+ * with rank 0's seed. -1 with the reason on a size or mode that cannot work. */
+static int setup_parallel(txt2img_options *o, const txt2img_request *r, int tp, const char *parallel, long long *seed,
+                          comm **group) {
+    *group = comm_new_world();
+    if (!*group) return -1;
+    int n = comm_size(*group), rank = comm_rank(*group);
+    if (tp > 1 && tp != n)
+        return ts_fail("--tp %d: run under mpirun -np %d (this is %d rank%s)", tp, tp, n, n == 1 ? "" : "s");
+    unet_parallel mode = UNET_PARALLEL_TP;
+    char why[768] = "";
+    if (parallel && strcmp(parallel, "auto") == 0) {
+        /* one image's U-Net call a step: [uncond, cond] rows with CFG; a CPU rank of ~50 GFLOP/s
+         * and MPI over shared memory assumed (tessera bench parallel measures them) */
+        static const unet_link host = {"MPI on one host (assumed 10 GB/s, 1 us)", 10e9, 1e-6};
+        unet_config c;
+        if (unet_config_load(o->model, &c)) return -1;
+        int f = 8, B = r->cfg_scale > 1 ? 2 : 1;
+        mode = unet_parallel_choose(&c, B, r->height / f, r->width / f, 77, n, 50e9, &host, why, sizeof why);
+    } else if (parallel && unet_parallel_parse(parallel, &mode)) {
+        return ts_fail("--parallel is tp, cfg, dp or auto, not '%s'", parallel);
+    }
+    if (tp > 1 && mode != UNET_PARALLEL_TP) return ts_fail("--tp %d with --parallel %s", tp, parallel);
+    if (mode == UNET_PARALLEL_BATCH && parallel && strcmp(parallel, "cfg") == 0 && (n != 2 || r->cfg_scale <= 1))
+        return ts_fail("--parallel cfg: needs mpirun -np 2 and --cfg-scale above 1 (%d ranks, cfg %g)", n,
+                       (double)r->cfg_scale);
+    /* the same seed on every rank: rank 0's */
+    if (comm_broadcast(*group, seed, sizeof *seed, 0)) return -1;
+    if (n > 1) {
+        o->group = *group;
+        o->parallel = mode;
+    }
+    if (rank == 0 && why[0]) fprintf(stderr, "txt2img: %d ranks, --parallel auto picks %s\n", n, why);
+    else if (rank == 0) fprintf(stderr, "txt2img: %d rank%s, parallel %s\n", n, n == 1 ? "" : "s",
+                                unet_parallel_name(n > 1 ? mode : UNET_PARALLEL_NONE));
+    return 0;
+}
+
 int cmd_txt2img(int argc, char **argv) {
     txt2img_options o = {0};
     txt2img_request r = txt2img_request_defaults();
     static gen_parameters from_png;   /* static: its strings stay reachable on every early return */
     const char *output = "output.png", *init_noise_path = NULL, *save_latent = NULL;
     long long seed = -1, v;
-    int threads = 0;
+    int threads = 0, tp = 0;
+    const char *parallel = NULL;
     bool have_prompt = false, option;
     cli_args args;
     cli_args_init(&args, argc, argv);
@@ -186,6 +233,8 @@ int cmd_txt2img(int argc, char **argv) {
         else if (IS("--batch-pos", "--batch-pos")) INT_ARG(0, 63, r.batch_pos);
         else if (IS("--clip-skip", "--clip-skip")) INT_ARG(0, 12, r.clip_skip);
         else if (IS("-t", "--threads")) INT_ARG(1, 4096, threads);
+        else if (IS("--tp", "--tp")) INT_ARG(1, 1024, tp);
+        else if (IS("--parallel", "--parallel")) parallel = val;
         else if (IS("--cfg-scale", "--guidance-scale")) FLOAT_ARG(0, 100, r.cfg_scale);
         else if (IS("--guidance-rescale", "--guidance-rescale")) FLOAT_ARG(0, 1, r.guidance_rescale);
         else if (IS("--eta", "--eta")) FLOAT_ARG(0, 1, r.eta);
@@ -230,6 +279,17 @@ int cmd_txt2img(int argc, char **argv) {
         if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) rnd = (uint32_t)(ts_now() * 1e6);
         seed = rnd;
     }
+    comm *group = NULL;
+    int rank = 0;
+    if (tp || parallel) {
+        if (setup_parallel(&o, &r, tp, parallel, &seed, &group) < 0) {
+            fprintf(stderr, "tessera txt2img: %s\n", ts_last_error());
+            comm_destroy(&group);
+            gen_parameters_clear(&from_png);
+            return 2;
+        }
+        rank = comm_rank(group);
+    }
     r.seed = (uint64_t)seed;
     o.threads = threads;
     char label[256];
@@ -255,8 +315,8 @@ int cmd_txt2img(int argc, char **argv) {
         r.init_noise = init.data;
     }
     progress_state ps = {.start = ts_now(), .tty = isatty(2)};
-    r.progress = show_progress, r.progress_user = &ps;
-    fprintf(stderr, "txt2img: %dx%d, %d steps, %s, cfg %g, seed %llu\n", r.width, r.height, r.steps, r.sampler,
+    if (rank == 0) r.progress = show_progress, r.progress_user = &ps;
+    if (rank == 0) fprintf(stderr, "txt2img: %dx%d, %d steps, %s, cfg %g, seed %llu\n", r.width, r.height, r.steps, r.sampler,
             (double)r.cfg_scale, (unsigned long long)r.seed);
     txt2img_result out;
     if (txt2img_generate(p, &r, &out) < 0) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); goto done; }
@@ -272,7 +332,7 @@ int cmd_txt2img(int argc, char **argv) {
     if (strcmp(r.schedule, "karras") == 0) snprintf(gp.schedule, sizeof gp.schedule, "Karras");
     snprintf(gp.model, sizeof gp.model, "%s", label);
     status = 0;
-    for (int i = 0; i < out.batch && !status; i++) {
+    for (int i = 0; i < out.batch && !status && rank == 0; i++) {
         gp.batch_pos = r.batch_pos >= 0 ? r.batch_pos : i;
         char path[4096], *text = gen_parameters_format(&gp);
         /* one image of a batch, made alone, goes to -o itself (its number only through %d) */
@@ -286,18 +346,20 @@ int cmd_txt2img(int argc, char **argv) {
         }
         free(text);
     }
-    if (!status && save_latent) {
+    if (!status && save_latent && rank == 0) {
         tensor lt = tensor_view(out.latents, DT_F32, 4,
                                 (const int64_t[]){out.batch, out.latent_channels, out.latent_height, out.latent_width});
         if (npy_save(save_latent, &lt) < 0) { fprintf(stderr, "tessera txt2img: %s\n", ts_last_error()); status = 1; }
         else printf("%s\n", save_latent);
     }
-    fprintf(stderr, "txt2img: seed %llu; text %.2f s, sampling %.2f s, decode %.2f s\n", (unsigned long long)r.seed,
-            out.seconds_text, out.seconds_sampling, out.seconds_decode);
+    if (rank == 0)
+        fprintf(stderr, "txt2img: seed %llu; text %.2f s, sampling %.2f s, decode %.2f s\n", (unsigned long long)r.seed,
+                out.seconds_text, out.seconds_sampling, out.seconds_decode);
     txt2img_result_free(&out);
 done:
     tensor_free(&init);
     txt2img_destroy(&p);
+    comm_destroy(&group);
     gen_parameters_clear(&from_png);
     return status;
 }

@@ -3,6 +3,7 @@
  * conditioning, the sample loop around the U-Net, and the VAE or TAESD decode.
  */
 #include "models/diffusion/txt2img.h"
+#include "kernels/comm.h"
 
 #include "models/formats/model_files.h"
 #include "models/diffusion/sample_loop.h"
@@ -59,7 +60,12 @@ txt2img *txt2img_load(const txt2img_options *o) {
     double t0 = ts_now();
     p->text = text_encoder_load(o->model, o->tokenizer);
     if (!p->text) goto fail;
-    p->unet = unet_load(o->model);
+    unet_split split = UNET_SPLIT_NONE;
+    if (o->group && comm_size(o->group) > 1) {
+        split = (unet_split){(unet_parallel)o->parallel, comm_rank(o->group), comm_size(o->group)};
+        ts_ctx_set_comm(p->ctx, o->group);   /* the U-Net's stage; text and decode run whole on every rank */
+    }
+    p->unet = unet_load_split(o->model, split);
     if (!p->unet) goto fail;
     if (o->taesd) {
         p->taesd = taesd_load(NULL, o->taesd);

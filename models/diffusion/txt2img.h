@@ -31,6 +31,12 @@ typedef struct {
     const char *taesd;        /* NULL, or a TAESD decoder .safetensors: decode with it instead of the VAE */
     const char *device;       /* NULL or "cpu" (the default), "cuda:0", ...: where it computes */
     int threads;              /* CPU threads of the pipeline's ops; 0: all cores */
+    /* Parallel rendering (unet.h): NULL, or the ranks that share the U-Net (every rank loads
+     * the pipeline and calls generate with the same request; only the U-Net's work is split,
+     * and every rank gets the same images), and how they share it: tensor parallelism or the
+     * batch split (CFG-parallel: uncond and cond rows on two ranks). */
+    struct comm *group;
+    int parallel;             /* a unet_parallel (UNET_PARALLEL_TP, UNET_PARALLEL_BATCH) */
 } txt2img_options;
 
 /* Called after each denoising step; return non-zero to stop. */

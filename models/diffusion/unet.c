@@ -491,6 +491,24 @@ unet *unet_load_split(const char *model, unet_split split) {
 
 unet *unet_load(const char *model) { return unet_load_split(model, UNET_SPLIT_NONE); }
 
+int unet_config_load(const char *model, unet_config *out) {
+    char config[4096];
+    if (model_is_folder(model)) {
+        if (model_component_file(model, "unet", "config.json", config, sizeof config))
+            return ts_fail("%s: no unet/config.json", model);
+        char *json = read_text_file(config, NULL);
+        int rc = json ? unet_config_parse_json(json, config, out) : -1;
+        free(json);
+        return rc;
+    }
+    /* a single file: its shapes, as unet_load_files reads them (or a config.json beside it) */
+    unet *u = unet_load_files_split(model, NULL, (unet_split){UNET_PARALLEL_NONE, 0, 1});
+    if (!u) return -1;
+    *out = u->cfg;
+    unet_destroy(&u);
+    return 0;
+}
+
 void unet_destroy(unet **self) {
     if (!self || !*self) return;
     unet *u = *self;

@@ -95,6 +95,8 @@ unet *unet_load_split(const char *model, unet_split split);
 unet *unet_load_files_split(const char *weights_path, const char *config_json_path, unet_split split);
 unet *unet_new_random_split(const unet_config *config, dtype wtype, uint64_t seed, unet_split split);
 unet_split unet_get_split(const unet *self);
+/* The config of the U-Net unet_load(model) would load, without keeping its weights. */
+int unet_config_load(const char *model, unet_config *out);
 
 const unet_config *unet_get_config(const unet *self);
 int unet_in_channels(const unet *self);
