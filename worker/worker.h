@@ -3,7 +3,8 @@
  * to its credit, renews its leases with heartbeats while a separate compute thread runs
  * the backend, returns results, and on coordinator silence reconnects with exponential
  * backoff (the ZeroMQ guide's Paranoid Pirate worker). On *stop (SIGTERM) it hands back the
- * tasks it has not started, finishes the one it is running, and exits.
+ * tasks it has not started, finishes the one it is running (the two, for a render worker
+ * whose model runs a pipeline: worker/backend.h, render sessions), and exits.
  */
 #ifndef TESSERA_WORKER_H
 #define TESSERA_WORKER_H
