@@ -42,6 +42,7 @@ typedef struct {
     int (*binary)(ts_ctx *, bool multiply, tensor *, const tensor *, const tensor *);
     void (*add_inplace)(ts_ctx *, float *, const float *, int64_t);
     void (*scale_inplace)(ts_ctx *, float *, float, int64_t);
+    void (*affine)(ts_ctx *, float *, int64_t, float, float);
     void (*add_row_bias)(ts_ctx *, float *, int64_t, int, const tensor *);
     int (*add_channel_bias)(ts_ctx *, float *, int, int, int64_t, const tensor *);
     /* layout */

@@ -81,6 +81,7 @@ int tensor_add(ts_ctx *ctx, tensor *out, const tensor *a, const tensor *b) { CAL
 int tensor_mul(ts_ctx *ctx, tensor *out, const tensor *a, const tensor *b) { CALL_INT(binary, true, out, a, b); }
 void add_inplace(ts_ctx *ctx, float *x, const float *y, int64_t n) { CALL_VOID(add_inplace, x, y, n); }
 void scale_inplace(ts_ctx *ctx, float *x, float s, int64_t n) { CALL_VOID(scale_inplace, x, s, n); }
+void affine(ts_ctx *ctx, float *x, int64_t n, float scale, float shift) { CALL_VOID(affine, x, n, scale, shift); }
 void add_row_bias(ts_ctx *ctx, float *x, int64_t rows, int dim, const tensor *b) {
     CALL_VOID(add_row_bias, x, rows, dim, b);
 }

@@ -147,6 +147,7 @@ int tensor_add(ts_ctx *ctx, tensor *out, const tensor *a, const tensor *b);
 int tensor_mul(ts_ctx *ctx, tensor *out, const tensor *a, const tensor *b);
 void add_inplace(ts_ctx *ctx, float *x, const float *y, int64_t n);     /* x += y */
 void scale_inplace(ts_ctx *ctx, float *x, float s, int64_t n);          /* x *= s */
+void affine(ts_ctx *ctx, float *x, int64_t n, float scale, float shift);  /* x = x * scale + shift */
 /* x[rows, dim] += b[dim] (any dtype) */
 void add_row_bias(ts_ctx *ctx, float *x, int64_t rows, int dim, const tensor *b);
 /* x[N, C, HW] += b per channel: b [C] (any dtype; a conv's bias, the same for every image)

@@ -15,7 +15,7 @@
  *   1280@16x16     127            155                 108
  * Wall GFLOP/s in a quieter moment, oneDNN / im2col: 158 / 136, 164 / 79, 121 / 78.
  * oneDNN is faster at every SD 3x3 shape, so it is the default (CONV_BACKEND_DEFAULT in
- * ops_private.h). But the same tool at one thread, GFLOP per CPU-second, oneDNN / sgemm:
+ * cpu.h). But the same tool at one thread, GFLOP per CPU-second, oneDNN / sgemm:
  *   1x1 320@64x64: 90 / 136;  1x1 640->1280@32x32: 123 / 146;  3x3 4->512 (VAE conv_in): 57 / 111
  *   (3x3 stride 2: 129 / 112 and 136 / 131; 3x3 128@256x256: 162 / 79; 64@64x64: 166 / 73)
  * so AUTO sends 1x1 stride-1 convolutions (a plain GEMM, no activation reorders) and those

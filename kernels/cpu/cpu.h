@@ -83,6 +83,7 @@ void cpu_swiglu(ts_ctx *ctx, float *out, const float *gate, const float *up, int
 int cpu_binary(ts_ctx *ctx, bool multiply, tensor *out, const tensor *a, const tensor *b);
 void cpu_add_inplace(ts_ctx *ctx, float *x, const float *y, int64_t n);
 void cpu_scale_inplace(ts_ctx *ctx, float *x, float s, int64_t n);
+void cpu_affine(ts_ctx *ctx, float *x, int64_t n, float scale, float shift);
 void cpu_add_row_bias(ts_ctx *ctx, float *x, int64_t rows, int dim, const tensor *b);
 int cpu_add_channel_bias(ts_ctx *ctx, float *x, int N, int C, int64_t HW, const tensor *b);
 void cpu_upsample_nearest2x(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W);

@@ -198,6 +198,7 @@ const ts_backend ts_backend_cpu = {
         .binary = cpu_binary,
         .add_inplace = cpu_add_inplace,
         .scale_inplace = cpu_scale_inplace,
+        .affine = cpu_affine,
         .add_row_bias = cpu_add_row_bias,
         .add_channel_bias = cpu_add_channel_bias,
         .upsample_nearest2x = cpu_upsample_nearest2x,

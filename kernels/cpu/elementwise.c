@@ -98,6 +98,11 @@ void cpu_scale_inplace(ts_ctx *ctx, float *x, float s, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
+void cpu_affine(ts_ctx *ctx, float *x, int64_t n, float scale, float shift) {
+    #pragma omp parallel for simd num_threads(cpu_threads(ctx)) schedule(static) if (n >= PARALLEL_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * scale + shift;
+}
+
 void cpu_add_row_bias(ts_ctx *ctx, float *x, int64_t rows, int dim, const tensor *b) {
     if (!b) return;
     const float *bias = weight_f32(ctx, b, 0);

@@ -3,6 +3,8 @@
  * conditioning, the sample loop around the U-Net, and the VAE or TAESD decode.
  */
 #include "models/diffusion/txt2img.h"
+
+#include "kernels/ops.h"
 #include "kernels/comm.h"
 
 #include "models/formats/model_files.h"
@@ -158,15 +160,15 @@ static int denoise_rows(denoise_context *d, float *out, const float *x, int rows
         const text_conditioning *c = &d->cond[i];
         for (int r = 0; r < rows; r++) {   /* call row r*m + j is batch row r*n + i (image i, row r) */
             int src = rows == 2 ? r : 1, row = r * m + j;
-            memcpy(d->context + row * per_ctx, c->context + src * per_ctx, per_ctx * sizeof(float));
+            copy_floats(d->ctx, d->context + row * per_ctx, c->context + src * per_ctx, (int64_t)per_ctx);
             if (d->pooled_dim) {
-                memcpy(d->text_embeds + (size_t)row * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
-                       (size_t)d->pooled_dim * sizeof(float));
+                copy_floats(d->ctx, d->text_embeds + (size_t)row * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
+                            d->pooled_dim);
                 /* SDXL micro-conditioning: original size, crop (0, 0), target size — in pixels */
                 float *t = d->time_ids + row * 6;
                 t[0] = t[4] = (float)d->pixel_h, t[1] = t[5] = (float)d->pixel_w, t[2] = t[3] = 0;
             }
-            memcpy(d->x + row * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
+            copy_floats(d->ctx, d->x + row * per_row, x + (size_t)(r * d->n + i) * per_row, (int64_t)per_row);
         }
     }
     if (unet_forward(d->unet, d->ctx, d->x, rows * m, d->H, d->W, d->timesteps, d->context, tokens,
@@ -174,8 +176,8 @@ static int denoise_rows(denoise_context *d, float *out, const float *x, int rows
         return -1;
     for (int j = 0; j < m; j++)
         for (int r = 0; r < rows; r++)
-            memcpy(out + (size_t)(r * d->n + images[j]) * per_row, d->out + (size_t)(r * m + j) * per_row,
-                   per_row * sizeof(float));
+            copy_floats(d->ctx, out + (size_t)(r * d->n + images[j]) * per_row, d->out + (size_t)(r * m + j) * per_row,
+                        (int64_t)per_row);
     return 0;
 }
 
@@ -360,10 +362,10 @@ int txt2img_decode(txt2img *p, const txt2img_request *r, txt2img_result *out) {
     float *z = ts_malloc((size_t)C * h * w * sizeof(float));
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));
+        memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));   /* latents: host */
         if (p->taesd) {   /* TAESD works on the scaled latents and gives [0, 1] */
             rc = taesd_decode(p->taesd, p->decode_ctx, z, 1, h, w, image);
-            for (size_t k = 0; k < 3 * pixels && rc == 0; k++) image[k] = image[k] * 2.0f - 1.0f;
+            if (rc == 0) affine(p->decode_ctx, image, (int64_t)(3 * pixels), 2.0f, -1.0f);   /* to the VAE's [-1, 1] */
         } else {
             float scaling = vae_scaling_factor(p->vae);   /* divide, as diffusers does */
             for (size_t k = 0; k < (size_t)C * h * w; k++) z[k] /= scaling;

@@ -442,7 +442,7 @@ int llava_generate_batch(const llava *self, llm_state *s, int n, const int *cons
                 tok[m] = image ? LLM_EMBEDDING_ROW : id, seqs[m] = k, pos[m] = g->fed;
                 if (image) {
                     if (!features || !features[g->image]) { rc = ts_fail("captioner: prompt %d has image rows but no features", g->image); break; }
-                    memcpy(emb + (size_t)m * D, features[g->image] + (size_t)g->used++ * D, (size_t)D * sizeof(float));
+                    copy_floats(llm_state_context(s), emb + (size_t)m * D, features[g->image] + (size_t)g->used++ * D, D);
                 }
                 g->fed++, m++;
             }
