@@ -845,6 +845,25 @@ static worker_peer *peer_for(coordinator *c, zmq_msg_t *id, int create) {
 
 static void free_stats(void **item) { free(*item); *item = NULL; }
 
+/* A worker's Hello names it. A worker that reconnects comes back under a new identity with
+ * the same name: its row of stats (stats.json, /metrics) goes on where it was, now under the
+ * new identity, instead of a second row. */
+static void name_worker(coordinator *c, worker_peer *w, const char *name) {
+    worker_stats *same = NULL;
+    const char *same_key = NULL;
+    for (worker_stats *s = zhashx_first(c->wstats); s; s = zhashx_next(c->wstats))
+        if (s != w->stats && !strncmp(s->name, name, sizeof s->name - 1)) { same = s; same_key = zhashx_cursor(c->wstats); break; }
+    if (!same) { snprintf(w->stats->name, sizeof w->stats->name, "%s", name); return; }
+    same->tasks += w->stats->tasks;
+    same->records += w->stats->records;
+    same->failures += w->stats->failures;
+    char old_key[64];
+    snprintf(old_key, sizeof old_key, "%s", same_key);
+    zhashx_delete(c->wstats, w->key); /* the fresh row (frees it) */
+    zhashx_rename(c->wstats, old_key, w->key);
+    w->stats = same;
+}
+
 static void peer_destroy(void **item) {
     worker_peer *w = *item;
     if (!w) return;
@@ -877,7 +896,7 @@ static void on_message(coordinator *c, zmq_msg_t *id, zmq_msg_t *body) {
                 if (!w->stage || s == TESSERA__STAGE__STAGE_RENDER) w->stage = s;
         }
         w->credit = 0;
-        if (h->name && h->name[0]) snprintf(w->stats->name, sizeof w->stats->name, "%s", h->name);
+        if (h->name && h->name[0]) name_worker(c, w, h->name);
         w->stats->stage = w->stage;
         log_info("worker %s (%s) joined for %s", w->key, h->name,
                  w->stage == TESSERA__STAGE__STAGE_EXPAND ? "expand" : w->stage ? "render" : "nothing this job needs");

@@ -19,7 +19,7 @@ ARGS=("$SRC/jobs/demo.yaml" --kind=render --dataset.path="$D/p.txt" --output.dir
       --output.shard_size=50 --workers.render=2 --workers.credit=3)
 "$T" run "${ARGS[@]}" --models.diffusion=sleep:60 2> "$D/run1.log" &
 P=$!
-for _ in $(seq 1 200); do [ "$(wc -l < "$D/out/manifest.jsonl" 2>/dev/null || echo 0)" -ge 20 ] && break; sleep 0.05; done
+for _ in $(seq 1 200); do [ "$(wc -l 2>/dev/null < "$D/out/manifest.jsonl" || echo 0)" -ge 20 ] && break; sleep 0.05; done
 before=$(wc -l < "$D/out/manifest.jsonl")
 kill -USR1 $P
 wait $P; rc=$?

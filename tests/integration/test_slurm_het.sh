@@ -39,7 +39,7 @@ J=$(TESSERA=$T TESSERA_OUT=$OUT TESSERA_KEYS=$D/keys TESSERA_DIFFUSION_MODEL=sle
 [ -n "$J" ] && ok || bad "sbatch"
 # preempted mid-run with USR1 to the job's steps (not the batch shell): the coordinator drains
 # and exits 3, the script requeues the job, the second run finishes
-for _ in $(seq 1 300); do n=$(wc -l < "$OUT/manifest.jsonl" 2>/dev/null || echo 0); [ "${n:-0}" -ge 100 ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do n=$(wc -l 2>/dev/null < "$OUT/manifest.jsonl" || echo 0); [ "${n:-0}" -ge 100 ] && break; sleep 0.1; done
 [ "${n:-0}" -ge 100 ] && [ "${n:-0}" -lt $N ] && ok || bad "job was not mid-run ($n done): $(tail -5 "$D/job.log")"
 scancel --signal=USR1 "$J" && ok || bad "scancel --signal=USR1"
 for _ in $(seq 1 200); do [ -z "$(squeue -h -j "$J" 2>/dev/null)" ] && break; sleep 0.5; done

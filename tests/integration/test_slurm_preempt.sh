@@ -39,7 +39,7 @@ J=$(TESSERA=$T TESSERA_OUT=$OUT TESSERA_PORT=$PORT TESSERA_METRICS_PORT=$MPORT T
     sbatch --parsable --ntasks=3 -o "$D/job.log" "$SRC/jobs/tessera.sbatch" "$SRC/jobs/demo.yaml" \
     --kind=render --dataset.path="$D/prompts.txt" --task_size=2 --output.shard_size=10)
 [ -n "$J" ] && ok || bad "sbatch"
-done_now() { wc -l < "$OUT/manifest.jsonl" 2>/dev/null || echo 0; }
+done_now() { wc -l 2>/dev/null < "$OUT/manifest.jsonl" || echo 0; }
 for _ in $(seq 1 150); do n=$(done_now); [ "${n:-0}" -ge 16 ] && break; sleep 0.2; done
 [ "${n:-0}" -ge 16 ] && [ "${n:-0}" -lt $N ] && ok || bad "job was not mid-run ($n records done): $(tail -5 "$D/job.log")"
 
