@@ -20,7 +20,8 @@
 #include <stddef.h>
 
 typedef enum {
-    J_START = 1,     /* a coordinator run began; a = wire version, str[0] = job kind */
+    J_START = 1,     /* a coordinator run began; a = wire version, str[0] = job kind,
+                      * str[1] = where: "host=H slurm_job=J [array_task=A] restart=N" or "host=H pid=P" */
     J_EXPANDED = 2,  /* task's prompts expanded; str[i] = expanded text of record i */
     J_DONE = 3,      /* task finished; a = records, b = manifest size after its lines */
     J_FAILED = 4,    /* one failed attempt; a = attempt number, str[0] = reason */
