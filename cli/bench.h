@@ -16,7 +16,8 @@
     X(vae, "full-size SD VAE decode, tiled and untiled: --res 512") \
     X(pipeline, "coordinator tasks/s with 1, 8, 64 null workers; RSS at 1e4 vs 1e7 records") \
     X(render, "render worker images/s, batch 1 vs --batch N, U-Net busy share: -m SD15 --res 256") \
-    X(comm, "under mpirun: all-reduce time by size, checked and not, against memcpy")
+    X(comm, "under mpirun: all-reduce time by size, checked and not, against memcpy") \
+    X(parallel, "split U-Net: all-reduce bytes per step/layer, T=1,2,4 measured, NVLink/PCIe/IB predicted")
 
 #define DECLARE_BENCH(name, summary) int bench_##name(int argc, char **argv);
 TESSERA_BENCHES(DECLARE_BENCH)

@@ -16,6 +16,11 @@
  * Activations are NCHW float32 in the arena. Inside a transformer the tokens are
  * [B*HW, C] rows; proj_in/proj_out are GEMMs that read and write NCHW directly, so no
  * layout switch is ever materialised.
+ *
+ * Weights come from a weight_binder (a file, random values, or shapes only). A U-Net split
+ * over T ranks (unet.h, unet_parallel.h) binds this rank's shard of each split layer and
+ * runs the same table on its part (heads / T heads, conv1 channels / T), and after each
+ * row-parallel layer one all-reduce on the context's comm.
  */
 #include "models/diffusion/unet.h"
 
@@ -653,9 +658,8 @@ static void resnet_forward(unet *u, const block *b, float *out, const float *x, 
     /* norm2's groups are whole on each rank: its channels are groups / tp whole groups */
     group_norm_silu(u, h, h, B, Cp, HW, &b->norm2, u->cfg.norm_num_groups / u->tp, u->cfg.norm_eps, true);
     conv(u, out, h, B, Cp, H, W, &b->conv2, 1, 1);   /* split by input channels: a partial sum, bias on rank 0 */
-    if (u->tp_rank != 0) {
-        /* the shortcut or residual is rank 0's to add, once */
-    } else if (b->shortcut.w.data) {
+    /* the shortcut or residual: rank 0's to add, once (tp > 1: the all-reduce sums the parts) */
+    if (u->tp_rank == 0 && b->shortcut.w.data) {
         /* out[b] += W [C, Cin] x[b] [Cin, HW] + bias: the 1x1 shortcut as GEMMs straight from NCHW */
         product(u, &b->shortcut.w,
                 (weight_gemm_params){.weight_left = true, .other = (int)HW, .K = Cin, .X = x, .ldx = (int)HW,
@@ -663,7 +667,7 @@ static void resnet_forward(unet *u, const block *b, float *out, const float *x, 
                                      .c_stride = (int64_t)C * HW, .count = B, .beta = 1.0f},
                 UNET_OP_LINEAR);
         TIMED(u, UNET_OP_OTHER, 0, add_channel_bias(u->ctx, out, B, C, HW, &b->shortcut.b));
-    } else {
+    } else if (u->tp_rank == 0) {
         TIMED(u, UNET_OP_OTHER, 0, add_inplace(u->ctx, out, x, (int64_t)B * C * HW));
     }
     all_reduce(u, out, (int64_t)B * C * HW);
