@@ -58,6 +58,8 @@ ids = [json.loads(l)['id'] for l in open(sys.argv[1])]
 print(len(set(ids)), sum(1 for v in collections.Counter(ids).values() if v > 1))" "$OUT/manifest.jsonl" 2>/dev/null)
 [ "$ids" = "$N 0" ] && ok || bad "unique/duplicated ids: $ids"
 "$T" status "$OUT" | grep -q '^job: *complete' && ok || bad "status: $("$T" status "$OUT" | head -3)"
+# from another node of the cluster, as a Slurm step there
+timeout 30 srun -N1 -n1 --nodelist=n2 "$T" status "$OUT" | grep -q '^job: *complete' && ok || bad "tessera status on n2 failed"
 grep -q "^tcp://$(hostname):[0-9]\+$" "$OUT/coordinator/endpoint" && ok || bad "published endpoint: $(cat "$OUT/coordinator/endpoint")"
 key() { sed -n 's/.*public-key = "\(.*\)"/\1/p' "$1"; }
 [ -n "$(key "$D/keys/server.cert")" ] && [ "$(key "$OUT/coordinator/server.cert")" = "$(key "$D/keys/server.cert")" ] && ok ||
