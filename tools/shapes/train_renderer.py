@@ -75,7 +75,10 @@ def main():
     # One vocabulary for both renderers, trained on both caption kinds, so that they differ
     # only in the captions they were trained on.
     tok_dir = os.path.join(data.CACHE, "clip_tokenizer")
-    bpe.train_clip(shorts + descs, tok_dir)
+    if args.init:                  # a continuation keeps its vocabulary (token ids index its embeddings)
+        tok_dir = os.path.join(args.init, "model-descriptive", "tokenizer")
+    else:
+        bpe.train_clip(shorts + descs, tok_dir)
     tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
                               model_max_length=MAX_TOKENS, pad_token="<|endoftext|>")
     vocab = tokenizer.get_vocab()
