@@ -57,8 +57,8 @@ static int usage(int status) {
             "                         parallelism); = --parallel tp\n"
             "  --parallel MODE        under mpirun: tp; cfg (uncond and cond U-Net rows on two ranks)\n"
             "                         or dp (the U-Net batch's rows over the ranks; both one all-gather\n"
-            "                         a step); auto (the cost model picks and says why). Every rank\n"
-            "                         computes the same image; rank 0 writes it\n");
+            "                         a step); auto (the cost model picks and says why). Rank 0 runs\n"
+            "                         the pipeline and writes; the others hold only U-Net shards\n");
     return status;
 }
 
@@ -289,6 +289,15 @@ int cmd_txt2img(int argc, char **argv) {
             return 2;
         }
         rank = comm_rank(group);
+        if (rank != 0) {
+            /* rank 0 runs the pipeline; this rank serves its U-Net calls */
+            o.threads = threads;
+            int rc = txt2img_follow(&o);
+            if (rc) fprintf(stderr, "tessera txt2img: rank %d: %s\n", rank, ts_last_error());
+            comm_destroy(&group);
+            gen_parameters_clear(&from_png);
+            return rc ? 1 : 0;
+        }
     }
     r.seed = (uint64_t)seed;
     o.threads = threads;

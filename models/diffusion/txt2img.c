@@ -49,8 +49,39 @@ typedef struct {
     int *group;                      /* together: the images of one call */
 } denoise_context;
 
+/* Every rank of a group says whether it is ready; 0 when all are. */
+static int group_agree(struct comm *g, bool ok) {
+    float v = ok ? 1.0f : 0.0f;
+    if (comm_all_reduce_sum(g, &v, &v, 1, DT_F32)) return -1;
+    return v == (float)comm_size(g) ? 0 : -1;
+}
+
+int txt2img_follow(const txt2img_options *o) {
+    struct comm *g = o->group;
+    if (!g || comm_rank(g) == 0) return ts_fail("txt2img_follow: for the ranks other than 0 of a group");
+    ts_ctx *ctx = ts_ctx_new(o->device, o->threads);
+    unet *u = ctx ? unet_load_split(o->model, (unet_split){(unet_parallel)o->parallel, comm_rank(g), comm_size(g)}) : NULL;
+    if (!u) ts_fail_wrap("txt2img: rank %d: loading the U-Net of %s", comm_rank(g), o->model);
+    int rc = group_agree(g, u != NULL);
+    if (rc == 0) {
+        ts_ctx_set_comm(ctx, g);
+        rc = unet_follow(u, ctx);
+    } else if (u) {
+        ts_fail("txt2img: rank 0 of the group failed to load %s", o->model);
+    }
+    unet_destroy(&u);
+    ts_ctx_destroy(&ctx);
+    return rc;
+}
+
 txt2img *txt2img_load(const txt2img_options *o) {
     if (!o || !o->model) { ts_fail("txt2img: no model given"); return NULL; }
+    bool led = o->group && comm_size(o->group) > 1;
+    if (led && comm_rank(o->group) != 0) {
+        ts_fail("txt2img: rank %d of the group: rank 0 loads the pipeline, the others call txt2img_follow",
+                comm_rank(o->group));
+        return NULL;
+    }
     txt2img *p = ts_calloc(1, sizeof *p);
     p->model = ts_strdup(o->model);
     p->ctx = ts_ctx_new(o->device, o->threads);
@@ -63,12 +94,13 @@ txt2img *txt2img_load(const txt2img_options *o) {
     p->text = text_encoder_load(o->model, o->tokenizer);
     if (!p->text) goto fail;
     unet_split split = UNET_SPLIT_NONE;
-    if (o->group && comm_size(o->group) > 1) {
-        split = (unet_split){(unet_parallel)o->parallel, comm_rank(o->group), comm_size(o->group)};
-        ts_ctx_set_comm(p->ctx, o->group);   /* the U-Net's stage; text and decode run whole on every rank */
+    if (led) {
+        /* rank 0 leads: its U-Net stage announces each call to the group (txt2img_follow) */
+        split = (unet_split){(unet_parallel)o->parallel, 0, comm_size(o->group)};
+        ts_ctx_set_comm(p->ctx, o->group);
     }
     p->unet = unet_load_split(o->model, split);
-    if (!p->unet) goto fail;
+    if (!p->unet || (led && unet_lead(p->unet, o->group))) goto fail;
     if (o->taesd) {
         p->taesd = taesd_load(NULL, o->taesd);
         if (!p->taesd) goto fail;
@@ -97,10 +129,20 @@ txt2img *txt2img_load(const txt2img_options *o) {
         p->scheduler_json_text = read_text_file(p->scheduler_json, NULL);
         if (!p->scheduler_json_text) goto fail;
     }
+    if (led && group_agree(o->group, true)) {
+        unet_lead(p->unet, NULL);   /* a follower failed and is gone: nobody to stop */
+        ts_fail("txt2img: another rank of the group failed to load its part of the U-Net");
+        txt2img_destroy(&p);
+        return NULL;
+    }
     log_info("txt2img: %s loaded (%s) in %.1f s", o->model, text_family_name(text_encoder_family(p->text)), ts_now() - t0);
     return p;
 fail:
     ts_fail_wrap("txt2img: loading %s", o->model);
+    if (led) {
+        if (p->unet) unet_lead(p->unet, NULL);
+        group_agree(o->group, false);
+    }
     txt2img_destroy(&p);
     return NULL;
 }

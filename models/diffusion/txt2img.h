@@ -31,10 +31,10 @@ typedef struct {
     const char *taesd;        /* NULL, or a TAESD decoder .safetensors: decode with it instead of the VAE */
     const char *device;       /* NULL or "cpu" (the default), "cuda:0", ...: where it computes */
     int threads;              /* CPU threads of the pipeline's ops; 0: all cores */
-    /* Parallel rendering (unet.h): NULL, or the ranks that share the U-Net (every rank loads
-     * the pipeline and calls generate with the same request; only the U-Net's work is split,
-     * and every rank gets the same images), and how they share it: tensor parallelism or the
-     * batch split (CFG-parallel: uncond and cond rows on two ranks). */
+    /* Parallel rendering (unet.h): NULL, or the ranks that share the U-Net, and how they share
+     * it: tensor parallelism or the batch split (CFG-parallel: uncond and cond rows on two
+     * ranks). Rank 0 loads the pipeline and leads; the other ranks call txt2img_follow, which
+     * loads only their U-Net shards and serves rank 0's U-Net calls until it is destroyed. */
     struct comm *group;
     int parallel;             /* a unet_parallel (UNET_PARALLEL_TP, UNET_PARALLEL_BATCH) */
 } txt2img_options;
@@ -87,6 +87,9 @@ typedef struct {
 typedef struct txt2img txt2img;
 
 txt2img *txt2img_load(const txt2img_options *options);
+/* The ranks other than 0 of options->group: serve rank 0's U-Net calls until its pipeline is
+ * destroyed (0), or the group fails (-1). */
+int txt2img_follow(const txt2img_options *options);
 void txt2img_destroy(txt2img **self);
 
 txt2img_request txt2img_request_defaults(void);

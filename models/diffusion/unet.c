@@ -80,6 +80,7 @@ struct unet {
     int comm_rc;                      /* -1 once a collective of this forward failed */
     float *gather;                    /* batch split: this rank's output rows */
     size_t gather_floats;
+    comm *lead;                       /* rank 0 of a led group: every forward is announced on it */
     size_t weight_bytes;
     size_t split_bytes;               /* of them, the split layers' shards (1/tp of those layers) */
     int64_t param_count;
@@ -521,6 +522,7 @@ void unet_destroy(unet **self) {
     free(u->blocks);
     for (int i = 0; i < u->owned_count; i++) free(u->owned[i]);
     free(u->owned);
+    if (u->lead) unet_lead_stop(u);
     weight_binder_destroy(&u->weights);
     arena_destroy(&u->arena);
     free(u->gather);
@@ -884,9 +886,9 @@ static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, co
     return 0;
 }
 
-int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context, int T,
-                 const float *text_embeds, const float *time_ids, float *out) {
-    unet *u = self;
+/* unet_forward once the leader (if any) has announced the call: every rank of a split. */
+static int forward_split(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps,
+                         const float *context, int T, const float *text_embeds, const float *time_ids, float *out) {
     const unet_config *c = &u->cfg;
     int down = 1 << (c->levels - 1);
     if (!x || !timesteps || !context || !out) return ts_fail("unet_forward: x, timesteps, context and out are required");
@@ -922,7 +924,7 @@ int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, c
                 text_embeds ? text_embeds + o * tdim : NULL, time_ids ? time_ids + o * 6 : NULL, u->gather))
         return -1;
     double t0 = u->profiling ? ts_now() : 0;
-    if (comm_all_gather(u->comm, u->gather, out, part * sizeof(float)))
+    if (comm_all_gather(u->comm, u->gather, out, part * sizeof(float)) && (u->comm_rc = -1))
         return ts_fail_wrap("unet_forward: gathering the batch's outputs, rank %d of %d", r, sp.ranks);
     if (u->profiling) {
         u->prof.seconds[UNET_OP_COMM] += ts_now() - t0;
@@ -930,6 +932,94 @@ int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, c
         u->prof.comm_calls++;
     }
     return 0;
+}
+
+/* ---- led groups: rank 0 runs the pipeline, the others serve its U-Net calls ---- */
+
+/* What the leader announces before each call (op 0: stop). */
+typedef struct {
+    int32_t op, B, H, W, T, added;
+} call_header;
+
+/* The call's inputs from the leader (root 0) to the group, in place on the leader. */
+static int share_inputs(comm *g, const unet_config *c, int tdim, const call_header *h, float *x, float *t, float *ctx,
+                        float *text, float *ids) {
+    size_t B = (size_t)h->B;
+    if (comm_broadcast(g, x, B * c->in_channels * h->H * h->W * sizeof(float), 0) ||
+        comm_broadcast(g, t, B * sizeof(float), 0) ||
+        comm_broadcast(g, ctx, B * h->T * c->cross_attention_dim * sizeof(float), 0))
+        return -1;
+    if (h->added && (comm_broadcast(g, text, B * tdim * sizeof(float), 0) || comm_broadcast(g, ids, B * 6 * sizeof(float), 0)))
+        return -1;
+    return 0;
+}
+
+int unet_lead(unet *self, comm *group) {
+    if (!group) {   /* stop leading without telling anyone (the group is gone) */
+        self->lead = NULL;
+        return 0;
+    }
+    if (comm_size(group) != self->split.ranks || comm_rank(group) != 0 || self->split.rank != 0)
+        return ts_fail("unet_lead: the leader is rank 0 of the U-Net's %d-rank group (this is rank %d of %d)",
+                       self->split.ranks, comm_rank(group), comm_size(group));
+    self->lead = group;
+    return 0;
+}
+
+int unet_lead_stop(unet *self) {
+    if (!self->lead) return 0;
+    call_header h = {0};
+    comm *g = self->lead;
+    self->lead = NULL;
+    return comm_broadcast(g, &h, sizeof h, 0);
+}
+
+int unet_follow(unet *self, ts_ctx *ctx) {
+    unet *u = self;
+    comm *g = ts_ctx_comm(ctx);
+    if (!g || comm_size(g) != u->split.ranks || comm_rank(g) != u->split.rank || u->split.rank == 0)
+        return ts_fail("unet_follow: needs the context's comm to be the U-Net's group, on a rank other than 0");
+    const unet_config *c = &u->cfg;
+    int tdim = unet_text_embeds_dim(u), rc = 0, calls = 0;
+    float *buf = NULL;
+    size_t cap = 0;
+    for (;;) {
+        call_header h;
+        if (comm_broadcast(g, &h, sizeof h, 0)) { rc = ts_fail_wrap("unet_follow: waiting for the leader"); break; }
+        if (h.op == 0) break;
+        size_t B = (size_t)h.B, hw = (size_t)h.H * h.W;
+        size_t nx = B * c->in_channels * hw, nc = B * h.T * c->cross_attention_dim, no = B * c->out_channels * hw;
+        size_t need = nx + B + nc + B * tdim + B * 6 + no;
+        if (need > cap) {
+            free(buf);
+            buf = ts_malloc(need * sizeof(float));
+            cap = need;
+        }
+        float *x = buf, *t = x + nx, *cx = t + B, *text = cx + nc, *ids = text + B * tdim, *out = ids + B * 6;
+        if (share_inputs(g, c, tdim, &h, x, t, cx, text, ids)) { rc = ts_fail_wrap("unet_follow: call %d's inputs", calls); break; }
+        if (forward_split(u, ctx, x, h.B, h.H, h.W, t, cx, h.T, h.added ? text : NULL, h.added ? ids : NULL, out)) {
+            /* a refused call is refused on the leader too, before any collective: serve the next */
+            if (u->comm_rc) { rc = -1; break; }
+            log_warn("unet_follow: %s", ts_last_error());
+        }
+        calls++;
+    }
+    free(buf);
+    return rc;
+}
+
+int unet_forward(unet *self, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context, int T,
+                 const float *text_embeds, const float *time_ids, float *out) {
+    unet *u = self;
+    if (u->lead && x && timesteps && context && out && B > 0 && H > 0 && W > 0 && T > 0) {
+        /* announce the call: the followers run it with us (the inputs are only read) */
+        call_header h = {1, B, H, W, T, text_embeds && time_ids};
+        if (comm_broadcast(u->lead, &h, sizeof h, 0) ||
+            share_inputs(u->lead, &u->cfg, unet_text_embeds_dim(u), &h, (float *)x, (float *)timesteps, (float *)context,
+                         (float *)text_embeds, (float *)time_ids))
+            return ts_fail_wrap("unet_forward: announcing the call to the group");
+    }
+    return forward_split(u, ctx, x, B, H, W, timesteps, context, T, text_embeds, time_ids, out);
 }
 
 /* The table's FLOPs and tensor-parallel traffic per block (unet_parallel.h). */

@@ -95,6 +95,22 @@ unet *unet_load_split(const char *model, unet_split split);
 unet *unet_load_files_split(const char *weights_path, const char *config_json_path, unet_split split);
 unet *unet_new_random_split(const unet_config *config, dtype wtype, uint64_t seed, unet_split split);
 unet_split unet_get_split(const unet *self);
+/*
+ * Led groups: rank 0 alone runs the pipeline (text encoder, sampler, VAE); before each of its
+ * unet_forward calls it broadcasts the call's inputs to the group, whose other ranks serve
+ * them in unet_follow and hold nothing but their U-Net shards.
+ *   unet_lead(u, group)      on rank 0 (group: the split's ranks; NULL: stop leading, silently)
+ *                            unet_destroy, or
+ *   unet_lead_stop(u),       tells the followers to return
+ *   unet_follow(u, ctx)      on the other ranks, ctx's comm the group: 0 when the leader stops,
+ *                            -1 when the group fails (a rank died: MPI ends the job)
+ * A follower's unet_forward calls mirror the leader's, so the collectives pair up.
+ */
+struct comm;
+int unet_lead(unet *self, struct comm *group);
+int unet_lead_stop(unet *self);
+int unet_follow(unet *self, ts_ctx *ctx);
+
 /* The config of the U-Net unet_load(model) would load, without keeping its weights. */
 int unet_config_load(const char *model, unet_config *out);
 

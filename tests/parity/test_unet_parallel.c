@@ -13,7 +13,9 @@
  *   - each rank holds 1/N of the split layers' bytes (printed), their sum over ranks is the
  *     one-rank U-Net's;
  *   - the batch split (CFG-parallel at N = 2: uncond on rank 0, cond on rank 1) equals the
- *     batched forward within 1e-5, and a batch that does not divide runs whole.
+ *     batched forward within 1e-5, and a batch that does not divide runs whole;
+ *   - a led group (rank 0 calls, the others serve in unet_follow) gives rank 0 one rank's
+ *     output, survives a refused call, and stops when rank 0 destroys its U-Net.
  */
 #include "models/diffusion/unet.h"
 #include "models/diffusion/unet_parallel.h"
@@ -241,6 +243,47 @@ static void test_family(comm *world, ts_ctx *alone, ts_ctx *group, const char *f
     unet_destroy(&whole);
 }
 
+/* A led group: rank 0 alone calls unet_forward (twice, and once with a size the U-Net
+ * refuses), the others serve in unet_follow; rank 0's outputs equal one rank's. */
+static void test_led(comm *world, ts_ctx *alone, ts_ctx *group, const char *family, unet_parallel mode) {
+    int rank = comm_rank(world), np = comm_size(world);
+    char dir[128];
+    snprintf(dir, sizeof dir, "unet/%s", family);
+    unet *u = unet_load_split(fixture_path(dir), (unet_split){mode, rank, np});
+    CHECK(u != NULL, "%s: %s", family, ts_last_error());
+    if (!u) return;
+    if (rank != 0) {
+        CHECK(unet_follow(u, group) == 0, "%s rank %d: follow: %s", family, rank, ts_last_error());
+        unet_destroy(&u);
+        return;
+    }
+    CHECK_OK(unet_lead(u, world));
+    unet *whole = unet_load(fixture_path(dir));
+    inputs in;
+    CHECK(whole && load_inputs(family, &in), "%s: %s", family, ts_last_error());
+    if (!whole) { unet_destroy(&u); return; }
+    float *ref = calloc(in.n_out, sizeof(float)), *got = calloc(in.n_out, sizeof(float));
+    for (int call = 0; call < 2; call++) {
+        for (size_t i = 0; i < (size_t)tensor_numel(&in.xs); i++) in.x[i] *= call ? -0.5f : 1.0f;
+        CHECK_OK(run(whole, alone, &in, 2, ref));
+        CHECK_OK(run(u, group, &in, 2, got));
+        float max_want, err = test_max_abs_diff(got, ref, in.n_out, &max_want);
+        if (!(err <= 1e-5f)) err = INFINITY;
+        printf("%-8s led %s over %d, call %d: max |err| %.3g vs 1 rank\n", family, unet_parallel_name(mode), np, call, err);
+        CHECK(err <= 1e-5f, "%s led call %d: max |err| %g", family, call, err);
+    }
+    /* refused on every rank alike (before any collective); the group serves on */
+    CHECK(unet_forward(u, group, in.x, 1, 10, 9, in.t, in.ctx, (int)in.cs.shape[1], in.text, in.ids, got) == -1 &&
+              strstr(ts_last_error(), "multiple"),
+          "odd size: %s", ts_last_error());
+    CHECK_OK(run(u, group, &in, 2, got));
+    CHECK(test_max_abs_diff(got, ref, in.n_out, NULL) <= 1e-5f, "%s: the call after a refused one", family);
+    free(ref), free(got);
+    free_inputs(&in);
+    unet_destroy(&whole);
+    unet_destroy(&u);   /* tells the followers to stop */
+}
+
 int main(void) {
     TEST_BEGIN();
     if (!comm_under_launcher()) {
@@ -257,6 +300,8 @@ int main(void) {
     ts_ctx *alone = ts_ctx_new("cpu", 1), *group = ts_ctx_new("cpu", 1);
     ts_ctx_set_comm(group, world);
     for (size_t i = 0; i < sizeof families / sizeof *families; i++) test_family(world, alone, group, families[i]);
+    test_led(world, alone, group, "sdxl_tp", UNET_PARALLEL_TP);
+    test_led(world, alone, group, "sd1", UNET_PARALLEL_BATCH);
     ts_ctx_destroy(&alone);
     ts_ctx_destroy(&group);
     comm_destroy(&world);
