@@ -130,7 +130,7 @@ int bench_pipeline(int argc, char **argv) {
     long tasks = 100000, big = 10000000;
     zsys_handler_set(NULL);
     zsys_init();
-    log_set_level(LOG_WARN);
+    log_set_level(TS_LOG_WARN);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tasks") && i + 1 < argc) tasks = atol(argv[++i]);
         else if (!strcmp(argv[i], "--big") && i + 1 < argc) big = atol(argv[++i]);

@@ -5,10 +5,6 @@
 #include "kernels/base.h"
 
 #include <czmq.h>
-/* czmq includes <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7) macros hide base.h's log
- * levels: log_info() would log at level 6 and never print. Back to base.h's constants. */
-#undef LOG_INFO
-#undef LOG_DEBUG
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>

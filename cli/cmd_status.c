@@ -26,8 +26,6 @@
 #include <archive_entry.h>
 #include <cjson/cJSON.h>
 #include <czmq.h>
-#undef LOG_INFO  /* <syslog.h> (via czmq) would hide base.h's log levels */
-#undef LOG_DEBUG
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

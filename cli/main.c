@@ -102,9 +102,9 @@ int cmd_version(int argc, char **argv) {
 int main(int argc, char **argv) {
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "-v") == 0) log_set_level(LOG_DEBUG);
-        else if (strcmp(argv[i], "-vv") == 0) log_set_level(LOG_TRACE);
-        else if (strcmp(argv[i], "-q") == 0) log_set_level(LOG_ERROR);
+        if (strcmp(argv[i], "-v") == 0) log_set_level(TS_LOG_DEBUG);
+        else if (strcmp(argv[i], "-vv") == 0) log_set_level(TS_LOG_TRACE);
+        else if (strcmp(argv[i], "-q") == 0) log_set_level(TS_LOG_ERROR);
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return cmd_help(1, argv);
         else if (strcmp(argv[i], "--version") == 0) return cmd_version(1, argv);
         else { fprintf(stderr, "tessera: unknown option '%s' (try 'tessera help')\n", argv[i]); return 2; }

@@ -27,10 +27,6 @@
 
 #include <cjson/cJSON.h>
 #include <czmq.h>
-/* czmq includes <syslog.h>, whose LOG_INFO (6) and LOG_DEBUG (7) macros hide base.h's log
- * levels: log_info() would log at level 6 and never print. Back to base.h's constants. */
-#undef LOG_INFO
-#undef LOG_DEBUG
 
 #include <dirent.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
 #include <time.h>
 
 static _Thread_local char error_message[1024];
-static log_level current_level = LOG_INFO;
+static log_level current_level = TS_LOG_INFO;
 
 int ts_fail(const char *fmt, ...) {
     va_list ap;

@@ -34,16 +34,18 @@ int ts_fail_wrap(const char *fmt, ...) TS_PRINTF(1, 2);
 const char *ts_last_error(void);
 void ts_clear_error(void);
 
-typedef enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3, LOG_TRACE = 4 } log_level;
+/* TS_ prefixed: <syslog.h> (which czmq includes) defines LOG_INFO and LOG_DEBUG as macros,
+ * which silently turned log_info() into a level nothing prints. */
+typedef enum { TS_LOG_ERROR = 0, TS_LOG_WARN = 1, TS_LOG_INFO = 2, TS_LOG_DEBUG = 3, TS_LOG_TRACE = 4 } log_level;
 
 void log_set_level(log_level level);
 log_level log_get_level(void);
 void log_msg(log_level level, const char *fmt, ...) TS_PRINTF(2, 3);
 
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_error(...) log_msg(TS_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(TS_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(TS_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(TS_LOG_DEBUG, __VA_ARGS__)
 
 /* Allocation that never returns NULL: out of memory is not recoverable here. */
 void *ts_malloc(size_t n);
