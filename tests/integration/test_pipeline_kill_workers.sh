@@ -13,6 +13,10 @@ for i in 1 2 3 4; do start_worker; done
 # a slow worker holding several tasks, stopped with SIGTERM in round 2: it hands back the
 # queued ones, finishes the running one and exits 0 promptly
 "$T" -q worker render --connect "$EP" --heartbeat 0.2 --model sleep:30 --credit 6 & G=$!; PIDS+=($G)
+# SIGTERM only once it is handled (not before main installs the handler) and the worker has
+# had a moment to take tasks it can hand back
+wait_catching $G 15 30 || fail "the slow worker never installed its SIGTERM handler"
+sleep 1
 kills=0
 for round in $(seq 1 12); do
   sleep 0.7
