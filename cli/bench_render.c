@@ -78,7 +78,7 @@ static rss_at rss_now(void) { return (rss_at){status_mib("RssFile"), status_mib(
 
 /* After the last step: what sampling held, then a new peak for the decode. */
 static int memory_step(void *user, int step, int steps) {
-    if (step + 1 == steps) {
+    if (step == steps) {   /* steps count from 1 */
         *(rss_at *)user = rss_now();
         reset_peak();
     }
