@@ -1,6 +1,7 @@
 /* cmd_worker.c — `tessera worker expand|render --connect ENDPOINT ...`: one worker process. */
 #include "cli/commands.h"
 #include "kernels/base.h"
+#include "worker/render_group.h"
 #include "worker/worker.h"
 
 #include <czmq.h>
@@ -21,6 +22,9 @@ static int usage(int rc) {
            "  --credit N          tasks held at once (default 2)\n"
            "  --batch N           render: records of a task in one model call (default 1)\n"
            "  --unet-shared 0|1   render: a batch's records share each U-Net call (faster, not bit-exact)\n"
+           "  --tp T              render under mpirun: groups of T ranks share one U-Net; rank 0 of each\n"
+           "                      group is the worker (README: Parallel rendering)\n"
+           "  --parallel MODE     with --tp: tp (default), or cfg / dp (the U-Net batch split)\n"
            "  --heartbeat S       heartbeat interval in seconds (default 1)\n"
            "  --reconnect-max S   longest reconnect backoff (default 8 beats)\n"
            "  --cert FILE         this worker's secret certificate (CURVE)\n"
@@ -36,6 +40,8 @@ int cmd_worker(int argc, char **argv) {
     if (!strcmp(argv[1], "expand")) o.stage = 1;
     else if (!strcmp(argv[1], "render")) o.stage = 2;
     else { fprintf(stderr, "tessera worker: '%s' is not expand or render\n", argv[1]); return 2; }
+    int tp = 0;
+    const char *parallel = NULL;
     char name[128];
     snprintf(name, sizeof name, "%s-%d", argv[1], (int)getpid());
     o.name = name;
@@ -56,6 +62,8 @@ int cmd_worker(int argc, char **argv) {
         else if (!strcmp(a, "--cert")) o.client_cert = v;
         else if (!strcmp(a, "--server-cert")) o.server_cert = v;
         else if (!strcmp(a, "--name")) o.name = v;
+        else if (!strcmp(a, "--tp")) tp = atoi(v);
+        else if (!strcmp(a, "--parallel")) parallel = v;
         else { fprintf(stderr, "tessera worker: unknown option '%s'\n", a); return 2; }
     }
     if (!o.endpoint) { fprintf(stderr, "tessera worker: --connect ENDPOINT is required\n"); return 2; }
@@ -64,6 +72,10 @@ int cmd_worker(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (worker_run(&o) < 0) { fprintf(stderr, "tessera worker: %s\n", ts_last_error()); return 2; }
+    if (tp < 0 || (parallel && tp == 0)) { fprintf(stderr, "tessera worker: --tp wants a positive group size\n"); return 2; }
+    if (tp > 0 ? render_group_run(&o, tp, parallel) < 0 : worker_run(&o) < 0) {
+        fprintf(stderr, "tessera worker: %s\n", ts_last_error());
+        return 2;
+    }
     return 0;
 }

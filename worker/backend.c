@@ -494,9 +494,9 @@ static void model_renderer_destroy(ts_renderer *self) {
     free(self);
 }
 
-static ts_renderer *model_renderer_new(const char *name, const char *model) {
+static ts_renderer *model_renderer_open(const char *name, const char *model, struct comm *group, int parallel) {
     if (!model || !*model) { ts_fail("backend 'model': no diffusion model (set models.diffusion)"); return NULL; }
-    txt2img_options o = {.model = model};
+    txt2img_options o = {.model = model, .group = group, .parallel = parallel};
     model_renderer *m = ts_calloc(1, sizeof *m);
     m->pipeline = txt2img_load(&o);
     if (!m->pipeline) { free(m); return NULL; }
@@ -513,6 +513,16 @@ static ts_renderer *model_renderer_new(const char *name, const char *model) {
     r->pipelined = true;
     r->destroy = model_renderer_destroy;
     return r;
+}
+
+static ts_renderer *model_renderer_new(const char *name, const char *model) { return model_renderer_open(name, model, NULL, 0); }
+
+ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, struct comm *group, int parallel) {
+    if (strcmp(kind, "model") != 0) {
+        ts_fail("backend '%s': only the model backend renders in a group of ranks", kind);
+        return NULL;
+    }
+    return model_renderer_open("model", model, group, parallel);
 }
 
 /* Backends by name: the built-in ones and "model" (real models). */

@@ -108,6 +108,10 @@ int backend_render_many(ts_renderer *self, const render_request *reqs, int n, co
 /* kind: "null", "echo" or a name from backend.c's table; model: path from the job spec. */
 ts_expander *backend_expander_new(const char *kind, const char *model);
 ts_renderer *backend_renderer_new(const char *kind, const char *model);
+/* The "model" renderer as rank 0 of a group of MPI ranks that share its U-Net (unet.h:
+ * parallel a unet_parallel); the other ranks serve it in txt2img_follow (render_group.h). */
+struct comm;
+ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, struct comm *group, int parallel);
 /* The faithfulness check on a model expander's replies (models/llm/expand_check.h): check is
  * "none" or "keep-words" (NULL, "": none), retries < 0 the default. -1 for a bad name. */
 int backend_expander_set_check(ts_expander *self, const char *check, int retries);

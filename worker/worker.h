@@ -31,6 +31,8 @@ typedef struct {
     int discard_output;             /* render but write no files (bench: measures the pipeline) */
     int batch;                      /* render: records of a task in one model call (workers.batch; 0: 1) */
     int unet_shared;                /* render: their U-Net rows in one call (backend.h render_batching) */
+    struct comm *group;             /* render: rank 0 of a group sharing the U-Net (render_group.h); NULL */
+    int parallel;                   /* its unet_parallel */
 } worker_options;
 
 /* 0 after a Shutdown or a clean stop, -1 on a set-up error. */
