@@ -1,5 +1,6 @@
 /* worker.c — the DEALER side: credit-based pull, heartbeats, Paranoid Pirate reconnects (see worker.h). */
 #include "worker/worker.h"
+#include "kernels/comm.h"
 #include "worker/output_writer.h"
 #include "worker/record_files.h"
 #include "kernels/base.h"
@@ -377,7 +378,7 @@ static void send_hello(net *n) {
     h.n_models = 1;
     h.models = &model;
     h.batch_size = (uint32_t)(n->opt->batch > 1 ? n->opt->batch : 1);
-    h.tensor_parallel = 1;
+    h.tensor_parallel = n->opt->group ? (uint32_t)comm_size(n->opt->group) : 1;   /* a render group (render_group.h) */
     h.name = (char *)n->opt->name;
     ts_envelope env = TESSERA__ENVELOPE__INIT;
     env.body_case = TESSERA__ENVELOPE__BODY_HELLO;
