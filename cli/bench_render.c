@@ -15,7 +15,7 @@
  * and where the memory goes (file-backed RSS = mapped weights, anonymous RSS, peak).
  * --memory instead runs one whole txt2img_generate (as `tessera txt2img` does; res default
  * 256 there too, pass --res 512) and prints file-backed and anonymous RSS after loading, at
- * the end of sampling and after the decode, with each phase's peak.
+ * the end of sampling and after the decode, with the peak so far.
  */
 #include "cli/bench.h"
 #include "models/diffusion/txt2img.h"
@@ -76,12 +76,10 @@ typedef struct { double file, anon, peak; } rss_at;
 
 static rss_at rss_now(void) { return (rss_at){status_mib("RssFile"), status_mib("RssAnon"), status_mib("VmHWM")}; }
 
-/* After the last step: what sampling held, then a new peak for the decode. */
+/* After the last step (steps count from 1): what sampling holds, before txt2img_generate
+ * lets the U-Net's weight pages go. */
 static int memory_step(void *user, int step, int steps) {
-    if (step == steps) {   /* steps count from 1 */
-        *(rss_at *)user = rss_now();
-        reset_peak();
-    }
+    if (step == steps) *(rss_at *)user = rss_now();
     return 0;
 }
 
@@ -101,9 +99,9 @@ static int bench_memory(const char *model, int res, int steps) {
     if (rc < 0) fprintf(stderr, "bench render: %s\n", ts_last_error());
     else
         printf("memory, one txt2img %dx%d, %d step(s), untiled VAE, %.1f s (MiB; file = memory-mapped weights):\n"
-               "  after load      file %6.0f  anon %6.0f  peak %6.0f\n"
-               "  end of sampling file %6.0f  anon %6.0f  peak %6.0f (load + text + U-Net)\n"
-               "  after decode    file %6.0f  anon %6.0f  peak %6.0f (VAE decode + PNG-ready RGB)\n",
+               "  after load      file %6.0f  anon %6.0f  peak so far %6.0f\n"
+               "  end of sampling file %6.0f  anon %6.0f  peak so far %6.0f (U-Net weights and activations)\n"
+               "  after decode    file %6.0f  anon %6.0f  peak of the run %6.0f\n",
                res, res, steps, ts_now() - t0, load.file, load.anon, load.peak, sampling.file, sampling.anon,
                sampling.peak, decode.file, decode.anon, decode.peak);
     txt2img_result_free(&out);
