@@ -88,8 +88,10 @@ PY
 [ "$(grep -c 'worker .* (host1) joined' "$D/coord.log")" -ge 2 ] && ok || bad "worker 1 did not reconnect: $(grep joined "$D/coord.log")"
 python3 - "$OUT/stats.json" <<'PY' && ok || bad "worker 1's stats after the reconnect: $(cat "$OUT/stats.json")"
 import json, sys
+# one row for host1 across its two connections; not "connected": at the end of the job the
+# final stats may be written after the workers were told to shut down and left
 w = [x for x in json.load(open(sys.argv[1]))["workers"] if x["name"] == "host1"]
-assert len(w) == 1 and w[0]["connected"] and w[0]["records"] > 0, w
+assert len(w) == 1 and w[0]["records"] > 0, w
 PY
 "$T" status "$OUT" --verify > "$D/verify.txt" && ok || bad "verify: $(cat "$D/verify.txt")"
 echo "cut at $cut_at/$N records, $during done while cut off"
