@@ -477,6 +477,9 @@ unet *unet_load_files_split(const char *weights_path, const char *config_json_pa
     }
     u = finish(u, w, layouts[which].layout, layouts[which].prefix);
     if (!u) ts_fail_wrap("loading the U-Net");
+    else if (split.ranks > 1)
+        log_info("U-Net: rank %d of %d (%s) holds %.1f MB of weights, %.1f MB of them its part of the split layers",
+                 split.rank, split.ranks, unet_parallel_name(split.mode), u->weight_bytes / 1e6, u->split_bytes / 1e6);
     return u;
 }
 
