@@ -85,6 +85,11 @@ if "${mpi[@]}" -np 2 "$TESSERA_BIN" "${args[@]}" --tp 3 -o "$tmp/bad.png" >/dev/
     echo "--tp 3 on 2 ranks accepted"; exit 1
 fi
 grep -q "mpirun -np 3" "$tmp/err.txt"
+# rank 0 fails to load (no tokenizer) before its U-Net: the follower is told and exits, no hang
+if "${mpi[@]}" -np 2 "$TESSERA_BIN" "${args[@]}" --tokenizer "$tmp/none" --tp 2 -o "$tmp/bad.png" >/dev/null 2>"$tmp/err.txt"; then
+    echo "a missing tokenizer accepted"; exit 1
+fi
+grep -q "rank 1: txt2img: rank 0 of the group failed to load" "$tmp/err.txt" || { cat "$tmp/err.txt"; exit 1; }
 if "$TESSERA_BIN" "${args[@]}" --parallel pipeline -o "$tmp/bad.png" >/dev/null 2>"$tmp/err.txt"; then
     echo "--parallel pipeline accepted"; exit 1
 fi
