@@ -74,7 +74,8 @@ static int parse_entry(safetensors *st, const cJSON *item, entry *e) {
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(dt)) return ts_fail("%s: tensor '%s': missing dtype", st->label, name);
-    if (dtype_from_name(dt->valuestring, &e->type) != 0)
+    /* GGUF's block types are dtypes too, but never a safetensors tensor's (no element size) */
+    if (dtype_from_name(dt->valuestring, &e->type) != 0 || dtype_size(e->type) == 0)
         return ts_fail("%s: tensor '%s': unsupported dtype '%s'", st->label, name, dt->valuestring);
     if (!cJSON_IsArray(shape)) return ts_fail("%s: tensor '%s': missing shape", st->label, name);
     int ndim = cJSON_GetArraySize(shape);

@@ -74,6 +74,9 @@ int main(void) {
     expect_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 0, 12, "overlap");
     expect_refused("{\"a\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 8, "unsupported dtype");
+    /* GGUF's block types are dtypes, but no safetensors tensor's (found by fuzz_safetensors:
+     * a division by their element size of 0) */
+    expect_refused("{\"a\":{\"dtype\":\"Q5_0\",\"shape\":[32],\"data_offsets\":[0,22]}}", 0, 22, "unsupported dtype");
     expect_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 0, 8, "shape entry 0");
     expect_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 0, 8, "bad data_offsets");
     expect_refused("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e300]}}", 0, 8, "bad data_offsets");
