@@ -4,24 +4,7 @@
 # each array task writes its own output folder and journal with every record of its dataset
 # exactly once, and `tessera status --summary` merges them: its sums equal the sums of the
 # three folders counted directly (manifest lines, rejects lines).
-set -u
-SRC=${TESSERA_SOURCE:?}
-T=${TESSERA_BIN:?}
-command -v slurmctld >/dev/null || { echo "slurmctld not installed"; exit 77; }
-export SLURM_DEV_DIR=$(mktemp -d /tmp/tessera-slurm-array.XXXXXX)
-# a block of 10 ports each (tests run side by side; their PIDs are close): slurmctld and the
-# tessera ports CTLD+1.., slurmd and the nodes of a multi-node cluster D+1.. (all below the
-# kernel's ephemeral ports, 32768 and up)
-export SLURM_DEV_CTLD_PORT=$((20000 + $$ % 1000 * 10)) SLURM_DEV_D_PORT=$((10000 + $$ % 1000 * 10))
-cleanup() { bash "$SRC/cluster/slurm-dev.sh" stop >/dev/null 2>&1; rm -rf "$SLURM_DEV_DIR"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { echo "FAIL: $*"; fail=$((fail+1)); }
-
-bash "$SRC/cluster/slurm-dev.sh" start >/dev/null && ok || { bad "cluster start"; echo "$pass passed, $fail failed"; exit 1; }
-eval "$(bash "$SRC/cluster/slurm-dev.sh" env)"
-D=$SLURM_DEV_DIR
+source "$(dirname "$0")/slurm_common.inc" array
 mkdir -p "$D/keys/allow" "$D/out"
 "$T" keygen server --dir "$D/keys" >/dev/null && "$T" keygen worker --dir "$D/keys" >/dev/null &&
   cp "$D/keys/worker.cert" "$D/keys/allow/" && ok || bad "keygen"

@@ -8,25 +8,9 @@
 # PMIx ranks 0 and 1; the published key is the coordinator's; both render ranks did work.
 # Mid-run the job's steps get USR1 (scancel --signal=USR1): it drains, requeues itself and
 # finishes, no record rendered twice.
-set -u
-SRC=${TESSERA_SOURCE:?}
-T=${TESSERA_BIN:?}
-command -v slurmctld >/dev/null || { echo "slurmctld not installed"; exit 77; }
-export SLURM_DEV_DIR=$(mktemp -d /tmp/tessera-slurm-het.XXXXXX) SLURM_DEV_NODES=3
-# a block of 10 ports each (tests run side by side; their PIDs are close): slurmctld and the
-# tessera ports CTLD+1.., slurmd and the nodes of a multi-node cluster D+1.. (all below the
-# kernel's ephemeral ports, 32768 and up)
-export SLURM_DEV_CTLD_PORT=$((20000 + $$ % 1000 * 10)) SLURM_DEV_D_PORT=$((10000 + $$ % 1000 * 10))
-cleanup() { bash "$SRC/cluster/slurm-dev.sh" stop >/dev/null 2>&1; rm -rf "$SLURM_DEV_DIR"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { echo "FAIL: $*"; fail=$((fail+1)); }
-
-bash "$SRC/cluster/slurm-dev.sh" start >/dev/null && ok || { bad "cluster start"; echo "$pass passed, $fail failed"; exit 1; }
-eval "$(bash "$SRC/cluster/slurm-dev.sh" env)"
+export SLURM_DEV_NODES=3
+source "$(dirname "$0")/slurm_common.inc" het
 [ "$(sinfo -h -N -o %N | sort -u | tr '\n' ' ')" = "n1 n2 n3 " ] && ok || bad "nodes: $(sinfo -h -N -o %N)"
-D=$SLURM_DEV_DIR
 OUT=$D/out
 mkdir -p "$D/keys/allow"
 "$T" keygen server --dir "$D/keys" >/dev/null && "$T" keygen worker --dir "$D/keys" >/dev/null &&

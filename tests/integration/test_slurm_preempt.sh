@@ -7,24 +7,7 @@
 # both runs (restart=0, restart=1), the drain took less than its grace, the time from signal
 # to exit is printed. While the job runs, `tessera status` shows rate, ETA and per-worker
 # throughput, and the coordinator's Prometheus endpoint answers curl with the text format.
-set -u
-SRC=${TESSERA_SOURCE:?}
-T=${TESSERA_BIN:?}
-command -v slurmctld >/dev/null || { echo "slurmctld not installed"; exit 77; }
-export SLURM_DEV_DIR=$(mktemp -d /tmp/tessera-slurm-preempt.XXXXXX)
-# a block of 10 ports each (tests run side by side; their PIDs are close): slurmctld and the
-# tessera ports CTLD+1.., slurmd and the nodes of a multi-node cluster D+1.. (all below the
-# kernel's ephemeral ports, 32768 and up)
-export SLURM_DEV_CTLD_PORT=$((20000 + $$ % 1000 * 10)) SLURM_DEV_D_PORT=$((10000 + $$ % 1000 * 10))
-cleanup() { bash "$SRC/cluster/slurm-dev.sh" stop >/dev/null 2>&1; rm -rf "$SLURM_DEV_DIR"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { echo "FAIL: $*"; fail=$((fail+1)); }
-
-bash "$SRC/cluster/slurm-dev.sh" start >/dev/null && ok || { bad "cluster start"; echo "$pass passed, $fail failed"; exit 1; }
-eval "$(bash "$SRC/cluster/slurm-dev.sh" env)"
-D=$SLURM_DEV_DIR
+source "$(dirname "$0")/slurm_common.inc" preempt
 OUT=$D/out
 mkdir -p "$OUT/keys/allow"
 "$T" keygen server --dir "$OUT/keys" >/dev/null && "$T" keygen worker --dir "$OUT/keys" >/dev/null &&
