@@ -30,7 +30,8 @@ static int usage(int rc) {
            "  --cert FILE         this worker's secret certificate (CURVE)\n"
            "  --server-cert FILE  the coordinator's public certificate (CURVE)\n"
            "  --name NAME         shown in the coordinator's log\n"
-           "SIGTERM: hands back queued tasks, finishes the running one, exits.\n");
+           "SIGTERM or SIGUSR1 (Slurm's preemption signal): hands back queued tasks, finishes the\n"
+           "running one, exits.\n");
     return rc;
 }
 
@@ -72,6 +73,7 @@ int cmd_worker(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);   /* --signal=USR1@T reaching a worker started outside our scripts */
     if (tp < 0 || (parallel && tp == 0)) { fprintf(stderr, "tessera worker: --tp wants a positive group size\n"); return 2; }
     if (tp > 0 ? render_group_run(&o, tp, parallel) < 0 : worker_run(&o) < 0) {
         fprintf(stderr, "tessera worker: %s\n", ts_last_error());

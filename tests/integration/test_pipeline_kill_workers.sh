@@ -13,14 +13,18 @@ for i in 1 2 3 4; do start_worker; done
 # a slow worker holding several tasks, stopped with SIGTERM in round 2: it hands back the
 # queued ones, finishes the running one and exits 0 promptly
 "$T" -q worker render --connect "$EP" --heartbeat 0.2 --model sleep:30 --credit 6 & G=$!; PIDS+=($G)
-# SIGTERM only once it is handled (not before main installs the handler) and the worker has
-# had a moment to take tasks it can hand back
+# and one stopped with SIGUSR1 (Slurm's preemption signal) in round 4, the same way
+"$T" -q worker render --connect "$EP" --heartbeat 0.2 --model sleep:30 --credit 6 & U=$!; PIDS+=($U)
+# signals only once they are handled (not before main installs the handlers) and the workers
+# have had a moment to take tasks they can hand back
 wait_catching $G 15 30 || fail "the slow worker never installed its SIGTERM handler"
+wait_catching $U 10 30 || fail "the slow worker never installed its SIGUSR1 handler"
 sleep 1
 kills=0
 for round in $(seq 1 12); do
   sleep 0.7
   if [ $round -eq 2 ]; then kill -TERM $G; wait_exit $G 5 || fail "worker exit status after SIGTERM: $?"; fi
+  if [ $round -eq 4 ]; then kill -USR1 $U; wait_exit $U 5 || fail "worker exit status after SIGUSR1: $?"; fi
   kill -0 $C 2>/dev/null || break
   idx=$((RANDOM % ${#WORKERS[@]}))
   kill -9 "${WORKERS[$idx]}" 2>/dev/null && kills=$((kills + 1)) || true
