@@ -2,10 +2,16 @@
 #include "test.h"
 #include "models/formats/npy.h"
 
+#include <limits.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
 
 int test_passed, test_failed;
 
@@ -99,4 +105,42 @@ ts_ctx *test_ctx(void) {
         atexit(test_ctx_free);
     }
     return the_ctx;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+bool test_run_under_mpirun(int np, int timeout_s) {
+#ifndef TESSERA_MPIEXEC
+#define TESSERA_MPIEXEC "mpirun"
+#endif
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return false;
+    self[len] = 0;
+    char ranks[16], timeout[16];
+    snprintf(ranks, sizeof ranks, "%d", np);
+    snprintf(timeout, sizeof timeout, "%d", timeout_s);
+    char *args[] = {TESSERA_MPIEXEC, "-np", ranks, "--allow-run-as-root", "--oversubscribe",
+                    "--tag-output", "--timeout", timeout, self, NULL};
+#ifdef SANITIZED
+    /* LeakSanitizer would fail every rank on OpenMPI's own allocations kept until exit */
+    const char *source = getenv("TESSERA_SOURCE"), *old = getenv("LSAN_OPTIONS");
+    char options[PATH_MAX + 256];
+    snprintf(options, sizeof options,
+             "%s%ssuppressions=%s/tests/unit/test_comm_lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0",
+             old ? old : "", old && *old ? ":" : "", source ? source : ".");
+    setenv("LSAN_OPTIONS", options, 1);
+#endif
+    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
+    pid_t pid;
+    if (posix_spawnp(&pid, args[0], NULL, NULL, args, environ) != 0) return false;
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }

@@ -54,6 +54,12 @@ bool test_arrays_close(const float *got, const float *want, size_t n, float tol,
 /* Largest absolute difference, and the largest |want|. */
 float test_max_abs_diff(const float *got, const float *want, size_t n, float *max_want);
 
+/* Runs this program again under mpirun with np ranks (as root, --oversubscribe, and a
+ * timeout of timeout_s so a hung collective fails the test instead of stalling ctest); true
+ * when every rank passed. In the ASan build the ranks take OpenMPI's leak suppressions
+ * (tests/unit/test_comm_lsan.supp: OpenMPI's libraries only). */
+bool test_run_under_mpirun(int np, int timeout_s);
+
 /* The test's CPU context (all cores), made on first use and kept for the whole program. */
 ts_ctx *test_ctx(void);
 

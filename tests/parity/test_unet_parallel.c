@@ -23,15 +23,10 @@
 #include "kernels/comm.h"
 #include "tests/test.h"
 
-#include <limits.h>
 #include <math.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-extern char **environ;
 
 /* The tiny U-Nets (tests/fixtures/unet/NAME): heads and groups per model decide the T it splits into. */
 static const char *families[] = {"sd1", "sd2", "sdxl", "sd1_tp", "sdxl_tp"};
@@ -129,49 +124,6 @@ static void test_refusals(void) {
         unet_destroy(&r);
         free(rows);
     }
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
-/* In the ASan build, LeakSanitizer would fail every rank on OpenMPI's own allocations kept
- * until exit: the ranks take unit/test_comm's suppressions (OpenMPI's libraries only). */
-static void allow_openmpi_leaks(void) {
-#ifdef SANITIZED
-    const char *source = getenv("TESSERA_SOURCE"), *old = getenv("LSAN_OPTIONS");
-    char options[PATH_MAX + 256];
-    snprintf(options, sizeof options,
-             "%s%ssuppressions=%s/tests/unit/test_comm_lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0",
-             old ? old : "", old && *old ? ":" : "", source ? source : ".");
-    setenv("LSAN_OPTIONS", options, 1);
-#endif
-}
-
-/* Starts this program under mpirun with np ranks; true when every rank passed. */
-static bool run_under_mpirun(int np) {
-#ifndef TESSERA_MPIEXEC
-#define TESSERA_MPIEXEC "mpirun"
-#endif
-    char self[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) return false;
-    self[len] = 0;
-    char ranks[16];
-    snprintf(ranks, sizeof ranks, "%d", np);
-    char *args[] = {TESSERA_MPIEXEC, "-np", ranks, "--allow-run-as-root", "--oversubscribe",
-                    "--tag-output", "--timeout", "300", self, NULL};
-    allow_openmpi_leaks();
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-    pid_t pid;
-    if (posix_spawnp(&pid, args[0], NULL, NULL, args, environ) != 0) return false;
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid) return false;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 /* ---- every rank, under mpirun ---- */
@@ -289,7 +241,7 @@ int main(void) {
     if (!comm_under_launcher()) {
         test_refusals();
         if (comm_have_mpi())
-            for (int np = 2; np <= 4; np++) CHECK(run_under_mpirun(np), "mpirun -np %d: a rank failed", np);
+            for (int np = 2; np <= 4; np++) CHECK(test_run_under_mpirun(np, 300), "mpirun -np %d: a rank failed", np);
         else
             fprintf(stderr, "test_unet_parallel: built without MPI, only the one-rank checks ran\n");
         return TEST_END();

@@ -11,19 +11,13 @@
 #include "kernels/comm.h"
 #include "tests/test.h"
 
-#include <limits.h>
 #include <pthread.h>
 #ifdef TESSERA_HAVE_MPI
 #include <mpi.h>
 #endif
 #include <stdarg.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char **environ;
 
 static const int lengths[] = {0, 1, 13, 1001, 10007};
 
@@ -104,50 +98,6 @@ static void test_single(void) {
     if (comm_have_mpi())
         CHECK(comm_new_mpi_world() == NULL && contains(ts_last_error(), "not started by an MPI launcher"),
               "%s", ts_last_error());
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
-/* In the ASan build, LeakSanitizer would fail every rank on OpenMPI's own allocations kept
- * until exit; test_comm_lsan.supp names those libraries (ours are still checked). */
-static void allow_openmpi_leaks(void) {
-#ifdef SANITIZED
-    const char *source = getenv("TESSERA_SOURCE"), *old = getenv("LSAN_OPTIONS");
-    char options[PATH_MAX + 256];
-    snprintf(options, sizeof options,
-             "%s%ssuppressions=%s/tests/unit/test_comm_lsan.supp:fast_unwind_on_malloc=0:print_suppressions=0",
-             old ? old : "", old && *old ? ":" : "", source ? source : ".");
-    setenv("LSAN_OPTIONS", options, 1);
-    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
-#endif
-}
-
-/* Starts this program under mpirun with np ranks; true when every rank passed. */
-static bool run_under_mpirun(int np) {
-#ifndef TESSERA_MPIEXEC
-#define TESSERA_MPIEXEC "mpirun"
-#endif
-    char self[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) return false;
-    self[len] = 0;
-    char ranks[16];
-    snprintf(ranks, sizeof ranks, "%d", np);
-    /* --timeout: a collective that hangs fails the test instead of stalling ctest. */
-    char *args[] = {TESSERA_MPIEXEC, "-np", ranks, "--allow-run-as-root", "--oversubscribe",
-                    "--tag-output", "--timeout", "120", self, NULL};
-    allow_openmpi_leaks();
-    pid_t pid;
-    if (posix_spawnp(&pid, args[0], NULL, NULL, args, environ) != 0) return false;
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid) return false;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 /* ---- every rank, under mpirun ---- */
@@ -394,7 +344,7 @@ int main(void) {
     if (!comm_under_launcher()) {
         test_single();
         if (comm_have_mpi())
-            for (int np = 2; np <= 4; np++) CHECK(run_under_mpirun(np), "mpirun -np %d: a rank failed", np);
+            for (int np = 2; np <= 4; np++) CHECK(test_run_under_mpirun(np, 120), "mpirun -np %d: a rank failed", np);
         else
             fprintf(stderr, "test_comm: built without MPI, only the single-rank comm is tested\n");
         return TEST_END();
