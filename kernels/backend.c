@@ -5,6 +5,7 @@
 #include "kernels/backend_impl.h"
 #include "kernels/comm.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +13,14 @@
 static const ts_backend *const backends[] = {&ts_backend_cpu};
 enum { BACKEND_COUNT = sizeof backends / sizeof backends[0] };
 
+static const char *names[BACKEND_COUNT + 1];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+static void list_names(void) {
+    for (int i = 0; i < BACKEND_COUNT; i++) names[i] = backends[i]->name;
+}
+
 const char *const *ts_backend_names(void) {
-    static const char *names[BACKEND_COUNT + 1];
-    for (int i = 0; i < BACKEND_COUNT; i++) names[i] = backends[i]->name;   /* same values every call */
+    pthread_once(&names_once, list_names);   /* filled once: callers on any thread read it */
     return names;
 }
 
