@@ -10,7 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const ts_backend *const backends[] = {&ts_backend_cpu};
+static const ts_backend *const backends[] = {
+#ifdef TESSERA_HAVE_CPU_BACKEND
+    &ts_backend_cpu,
+#endif
+#ifdef TESSERA_HAVE_CUDA
+    &ts_backend_cuda,
+#endif
+};
 enum { BACKEND_COUNT = sizeof backends / sizeof backends[0] };
 
 static const char *names[BACKEND_COUNT + 1];
@@ -131,6 +138,60 @@ int ts_buffer_set(ts_buffer *self, size_t offset, const void *src, size_t bytes)
 int ts_buffer_get(const ts_buffer *self, size_t offset, void *dst, size_t bytes) {
     if (check_range(self, offset, bytes, "ts_buffer_get")) return -1;
     return self->ctx->backend->download(self->ctx, dst, (const char *)self->data + offset, bytes);
+}
+
+int ts_ctx_upload(ts_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    return bytes ? ctx->backend->upload(ctx, dst, src, bytes) : 0;
+}
+
+int ts_ctx_download(ts_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    return bytes ? ctx->backend->download(ctx, dst, src, bytes) : 0;
+}
+
+void *ts_ctx_alloc(ts_ctx *ctx, size_t bytes) {
+    void *p = ctx->backend->alloc(ctx, bytes);
+    if (!p) ts_fail("%s: cannot allocate %zu bytes", ctx->backend->name, bytes);
+    return p;
+}
+
+void ts_ctx_free(ts_ctx *ctx, void *p) {
+    if (p) ctx->backend->free(ctx, p);
+}
+
+const void *ts_stage_in(ts_ctx *ctx, const void *host, size_t bytes) {
+    if (ctx->backend->host_memory || !host) return host;
+    void *d = ts_ctx_alloc(ctx, bytes);
+    if (d && ts_ctx_upload(ctx, d, host, bytes)) {
+        ts_ctx_free(ctx, d);
+        return NULL;
+    }
+    return d;
+}
+
+void *ts_stage_out(ts_ctx *ctx, void *host, size_t bytes) {
+    return ctx->backend->host_memory || !host ? host : ts_ctx_alloc(ctx, bytes);
+}
+
+int ts_stage_finish(ts_ctx *ctx, void *host, void *staged, size_t bytes) {
+    if (staged == host) return 0;
+    int rc = ts_ctx_download(ctx, host, staged, bytes);
+    ts_ctx_free(ctx, staged);
+    return rc;
+}
+
+void ts_stage_release(ts_ctx *ctx, const void *host, const void *staged) {
+    if (staged != host) ts_ctx_free(ctx, (void *)staged);
+}
+
+static void release_buffer(void *owner) {
+    ts_buffer *b = owner;
+    ts_buffer_destroy(&b);
+}
+
+arena *ts_arena_new(ts_ctx *ctx, size_t bytes) {
+    if (ctx->backend->host_memory) return arena_new(bytes);
+    ts_buffer *b = ts_buffer_new(ctx, bytes);
+    return b ? arena_over(b->data, bytes, release_buffer, b) : NULL;
 }
 
 int tensor_to_backend(ts_ctx *ctx, const tensor *host, tensor *out, ts_buffer **buffer) {

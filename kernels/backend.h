@@ -66,6 +66,33 @@ size_t ts_buffer_size(const ts_buffer *self);
 int ts_buffer_set(ts_buffer *self, size_t offset, const void *src, size_t bytes);
 int ts_buffer_get(const ts_buffer *self, size_t offset, void *dst, size_t bytes);
 
+/* Copies between host memory and any pointer in the context's memory (a buffer's data, an
+ * arena of ts_arena_new): like ts_buffer_set / _get without the buffer. */
+int ts_ctx_upload(ts_ctx *ctx, void *dst, const void *src, size_t bytes);
+int ts_ctx_download(ts_ctx *ctx, void *dst, const void *src, size_t bytes);
+
+/* Scratch in the context's memory for a model's activations (an aligned malloc on the CPU).
+ * NULL with ts_fail when the memory is full. */
+void *ts_ctx_alloc(ts_ctx *ctx, size_t bytes);
+void ts_ctx_free(ts_ctx *ctx, void *p);
+
+/*
+ * A model's entry points take and give host memory; these move it to where ops run. On a
+ * host backend they hand back the caller's own pointer (no copy); on a device:
+ *   ts_stage_in:  a copy of bytes of host input in ctx's memory (NULL on failure)
+ *   ts_stage_out: where to write an output of bytes (fresh ctx memory)
+ *   ts_stage_finish: copies an output back to host and frees it (-1 on failure)
+ *   ts_stage_release: frees a staged input (or a staged output not wanted after a failure)
+ */
+const void *ts_stage_in(ts_ctx *ctx, const void *host, size_t bytes);
+void *ts_stage_out(ts_ctx *ctx, void *host, size_t bytes);
+int ts_stage_finish(ts_ctx *ctx, void *host, void *staged, size_t bytes);
+void ts_stage_release(ts_ctx *ctx, const void *host, const void *staged);
+
+/* An arena (tensor.h) of `bytes` in the context's memory, for a model's activations: the
+ * host's lazily backed arena_new on the CPU, one device buffer on a GPU. NULL on failure. */
+arena *ts_arena_new(ts_ctx *ctx, size_t bytes);
+
 /* A tensor in the context's memory with the host tensor's shape and dtype: on a host
  * backend a view of the same memory (no copy, *buffer NULL); on a device a contiguous copy in
  * a new buffer the caller destroys. */

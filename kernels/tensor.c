@@ -369,6 +369,8 @@ const char *tensor_shape_str(const tensor *t, char *buf, size_t size) {
 struct arena {
     char *base;
     size_t capacity, used, peak;
+    void (*release)(void *owner);     /* arena_over's: frees the memory instead of munmap */
+    void *owner;
 };
 
 arena *arena_new(size_t capacity) {
@@ -382,9 +384,16 @@ arena *arena_new(size_t capacity) {
     return a;
 }
 
+arena *arena_over(void *memory, size_t capacity, void (*release)(void *owner), void *owner) {
+    arena *a = ts_calloc(1, sizeof *a);
+    *a = (arena){.base = memory, .capacity = capacity, .release = release, .owner = owner};
+    return a;
+}
+
 void arena_destroy(arena **self) {
     if (!self || !*self) return;
-    munmap((*self)->base, (*self)->capacity);
+    if ((*self)->release) (*self)->release((*self)->owner);
+    else munmap((*self)->base, (*self)->capacity);
     free(*self);
     *self = NULL;
 }

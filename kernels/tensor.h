@@ -113,6 +113,9 @@ const char *tensor_shape_str(const tensor *t, char *buf, size_t size);
  */
 typedef struct arena arena;
 arena *arena_new(size_t capacity_bytes);
+/* An arena over memory someone else allocated (a device buffer: the arena only hands out
+ * addresses, it never touches the memory); destroying it calls release(owner). */
+arena *arena_over(void *memory, size_t capacity_bytes, void (*release)(void *owner), void *owner);
 void arena_destroy(arena **self);
 void *arena_alloc(arena *self, size_t bytes);        /* 64-byte aligned; aborts when full */
 float *arena_floats(arena *self, size_t count);

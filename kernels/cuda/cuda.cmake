@@ -43,7 +43,8 @@ foreach(v TESSERA_CUDNN_INCLUDE TESSERA_CUDNN_LIB TESSERA_CUBLASLT_INCLUDE TESSE
 endforeach()
 message(STATUS "CUDA: building kernels/cuda for sm ${CMAKE_CUDA_ARCHITECTURES} (cuDNN ${TESSERA_CUDNN_LIB}, cuBLASLt ${TESSERA_CUBLASLT_LIB})")
 
-file(GLOB _tessera_cuda_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu)
+# the .cu kernels and the backend table (cuda_backend.c, host C)
+file(GLOB _tessera_cuda_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/*.cu ${CMAKE_SOURCE_DIR}/kernels/cuda/*.c)
 add_library(tessera_cuda STATIC ${_tessera_cuda_sources})
 # The C flags of the top file (-Wall, -march=native, ...) mean nothing to nvcc.
 set_property(TARGET tessera_cuda PROPERTY COMPILE_OPTIONS "")

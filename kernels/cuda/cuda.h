@@ -112,6 +112,7 @@ int cuda_gemm(cuda_context *ctx, const cuda_gemm_params *p);
 /*
  * out[N, OH, OW, OC] = conv(x[N, H, W, C], w[OC, KH, KW, C/groups]) + bias[OC], all of one
  * dtype (F32 computes in F32 without TF32; F16/BF16 accumulate in F32). bias may be NULL.
+ * With p->nchw: out[N, OC, OH, OW] = conv(x[N, C, H, W], w[OC, C/groups, KH, KW]) + bias.
  * OH = (H + 2*pad - KH) / stride + 1.
  */
 typedef struct {
@@ -119,6 +120,7 @@ typedef struct {
     int OC, KH, KW;
     int stride, pad, groups;       /* groups 0 or 1: ordinary convolution */
     dtype type;
+    bool nchw;                     /* x and out NCHW, w OIHW (ops.h's layout) instead of NHWC/OHWI */
 } cuda_conv_params;
 
 int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, const void *bias,
@@ -170,6 +172,53 @@ typedef struct {
 
 int cuda_attention(cuda_context *ctx, void *out, const void *q, const void *k, const void *v,
                    const cuda_attention_params *p);
+
+/* ---- ops.h's F32 twins (cuda_f32.cu): what the backend table needs ---------
+ * Activations F32, images NCHW, as in kernels/ops.h; each is that op's math on the device. */
+
+/* Device memory outside the arena (cudaMallocAsync on the stream); NULL with ts_fail. */
+void *cuda_malloc(cuda_context *ctx, size_t bytes);
+void cuda_free(cuda_context *ctx, void *p);
+/* dst = src, device to device, ranges may overlap (through a temporary when they do). */
+int cuda_copy(cuda_context *ctx, void *dst, const void *src, size_t bytes);
+/* True when p is device memory (cudaMalloc, cudaMallocAsync, managed): ops take it as is. */
+bool cuda_is_device_pointer(const void *p);
+
+/* x [N, C, HW]; statistics per (n, group), accumulated in F64; gamma/beta F32 [C] or NULL. */
+int cuda_group_norm_nchw(cuda_context *ctx, float *out, const float *x, int N, int C, int64_t HW, int groups,
+                         const float *gamma, const float *beta, float eps);
+/* x [rows, dim]: x / sqrt(mean(x^2) + eps) * w (w F32 [dim]). In place allowed. */
+int cuda_rms_norm(cuda_context *ctx, float *out, const float *x, int64_t rows, int dim, const float *w, float eps);
+/* In place softmax of each row of x [rows, n]. */
+int cuda_softmax_rows(cuda_context *ctx, float *x, int64_t rows, int n);
+
+/* out[i] = f(x[i]); the f of ops.h's activations and affine maps. In place allowed. */
+typedef enum {
+    CUDA_MAP_SILU, CUDA_MAP_GELU_ERF, CUDA_MAP_GELU_TANH, CUDA_MAP_QUICK_GELU, CUDA_MAP_RELU,
+    CUDA_MAP_CLAMP,        /* min(max(x, a), b) */
+    CUDA_MAP_SCALED_TANH,  /* tanh(x / a) * a */
+    CUDA_MAP_AFFINE,       /* x * a + b */
+    CUDA_MAP_FILL          /* a */
+} cuda_map;
+int cuda_map_f32(cuda_context *ctx, cuda_map f, float *out, const float *x, int64_t n, float a, float b);
+/* out = silu(gate) * up, n values. */
+int cuda_swiglu(cuda_context *ctx, float *out, const float *gate, const float *up, int64_t n);
+/* x[n, c, :] += b[c] (per_image false) or b[n, c] (true), x [N, C, HW]. */
+int cuda_add_channel_bias_nchw(cuda_context *ctx, float *x, int N, int C, int64_t HW, const float *b, bool per_image);
+/* x [N, C, H, W] -> out [N, C, 2H, 2W], nearest. */
+int cuda_upsample_nearest2x_nchw(cuda_context *ctx, float *out, const float *x, int N, int C, int H, int W);
+/* dst[i*ds[0] + j*ds[1] + k*ds[2]] = src[i*ss[0] + j*ss[1] + k*ss[2]] over shape[3]. */
+int cuda_copy_strided(cuda_context *ctx, float *dst, const int64_t ds[3], const float *src, const int64_t ss[3],
+                      const int64_t shape[3]);
+/* ops.h's crossfade (tiled VAE blending). */
+int cuda_crossfade(cuda_context *ctx, float *b, int64_t b_plane, int64_t b_row, const float *a, int64_t a_plane,
+                   int64_t a_row, int planes, int rows, int cols, int extent, bool along_rows);
+/* ops.h's rgb8_from_planes; rgb is device memory. */
+int cuda_rgb8_from_planes(cuda_context *ctx, uint8_t *rgb, const float *image, int C, int64_t hw, float scale, float offset);
+/* out[i, :] = table[rows[i], :] (table F32 [V, D] on the device; rows device int32 or NULL: i). */
+int cuda_gather_rows(cuda_context *ctx, float *out, const float *table, int64_t V, int D, const int32_t *rows, int n);
+/* ops.h's timestep_embedding with t in device memory. */
+int cuda_timestep_embedding(cuda_context *ctx, float *out, const float *t, int n, int dim, bool flip, float shift);
 
 #ifdef __cplusplus
 }

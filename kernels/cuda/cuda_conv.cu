@@ -20,13 +20,21 @@ static cudnnDataType_t dnn_type(dtype t) {
 
 static bool same_shape(const cuda_conv_params *a, const cuda_conv_params *b) {
     return a->N == b->N && a->H == b->H && a->W == b->W && a->C == b->C && a->OC == b->OC && a->KH == b->KH &&
-           a->KW == b->KW && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups && a->type == b->type;
+           a->KW == b->KW && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups && a->type == b->type &&
+           a->nchw == b->nchw;
 }
 
 static const cuda_conv_plan *find_plan(const cuda_context *ctx, const cuda_conv_params *p) {
     for (int i = 0; i < ctx->conv_plan_count; i++)
         if (same_shape(&ctx->conv_plans[i].key, p)) return &ctx->conv_plans[i];
     return NULL;
+}
+
+/* + bias[OC]: along the last dimension (NHWC) or per channel plane (NCHW, F32 only). */
+static int add_conv_bias(cuda_context *ctx, void *out, const void *bias, const cuda_conv_params *p, int OH, int OW) {
+    if (!p->nchw) return cuda_add_bias(ctx, out, bias, p->type, 1, (int64_t)p->N * OH * OW, p->OC);
+    if (p->type != DT_F32) return ts_fail("cuda_conv2d: an NCHW bias is F32 only");
+    return cuda_add_channel_bias_nchw(ctx, (float *)out, p->N, p->OC, (int64_t)OH * OW, (const float *)bias, false);
 }
 
 void cuda_conv2d_out_size(const cuda_conv_params *p, int *OH, int *OW) {
@@ -48,6 +56,8 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
         return ts_fail("cuda_conv2d: %d input and %d output channels do not split into %d groups", p->C, p->OC, groups);
 
     cudnnDataType_t dt = dnn_type(p->type);
+    /* NCHW filters are OIHW: cuDNN's NCHW filter format is [K, C, H, W] */
+    cudnnTensorFormat_t layout = p->nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
     cudnnTensorDescriptor_t xd = NULL, yd = NULL;
     cudnnFilterDescriptor_t wd = NULL;
     cudnnConvolutionDescriptor_t cd = NULL;
@@ -60,9 +70,9 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
         cuda_check_dnn(cudnnCreateFilterDescriptor(&wd), "cudnnCreateFilterDescriptor") ||
         cuda_check_dnn(cudnnCreateConvolutionDescriptor(&cd), "cudnnCreateConvolutionDescriptor"))
         goto done;
-    if (cuda_check_dnn(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NHWC, dt, p->N, p->C, p->H, p->W), "input descriptor") ||
-        cuda_check_dnn(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NHWC, dt, p->N, p->OC, OH, OW), "output descriptor") ||
-        cuda_check_dnn(cudnnSetFilter4dDescriptor(wd, dt, CUDNN_TENSOR_NHWC, p->OC, p->C / groups, p->KH, p->KW), "filter descriptor") ||
+    if (cuda_check_dnn(cudnnSetTensor4dDescriptor(xd, layout, dt, p->N, p->C, p->H, p->W), "input descriptor") ||
+        cuda_check_dnn(cudnnSetTensor4dDescriptor(yd, layout, dt, p->N, p->OC, OH, OW), "output descriptor") ||
+        cuda_check_dnn(cudnnSetFilter4dDescriptor(wd, dt, layout, p->OC, p->C / groups, p->KH, p->KW), "filter descriptor") ||
         cuda_check_dnn(cudnnSetConvolution2dDescriptor(cd, p->pad, p->pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                        CUDNN_DATA_FLOAT), "convolution descriptor") ||
         cuda_check_dnn(cudnnSetConvolutionGroupCount(cd, groups), "group count") ||
@@ -77,7 +87,7 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
         if (cuda_check_dnn(cudnnConvolutionForward(ctx->dnn, &alpha, xd, x, wd, w, cd, (cudnnConvolutionFwdAlgo_t)plan->algo,
                                                    ctx->workspace, ctx->workspace_bytes, &beta, yd, out), "cudnnConvolutionForward"))
             goto done;
-        if (bias && cuda_add_bias(ctx, out, bias, p->type, 1, (int64_t)p->N * OH * OW, p->OC)) goto done;
+        if (bias && add_conv_bias(ctx, out, bias, p, OH, OW)) goto done;
         rc = 0;
         goto done;
     }
@@ -108,14 +118,14 @@ int cuda_conv2d(cuda_context *ctx, void *out, const void *x, const void *w, cons
     if (cuda_check_dnn(cudnnConvolutionForward(ctx->dnn, &alpha, xd, x, wd, w, cd, perf[chosen].algo, ctx->workspace,
                                                ctx->workspace_bytes, &beta, yd, out), "cudnnConvolutionForward"))
         goto done;
-    if (bias && cuda_add_bias(ctx, out, bias, p->type, 1, (int64_t)p->N * OH * OW, p->OC)) goto done;
+    if (bias && add_conv_bias(ctx, out, bias, p, OH, OW)) goto done;
     rc = 0;
 done:
     if (cd) cudnnDestroyConvolutionDescriptor(cd);
     if (wd) cudnnDestroyFilterDescriptor(wd);
     if (yd) cudnnDestroyTensorDescriptor(yd);
     if (xd) cudnnDestroyTensorDescriptor(xd);
-    if (rc) ts_fail_wrap("cuda_conv2d x [%d, %d, %d, %d] (NHWC, %s) weight [%d, %d, %d, %d]", p->N, p->H, p->W, p->C,
-                         dtype_name(p->type), p->OC, p->KH, p->KW, p->C / groups);
+    if (rc) ts_fail_wrap("cuda_conv2d N %d, C %d, %dx%d (%s, %s), OC %d, kernel %dx%d, groups %d", p->N, p->C, p->H, p->W,
+                         p->nchw ? "NCHW" : "NHWC", dtype_name(p->type), p->OC, p->KH, p->KW, groups);
     return rc;
 }

@@ -252,7 +252,9 @@ static int run_stack(ts_ctx *ctx, const taesd_stack *s, const float *in, int C, 
         size_t need = (size_t)(L->kind == LAYER_BLOCK && L->has_pool && L->pool_width > c ? L->pool_width : c) * h * w;
         if (need > cap) cap = need;
     }
-    float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
+    float *buf = ts_ctx_alloc(ctx, 3 * cap * sizeof(float));
+    if (!buf) return -1;
+    float *x = buf, *t1 = x + cap, *t2 = t1 + cap;   /* x and t1 swap roles as layers go */
     copy_floats(ctx, x, in, (int64_t)C * H * W);
     int rc = -1;
     c = C, h = H, w = W;
@@ -282,7 +284,7 @@ static int run_stack(ts_ctx *ctx, const taesd_stack *s, const float *in, int C, 
     copy_floats(ctx, out, x, (int64_t)c * h * w);
     rc = 0;
 done:
-    free(x), free(t1), free(t2);
+    ts_ctx_free(ctx, buf);
     return rc;
 }
 
@@ -291,9 +293,15 @@ int taesd_encode(taesd *self, ts_ctx *ctx, const float *image, int N, int H, int
     if (N < 1 || H < 8 || W < 8 || H % 8 || W % 8)
         return ts_fail("TAESD encode: image size %dx%d is not a positive multiple of 8", W, H);
     size_t xs = (size_t)3 * H * W, zs = (size_t)self->latent_channels * (H / 8) * (W / 8);
-    for (int n = 0; n < N; n++)
-        if (run_stack(ctx, &self->encoder, image + n * xs, 3, H, W, latent + n * zs) < 0)
-            return ts_fail_wrap("TAESD encode");
+    for (int n = 0; n < N; n++) {
+        const float *x = ts_stage_in(ctx, image + n * xs, xs * sizeof(float));
+        float *z = x ? ts_stage_out(ctx, latent + n * zs, zs * sizeof(float)) : NULL;
+        int rc = z ? run_stack(ctx, &self->encoder, x, 3, H, W, z) : -1;
+        ts_stage_release(ctx, image + n * xs, x);
+        if (rc == 0) rc = ts_stage_finish(ctx, latent + n * zs, z, zs * sizeof(float)) | ts_ctx_synchronize(ctx);
+        else if (z) ts_stage_release(ctx, latent + n * zs, z);
+        if (rc) return ts_fail_wrap("TAESD encode on %s", ts_ctx_backend_name(ctx));
+    }
     return 0;
 }
 
@@ -302,10 +310,14 @@ int taesd_decode(taesd *self, ts_ctx *ctx, const float *latent, int N, int h, in
     if (N < 1 || h < 1 || w < 1) return ts_fail("TAESD decode: bad latent size %dx%d", w, h);
     size_t zs = (size_t)self->latent_channels * h * w, xs = (size_t)3 * 64 * h * w;
     for (int n = 0; n < N; n++) {
-        float *out = image + n * xs;
-        if (run_stack(ctx, &self->decoder, latent + n * zs, self->latent_channels, h, w, out) < 0)
-            return ts_fail_wrap("TAESD decode");
-        clamp(ctx, out, out, (int64_t)xs, 0.0f, 1.0f);
+        const float *z = ts_stage_in(ctx, latent + n * zs, zs * sizeof(float));
+        float *out = z ? ts_stage_out(ctx, image + n * xs, xs * sizeof(float)) : NULL;
+        int rc = out ? run_stack(ctx, &self->decoder, z, self->latent_channels, h, w, out) : -1;
+        if (rc == 0) clamp(ctx, out, out, (int64_t)xs, 0.0f, 1.0f);
+        ts_stage_release(ctx, latent + n * zs, z);
+        if (rc == 0) rc = ts_stage_finish(ctx, image + n * xs, out, xs * sizeof(float)) | ts_ctx_synchronize(ctx);
+        else if (out) ts_stage_release(ctx, image + n * xs, out);
+        if (rc) return ts_fail_wrap("TAESD decode on %s", ts_ctx_backend_name(ctx));
     }
     return 0;
 }

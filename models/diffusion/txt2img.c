@@ -191,7 +191,9 @@ const char *txt2img_sampler_from_a1111(const char *a1111) {
  * batch size; by a few 1e-5 on the latents): image k of `-b N` made alone (batch_pos) and
  * a worker's record batched with others are the same bytes as in the batch.
  * With request.unet_batch the images whose prompts have the same token count share one call
- * (rows [negatives..., positives...]): faster, at the price of that promise. */
+ * (rows [negatives..., positives...]): faster, at the price of that promise.
+ * The call's rows are put together in host memory: unet_forward takes host inputs on every
+ * backend (a device's copies are its own business). */
 static int denoise_rows(denoise_context *d, float *out, const float *x, int rows, const int *images, int m) {
     size_t per_row = (size_t)unet_out_channels(d->unet) * d->H * d->W;
     int tokens = d->cond[images[0]].tokens;
@@ -202,15 +204,15 @@ static int denoise_rows(denoise_context *d, float *out, const float *x, int rows
         const text_conditioning *c = &d->cond[i];
         for (int r = 0; r < rows; r++) {   /* call row r*m + j is batch row r*n + i (image i, row r) */
             int src = rows == 2 ? r : 1, row = r * m + j;
-            copy_floats(d->ctx, d->context + row * per_ctx, c->context + src * per_ctx, (int64_t)per_ctx);
+            memcpy(d->context + row * per_ctx, c->context + src * per_ctx, per_ctx * sizeof(float));
             if (d->pooled_dim) {
-                copy_floats(d->ctx, d->text_embeds + (size_t)row * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
-                            d->pooled_dim);
+                memcpy(d->text_embeds + (size_t)row * d->pooled_dim, c->pooled + (size_t)src * d->pooled_dim,
+                       (size_t)d->pooled_dim * sizeof(float));
                 /* SDXL micro-conditioning: original size, crop (0, 0), target size — in pixels */
                 float *t = d->time_ids + row * 6;
                 t[0] = t[4] = (float)d->pixel_h, t[1] = t[5] = (float)d->pixel_w, t[2] = t[3] = 0;
             }
-            copy_floats(d->ctx, d->x + row * per_row, x + (size_t)(r * d->n + i) * per_row, (int64_t)per_row);
+            memcpy(d->x + row * per_row, x + (size_t)(r * d->n + i) * per_row, per_row * sizeof(float));
         }
     }
     if (unet_forward(d->unet, d->ctx, d->x, rows * m, d->H, d->W, d->timesteps, d->context, tokens,
@@ -218,8 +220,8 @@ static int denoise_rows(denoise_context *d, float *out, const float *x, int rows
         return -1;
     for (int j = 0; j < m; j++)
         for (int r = 0; r < rows; r++)
-            copy_floats(d->ctx, out + (size_t)(r * d->n + images[j]) * per_row, d->out + (size_t)(r * m + j) * per_row,
-                        (int64_t)per_row);
+            memcpy(out + (size_t)(r * d->n + images[j]) * per_row, d->out + (size_t)(r * m + j) * per_row,
+                   per_row * sizeof(float));
     return 0;
 }
 
@@ -407,7 +409,8 @@ int txt2img_decode(txt2img *p, const txt2img_request *r, txt2img_result *out) {
         memcpy(z, out->latents + (size_t)i * C * h * w, (size_t)C * h * w * sizeof(float));   /* latents: host */
         if (p->taesd) {   /* TAESD works on the scaled latents and gives [0, 1] */
             rc = taesd_decode(p->taesd, p->decode_ctx, z, 1, h, w, image);
-            if (rc == 0) affine(p->decode_ctx, image, (int64_t)(3 * pixels), 2.0f, -1.0f);   /* to the VAE's [-1, 1] */
+            /* to the VAE's [-1, 1], on the host image (x * 2 is exact: no rounding to differ) */
+            for (size_t k = 0; rc == 0 && k < 3 * pixels; k++) image[k] = image[k] * 2.0f - 1.0f;
         } else {
             float scaling = vae_scaling_factor(p->vae);   /* divide, as diffusers does */
             for (size_t k = 0; k < (size_t)C * h * w; k++) z[k] /= scaling;
@@ -416,7 +419,7 @@ int txt2img_decode(txt2img *p, const txt2img_request *r, txt2img_result *out) {
         }
         if (rc == 0) {
             out->rgb[i] = ts_malloc(3 * pixels);
-            vae_image_to_rgb8(p->decode_ctx, image, 3, out->height, out->width, out->rgb[i]);
+            rc = vae_image_to_rgb8(p->decode_ctx, image, 3, out->height, out->width, out->rgb[i]);
         }
     }
     free(image), free(z);

@@ -85,7 +85,8 @@ struct unet {
     size_t split_bytes;               /* of them, the split layers' shards (1/tp of those layers) */
     int64_t param_count;
     ts_ctx *ctx;                      /* where the forward in progress runs (unet_forward's) */
-    arena *arena;
+    arena *arena;                     /* activations: host memory, or arena_ctx's device memory */
+    const ts_ctx *arena_ctx;          /* NULL for a host arena */
     size_t arena_capacity;
     bool profiling;
     unet_profile prof;
@@ -783,15 +784,32 @@ static size_t arena_bytes_needed(const unet *u, int B, int H, int W, int T) {
 static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context,
                    int T, const float *text_embeds, const float *time_ids, float *out) {
     const unet_config *c = &u->cfg;
-    size_t need = arena_bytes_needed(u, B, H, W, T);
-    if (need > u->arena_capacity) {
+    /* On a device the inputs and the output live in the arena too (the caller's are host) */
+    bool device = !ts_ctx_host_memory(ctx);
+    size_t hw_in = (size_t)H * W, text_dim = (size_t)unet_text_embeds_dim(u);
+    size_t n_x = (size_t)B * c->in_channels * hw_in, n_ctx = (size_t)B * T * c->cross_attention_dim;
+    size_t n_text = text_embeds ? (size_t)B * text_dim : 0, n_out = (size_t)B * c->out_channels * hw_in;
+    size_t need = arena_bytes_needed(u, B, H, W, T) + (device ? (n_x + n_ctx + n_text + n_out) * sizeof(float) + 1024 : 0);
+    /* host arenas serve any host context; a device arena only the context that made it */
+    if (need > u->arena_capacity || ((device || u->arena_ctx) && u->arena_ctx != ctx)) {
         arena_destroy(&u->arena);
-        u->arena = arena_new(need);
-        if (!u->arena) return -1;
+        u->arena_capacity = 0;
+        u->arena = ts_arena_new(ctx, need);
+        if (!u->arena) return ts_fail_wrap("unet_forward: activations of %zu MB on %s", need >> 20, ts_ctx_backend_name(ctx));
         u->arena_capacity = need;
+        u->arena_ctx = device ? ctx : NULL;
     }
     arena *a = u->arena;
     arena_reset(a, 0);
+    float *host_out = out;
+    if (device) {
+        float *dx = arena_floats(a, n_x), *dctx = arena_floats(a, n_ctx), *dtext = n_text ? arena_floats(a, n_text) : NULL;
+        if (ts_ctx_upload(ctx, dx, x, n_x * sizeof(float)) || ts_ctx_upload(ctx, dctx, context, n_ctx * sizeof(float)) ||
+            (n_text && ts_ctx_upload(ctx, dtext, text_embeds, n_text * sizeof(float))))
+            return ts_fail_wrap("unet_forward: the inputs to %s", ts_ctx_backend_name(ctx));
+        x = dx, context = dctx, text_embeds = dtext;
+        out = arena_floats(a, n_out);
+    }
     u->ctx = ctx;
 
     /* Time embedding, plus SDXL's pooled text and size/crop ids; resnets use silu of it. */
@@ -886,6 +904,8 @@ static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, co
         cur = o;
     }
     u->ctx = NULL;
+    if (device && (ts_ctx_download(ctx, host_out, out, n_out * sizeof(float)) || ts_ctx_synchronize(ctx)))
+        return ts_fail_wrap("unet_forward on %s", ts_ctx_backend_name(ctx));
     return 0;
 }
 
@@ -903,6 +923,9 @@ static int forward_split(unet *u, ts_ctx *ctx, const float *x, int B, int H, int
     u->comm = NULL;
     u->comm_rc = 0;
     unet_split sp = u->split;
+    if (sp.ranks > 1 && !ts_ctx_host_memory(ctx))
+        return ts_fail("unet_forward: a U-Net split over %d ranks runs on host-memory backends only (the group's "
+                       "collectives are MPI on host buffers), not on %s", sp.ranks, ts_ctx_backend_name(ctx));
     if (sp.ranks > 1) {
         comm *g = ts_ctx_comm(ctx);
         int size = g ? comm_size(g) : 1, rank = g ? comm_rank(g) : 0;

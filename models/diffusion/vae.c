@@ -451,9 +451,9 @@ static int resnet_forward(ts_ctx *ctx, const vae_resnet *r, float *x, float *t1,
 static int attention_forward(ts_ctx *ctx, const vae_attention *a, float *x, int64_t hw, int groups) {
     int c = a->channels;
     size_t n = (size_t)c * (size_t)hw;
-    float *h = ts_aligned_alloc(n * sizeof(float)), *t = ts_aligned_alloc(n * sizeof(float));
-    float *q = ts_aligned_alloc(n * sizeof(float)), *k = ts_aligned_alloc(n * sizeof(float));
-    float *v = ts_aligned_alloc(n * sizeof(float));
+    float *buf = ts_ctx_alloc(ctx, 5 * n * sizeof(float));
+    if (!buf) return -1;
+    float *h = buf, *t = h + n, *q = t + n, *k = q + n, *v = k + n;
     int rc = -1;
     if (group_norm(ctx, h, x, 1, c, hw, groups, &a->norm_w, &a->norm_b, VAE_EPS) < 0) goto done;
     nchw_to_nhwc(ctx, t, h, 1, c, hw);
@@ -467,7 +467,7 @@ static int attention_forward(ts_ctx *ctx, const vae_attention *a, float *x, int6
     add_inplace(ctx, x, h, (int64_t)n);
     rc = 0;
 done:
-    free(h), free(t), free(q), free(k), free(v);
+    ts_ctx_free(ctx, buf);
     return rc;
 }
 
@@ -523,7 +523,9 @@ static int decode_one(ts_ctx *ctx, vae *self, const float *z, int h, int w, floa
     const vae_coder *d = &self->decoder;
     int f = vae_downscale(self), H = h * f, W = w * f, g = c->norm_groups;
     size_t cap = buffer_floats(c, H, W);
-    float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
+    float *buf = ts_ctx_alloc(ctx, 3 * cap * sizeof(float));
+    if (!buf) return -1;
+    float *x = buf, *t1 = x + cap, *t2 = t1 + cap;
     int rc = -1;
     const float *in = z;
     if (c->post_quant_conv) {
@@ -547,7 +549,7 @@ static int decode_one(ts_ctx *ctx, vae *self, const float *z, int h, int w, floa
     }
     rc = output_forward(ctx, d, ch, x, t1, image, h, w, g);
 done:
-    free(x), free(t1), free(t2);
+    ts_ctx_free(ctx, buf);
     return rc;
 }
 
@@ -557,7 +559,9 @@ static int encode_one(ts_ctx *ctx, vae *self, const float *image, int H, int W, 
     const vae_coder *e = &self->encoder;
     int g = c->norm_groups, h = H, w = W;
     size_t cap = buffer_floats(c, H, W);
-    float *x = ts_aligned_alloc(cap * 4), *t1 = ts_aligned_alloc(cap * 4), *t2 = ts_aligned_alloc(cap * 4);
+    float *buf = ts_ctx_alloc(ctx, 3 * cap * sizeof(float));
+    if (!buf) return -1;
+    float *x = buf, *t1 = x + cap, *t2 = t1 + cap;
     int rc = -1;
     if (conv2d(ctx, x, image, 1, c->in_channels, h, w, &e->conv_in_w, &e->conv_in_b, SAME3) < 0) goto done;
     int ch = c->block_out[0];
@@ -588,7 +592,7 @@ static int encode_one(ts_ctx *ctx, vae *self, const float *image, int H, int W, 
     copy_floats(ctx, mean, moments, (int64_t)c->latent_channels * h * w);   /* mean, then logvar */
     rc = 0;
 done:
-    free(x), free(t1), free(t2);
+    ts_ctx_free(ctx, buf);
     return rc;
 }
 
@@ -622,8 +626,9 @@ static int decode_tiled_one(ts_ctx *ctx, vae *self, const float *z, int h, int w
     if (stride < 1) return ts_fail("vae tiling: tile of %d latents with overlap %g leaves no stride", tile, (double)overlap);
     int rows = (h + stride - 1) / stride, cols = (w + stride - 1) / stride;
     tile_image *tiles = ts_calloc((size_t)rows * cols, sizeof(tile_image));
-    float *zt = ts_malloc((size_t)L * tile * tile * sizeof(float));
+    float *zt = ts_ctx_alloc(ctx, (size_t)L * tile * tile * sizeof(float));
     int rc = -1;
+    if (!zt) goto done;
     for (int i = 0; i < rows; i++)
         for (int j = 0; j < cols; j++) {
             int y0 = i * stride, x0 = j * stride;
@@ -632,8 +637,8 @@ static int decode_tiled_one(ts_ctx *ctx, vae *self, const float *z, int h, int w
                          (const int64_t[3]){(int64_t)h * w, w, 1}, (const int64_t[3]){L, th, tw});
             tile_image *t = &tiles[i * cols + j];
             t->h = th * f, t->w = tw * f;
-            t->data = ts_malloc((size_t)C * t->h * t->w * sizeof(float));
-            if (decode_one(ctx, self, zt, th, tw, t->data) < 0) goto done;
+            t->data = ts_ctx_alloc(ctx, (size_t)C * t->h * t->w * sizeof(float));
+            if (!t->data || decode_one(ctx, self, zt, th, tw, t->data) < 0) goto done;
         }
     int H = h * f, W = w * f;
     fill(ctx, image, 0.0f, (int64_t)C * H * W);
@@ -657,9 +662,9 @@ static int decode_tiled_one(ts_ctx *ctx, vae *self, const float *z, int h, int w
     }
     rc = 0;
 done:
-    for (int i = 0; i < rows * cols; i++) free(tiles[i].data);
+    for (int i = 0; i < rows * cols; i++) ts_ctx_free(ctx, tiles[i].data);
     free(tiles);
-    free(zt);
+    ts_ctx_free(ctx, zt);
     return rc;
 }
 
@@ -676,10 +681,15 @@ int vae_decode(vae *self, ts_ctx *ctx, const float *latent, int N, int h, int w,
     }
     size_t zs = (size_t)c->latent_channels * h * w, xs = (size_t)c->out_channels * h * f * w * f;
     for (int n = 0; n < N; n++) {
-        int rc = tile && (h > tile || w > tile)
-                     ? decode_tiled_one(ctx, self, latent + n * zs, h, w, image + n * xs, tile, overlap)
-                     : decode_one(ctx, self, latent + n * zs, h, w, image + n * xs);
-        if (rc < 0) return ts_fail_wrap("VAE decode");
+        const float *z = ts_stage_in(ctx, latent + n * zs, zs * sizeof(float));
+        float *x = z ? ts_stage_out(ctx, image + n * xs, xs * sizeof(float)) : NULL;
+        int rc = !x ? -1
+                 : tile && (h > tile || w > tile) ? decode_tiled_one(ctx, self, z, h, w, x, tile, overlap)
+                                                  : decode_one(ctx, self, z, h, w, x);
+        ts_stage_release(ctx, latent + n * zs, z);
+        if (rc == 0) rc = ts_stage_finish(ctx, image + n * xs, x, xs * sizeof(float)) | ts_ctx_synchronize(ctx);
+        else if (x) ts_stage_release(ctx, image + n * xs, x);
+        if (rc) return ts_fail_wrap("VAE decode on %s", ts_ctx_backend_name(ctx));
     }
     return 0;
 }
@@ -691,11 +701,25 @@ int vae_encode_mean(vae *self, ts_ctx *ctx, const float *image, int N, int H, in
     if (N < 1 || H < f || W < f || H % f || W % f)
         return ts_fail("VAE encode: image size %dx%d is not a positive multiple of %d", W, H, f);
     size_t xs = (size_t)c->in_channels * H * W, zs = (size_t)c->latent_channels * (H / f) * (W / f);
-    for (int n = 0; n < N; n++)
-        if (encode_one(ctx, self, image + n * xs, H, W, latent + n * zs) < 0) return ts_fail_wrap("VAE encode");
+    for (int n = 0; n < N; n++) {
+        const float *x = ts_stage_in(ctx, image + n * xs, xs * sizeof(float));
+        float *z = x ? ts_stage_out(ctx, latent + n * zs, zs * sizeof(float)) : NULL;
+        int rc = z ? encode_one(ctx, self, x, H, W, z) : -1;
+        ts_stage_release(ctx, image + n * xs, x);
+        if (rc == 0) rc = ts_stage_finish(ctx, latent + n * zs, z, zs * sizeof(float)) | ts_ctx_synchronize(ctx);
+        else if (z) ts_stage_release(ctx, latent + n * zs, z);
+        if (rc) return ts_fail_wrap("VAE encode on %s", ts_ctx_backend_name(ctx));
+    }
     return 0;
 }
 
-void vae_image_to_rgb8(ts_ctx *ctx, const float *image, int C, int H, int W, uint8_t *rgb) {
-    rgb8_from_planes(ctx, rgb, image, C, (int64_t)H * W, 0.5f, 0.5f);   /* [-1, 1] -> [0, 1] */
+int vae_image_to_rgb8(ts_ctx *ctx, const float *image, int C, int H, int W, uint8_t *rgb) {
+    /* image and rgb are host memory (what vae_decode gives and PNG writers take) */
+    size_t hw = (size_t)H * W;
+    const float *x = ts_stage_in(ctx, image, (size_t)C * hw * sizeof(float));
+    uint8_t *out = x ? ts_stage_out(ctx, rgb, hw * 3) : NULL;
+    if (out) rgb8_from_planes(ctx, out, x, C, (int64_t)hw, 0.5f, 0.5f);   /* [-1, 1] -> [0, 1] */
+    int rc = out ? ts_stage_finish(ctx, rgb, out, hw * 3) | ts_ctx_synchronize(ctx) : -1;
+    ts_stage_release(ctx, image, x);
+    return rc ? ts_fail_wrap("vae_image_to_rgb8 on %s", ts_ctx_backend_name(ctx)) : 0;
 }

@@ -65,7 +65,8 @@ int vae_decode(vae *self, ts_ctx *ctx, const float *latent, int N, int h, int w,
 int vae_encode_mean(vae *self, ts_ctx *ctx, const float *image, int N, int H, int W, float *latent);
 
 /* Convenience: image in [-1, 1] NCHW (one image) -> interleaved RGB8 (HWC), clamped,
- * rounded as diffusers' numpy_to_pil: (x/2+0.5).clamp(0,1)*255, round. */
-void vae_image_to_rgb8(ts_ctx *ctx, const float *image, int C, int H, int W, uint8_t *rgb);
+ * rounded as diffusers' numpy_to_pil: (x/2+0.5).clamp(0,1)*255, round. Host memory in and
+ * out, on any backend; -1 with ts_fail on a device failure. */
+int vae_image_to_rgb8(ts_ctx *ctx, const float *image, int C, int H, int W, uint8_t *rgb);
 
 #endif

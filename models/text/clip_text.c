@@ -315,30 +315,42 @@ int clip_text_forward(const clip_text_model *self, ts_ctx *ctx, const int32_t *i
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return ts_fail("CLIP text encoder: token %d at position %d is outside the vocabulary (%d)", ids[i], i, c->vocab_size);
-    size_t nd = (size_t)n * D;
-    float *buf = ts_aligned_alloc(sizeof(float) * (nd * 7 + (size_t)n * c->intermediate));
+    size_t nd = (size_t)n * D, pooled_n = (size_t)(c->projection_dim ? c->projection_dim : D);
+    /* activations in the context's memory; on a device the outputs too, copied back at the end */
+    float *buf = ts_ctx_alloc(ctx, sizeof(float) * (nd * 7 + (size_t)n * c->intermediate));
+    float *out_hidden = ts_stage_out(ctx, hidden, nd * sizeof(float));
+    float *out_pooled = ts_stage_out(ctx, pooled, pooled_n * sizeof(float));
+    int rc = -1;
+    if (!buf || (hidden && !out_hidden) || (pooled && !out_pooled)) goto done;
     float *x = buf, *h = x + nd, *q = h + nd, *k = q + nd, *v = k + nd, *a = v + nd, *pos = a + nd, *mlp = pos + nd;
     /* Embeddings: token row + position row, widened from the file's dtype. */
-    int rc = gather_rows(ctx, x, &self->token_embedding, ids, n);
+    rc = gather_rows(ctx, x, &self->token_embedding, ids, n);
     if (rc == 0) rc = gather_rows(ctx, pos, &self->position_embedding, NULL, n);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
+    if (rc) goto done;
     add_inplace(ctx, x, pos, (int64_t)nd);
     int want = c->layers - skip, last = pooled ? c->layers : want;
-    if (hidden && want == 0) copy_floats(ctx, hidden, x, (int64_t)nd);
+    if (hidden && want == 0) copy_floats(ctx, out_hidden, x, (int64_t)nd);
     for (int l = 0; l < last && rc == 0; l++) {
         rc = layer_forward(ctx, self, &self->layers[l], x, n, h, q, k, v, a, mlp);
-        if (hidden && l + 1 == want) copy_floats(ctx, hidden, x, (int64_t)nd);
+        if (hidden && l + 1 == want) copy_floats(ctx, out_hidden, x, (int64_t)nd);
     }
-    if (rc == 0 && hidden && final_norm) rc = layer_norm(ctx, hidden, hidden, n, D, &self->final_ln_w, &self->final_ln_b, c->eps);
+    if (rc == 0 && hidden && final_norm)
+        rc = layer_norm(ctx, out_hidden, out_hidden, n, D, &self->final_ln_w, &self->final_ln_b, c->eps);
     if (rc == 0 && pooled) {
         int at = pool_position(c, ids, n);
         rc = layer_norm(ctx, h, x + (size_t)at * D, 1, D, &self->final_ln_w, &self->final_ln_b, c->eps);
-        if (rc == 0 && c->projection_dim) rc = linear(ctx, pooled, h, 1, &self->projection, NULL);
-        else if (rc == 0) copy_floats(ctx, pooled, h, D);
+        if (rc == 0 && c->projection_dim) rc = linear(ctx, out_pooled, h, 1, &self->projection, NULL);
+        else if (rc == 0) copy_floats(ctx, out_pooled, h, D);
     }
-    free(buf);
+done:
+    if (rc == 0) {
+        int bad = (hidden && ts_stage_finish(ctx, hidden, out_hidden, nd * sizeof(float))) |
+                  (pooled && ts_stage_finish(ctx, pooled, out_pooled, pooled_n * sizeof(float)));
+        if (bad || ts_ctx_synchronize(ctx)) rc = ts_fail_wrap("CLIP text encoder on %s", ts_ctx_backend_name(ctx));
+    } else {
+        ts_stage_release(ctx, hidden, out_hidden);
+        ts_stage_release(ctx, pooled, out_pooled);
+    }
+    ts_ctx_free(ctx, buf);
     return rc;
 }

@@ -171,10 +171,11 @@ int text_encoder_encode_ids(const text_encoder *self, ts_ctx *ctx, const int32_t
                 int D = clip_text_get_config(self->enc[e])->hidden;
                 float *pooled = e == 1 && c == 0 ? out->pooled + (size_t)b * out->pooled_dim : NULL;
                 rc = clip_text_forward(self->enc[e], ctx, chunk, T, skip, self->final_norm, hidden, pooled);
-                /* the encoders' hidden states side by side: context[b, c*T + t, offset ..] */
-                if (rc == 0)
-                    copy_2d(ctx, out->context + ((size_t)b * out->tokens + (size_t)c * T) * out->dim + offset, out->dim,
-                            hidden, D, T, D);
+                /* the encoders' hidden states side by side: context[b, c*T + t, offset ..] (host
+                 * memory: clip_text_forward hands back host rows on every backend) */
+                float *dst = out->context + ((size_t)b * out->tokens + (size_t)c * T) * out->dim + offset;
+                for (int t = 0; rc == 0 && t < T; t++)
+                    memcpy(dst + (size_t)t * out->dim, hidden + (size_t)t * D, (size_t)D * sizeof(float));
                 offset += D;
             }
         }

@@ -1,0 +1,421 @@
+/*
+ * cuda_backend.c — the CUDA backend: ops.h's ops on one NVIDIA GPU, behind the same table
+ * as the CPU (backend_impl.h), so a model given ts_ctx_new("cuda:N") runs there unchanged.
+ *
+ * This is the F32 parity path: activations are F32 in device memory, images NCHW, exactly
+ * as ops.h says; GEMMs go to cuBLASLt in plain F32 (no TF32), convolutions to cuDNN with
+ * FMA math (cuda_gemm.cu, cuda_conv.cu), the rest to cuda_f32.cu and the library's
+ * LayerNorm and flash attention.
+ *
+ * Weights: ops take weights as host tensors (memory-mapped, any float dtype). The context
+ * keeps a device F32 copy of each, made on first use and keyed by the host tensor's data
+ * address, type and size, so every weight crosses the bus once per context. Like the CPU's
+ * oneDNN weight cache this needs weights that stay unchanged at their address while the
+ * context lives (a model's mapped file does). A tensor whose data already is device memory
+ * (F32) is used as it is.
+ *
+ * Not here yet (the op fails with a message naming it): quantized GGUF matrices (qmatmul,
+ * qmatrix_gather), the KV-cache attention and RoPE of the LLM, broadcasting add/mul,
+ * concat, attention masks, weight_gemm's fill_bias.
+ */
+#include "kernels/backend_impl.h"
+#include "kernels/cuda/cuda.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One weight's device copy. */
+typedef struct {
+    const void *host;
+    dtype type;
+    int64_t numel;
+    float *dev;
+} cached_weight;
+
+typedef struct {
+    cuda_context *cu;
+    cached_weight *weights;          /* open addressing on `host` */
+    size_t weight_slots, weight_count;
+    size_t weight_bytes;
+} cuda_ctx;
+
+static cuda_ctx *cuda_of(const ts_ctx *ctx) { return (cuda_ctx *)ctx->impl; }
+static cuda_context *cu(const ts_ctx *ctx) { return cuda_of(ctx)->cu; }
+
+/* A void op's failure is recorded for ts_ctx_synchronize (ops.h). */
+static void note(ts_ctx *ctx, int rc) {
+    if (rc) ctx->failed = true;
+}
+
+/* ---- context and memory ------------------------------------------------------- */
+
+static int cuda_context_init(ts_ctx *ctx, int device, int threads) {
+    (void)threads;   /* a GPU context has one stream; the host threads it uses are ours */
+    int count = cuda_device_count();
+    if (count == 0) return ts_fail("cuda: no CUDA device is visible (no driver or no GPU)");
+    if (device >= count) return ts_fail("cuda: device %d asked, %d visible", device, count);
+    cuda_ctx *c = ts_calloc(1, sizeof *c);
+    c->cu = cuda_context_new(device, 0);
+    if (!c->cu) {
+        free(c);
+        return -1;
+    }
+    ctx->impl = c;
+    return 0;
+}
+
+static void cuda_context_free(ts_ctx *ctx) {
+    cuda_ctx *c = cuda_of(ctx);
+    if (!c) return;
+    cuda_synchronize(c->cu);
+    for (size_t i = 0; i < c->weight_slots; i++)
+        if (c->weights[i].host) cuda_free(c->cu, c->weights[i].dev);
+    free(c->weights);
+    cuda_synchronize(c->cu);
+    cuda_context_destroy(&c->cu);
+    free(c);
+    ctx->impl = NULL;
+}
+
+static int cuda_threads(const ts_ctx *ctx) { (void)ctx; return 1; }
+static int cuda_sync(ts_ctx *ctx) { return cuda_synchronize(cu(ctx)); }
+static void *cuda_alloc(ts_ctx *ctx, size_t bytes) { return cuda_malloc(cu(ctx), bytes); }
+static void cuda_release(ts_ctx *ctx, void *p) { cuda_free(cu(ctx), p); }
+static int cuda_up(ts_ctx *ctx, void *dst, const void *src, size_t bytes) { return cuda_upload(cu(ctx), dst, src, bytes); }
+static int cuda_down(ts_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    return cuda_download(cu(ctx), dst, src, bytes);
+}
+
+/* ---- weights: host tensors to device F32, once ---------------------------------- */
+
+static size_t slot_of(const void *p, size_t slots) {
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (slots - 1);
+}
+
+static void cache_insert(cuda_ctx *c, cached_weight w) {
+    if ((c->weight_count + 1) * 2 > c->weight_slots) {   /* keep the table at most half full */
+        size_t slots = c->weight_slots ? c->weight_slots * 2 : 1024;
+        cached_weight *old = c->weights, *grown = ts_calloc(slots, sizeof *grown);
+        for (size_t i = 0; i < c->weight_slots; i++) {
+            if (!old[i].host) continue;
+            size_t s = slot_of(old[i].host, slots);
+            while (grown[s].host) s = (s + 1) & (slots - 1);
+            grown[s] = old[i];
+        }
+        free(old);
+        c->weights = grown;
+        c->weight_slots = slots;
+    }
+    size_t s = slot_of(w.host, c->weight_slots);
+    while (c->weights[s].host) s = (s + 1) & (c->weight_slots - 1);
+    c->weights[s] = w;
+    c->weight_count++;
+    c->weight_bytes += (size_t)w.numel * sizeof(float);
+}
+
+/* The device F32 values of weight t (NULL with ts_fail on a type the GPU path lacks). */
+static const float *weight_dev(ts_ctx *ctx, const tensor *t, const char *op) {
+    if (!t || !t->data) return NULL;
+    cuda_ctx *c = cuda_of(ctx);
+    int64_t numel = tensor_numel(t);
+    if (t->type == DT_F32 && tensor_is_contiguous(t) && cuda_is_device_pointer(t->data)) return t->data;
+    for (size_t s = c->weight_slots ? slot_of(t->data, c->weight_slots) : 0; c->weight_slots && c->weights[s].host;
+         s = (s + 1) & (c->weight_slots - 1)) {
+        cached_weight *w = &c->weights[s];
+        if (w->host == t->data && w->type == t->type && w->numel == numel) return w->dev;
+    }
+    if (t->type != DT_F32 && t->type != DT_F16 && t->type != DT_BF16) {
+        ts_fail("%s: cuda has no %s weights yet (F32, F16, BF16)", op, dtype_name(t->type));
+        return NULL;
+    }
+    float *dev = cuda_malloc(c->cu, (size_t)numel * sizeof(float));
+    if (!dev) return NULL;
+    int rc;
+    if (!tensor_is_contiguous(t)) {
+        /* a strided view (a column shard): made contiguous F32 on the host first */
+        float *host = ts_malloc((size_t)numel * sizeof(float));
+        tensor_copy_to_f32(host, t);
+        rc = cuda_upload(c->cu, dev, host, (size_t)numel * sizeof(float));
+        free(host);
+    } else if (t->type == DT_F32) {
+        rc = cuda_upload(c->cu, dev, t->data, (size_t)numel * sizeof(float));
+    } else {
+        /* the file's 2-byte values cross the bus and are widened there */
+        void *raw = cuda_malloc(c->cu, (size_t)numel * 2);
+        rc = !raw || cuda_upload(c->cu, raw, t->data, (size_t)numel * 2) ||
+             cuda_convert(c->cu, dev, DT_F32, raw, t->type, numel);
+        cuda_free(c->cu, raw);
+    }
+    if (rc) {
+        cuda_free(c->cu, dev);
+        ts_fail_wrap("%s: uploading a %s weight of %lld values", op, dtype_name(t->type), (long long)numel);
+        return NULL;
+    }
+    cache_insert(c, (cached_weight){t->data, t->type, numel, dev});
+    return dev;
+}
+
+/* Host values (timesteps, token ids) copied to stream-ordered device memory, freed by the
+ * caller with cuda_free after the op is queued. */
+static void *host_to_device(ts_ctx *ctx, const void *src, size_t bytes) {
+    void *d = cuda_malloc(cu(ctx), bytes);
+    if (d && cuda_upload(cu(ctx), d, src, bytes)) {
+        cuda_free(cu(ctx), d);
+        return NULL;
+    }
+    return d;
+}
+
+/* ---- GEMM ----------------------------------------------------------------------- */
+
+static int gemm_f32(ts_ctx *ctx, int count, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                    int64_t sa, const float *B, int ldb, int64_t sb, float beta, float *C, int ldc, int64_t sc,
+                    const float *bias) {
+    cuda_gemm_params p = {.trans_a = ta, .trans_b = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                          .A = A, .lda = lda, .stride_a = sa, .B = B, .ldb = ldb, .stride_b = sb,
+                          .C = C, .ldc = ldc, .stride_c = sc, .ab_type = DT_F32, .c_type = DT_F32, .count = count,
+                          .epilogue = bias ? CUDA_EPILOGUE_BIAS : CUDA_EPILOGUE_NONE, .bias = bias};
+    return cuda_gemm(cu(ctx), &p);
+}
+
+static void cuda_op_gemm(ts_ctx *ctx, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc) {
+    note(ctx, gemm_f32(ctx, 1, ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, NULL));
+}
+
+static void cuda_op_gemm_batched(ts_ctx *ctx, int count, bool ta, bool tb, int M, int N, int K, float alpha, const float *A,
+                                 int lda, int64_t sa, const float *B, int ldb, int64_t sb, float beta, float *C, int ldc,
+                                 int64_t sc) {
+    note(ctx, gemm_f32(ctx, count, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, NULL));
+}
+
+static int cuda_op_linear(ts_ctx *ctx, float *y, const float *x, int64_t rows, const tensor *W, const tensor *b) {
+    if (!W || W->ndim != 2) return ts_fail("linear: W must be 2-D");
+    int out = (int)W->shape[0], in = (int)W->shape[1];
+    if (b && b->data && tensor_numel(b) != out) return ts_fail("linear: bias has %lld values for %d outputs",
+                                                                (long long)tensor_numel(b), out);
+    const float *w = weight_dev(ctx, W, "linear"), *bias = b && b->data ? weight_dev(ctx, b, "linear") : NULL;
+    if (!w || (b && b->data && !bias)) return -1;
+    return gemm_f32(ctx, 1, false, true, (int)rows, out, in, 1, x, in, 0, w, in, 0, 0, y, out, 0, bias);
+}
+
+static int cuda_op_weight_gemm(ts_ctx *ctx, const tensor *W, const weight_gemm_params *p) {
+    if (!W || W->ndim < 2) return ts_fail("weight_gemm: W must be at least 2-D");
+    if (p->fill_bias) return ts_fail("weight_gemm: fill_bias is not implemented by backend 'cuda'");
+    int rows = (int)W->shape[0];
+    if (tensor_numel(W) != (int64_t)rows * p->K)
+        return ts_fail("weight_gemm: W has %lld values, not %d x %d", (long long)tensor_numel(W), rows, p->K);
+    const float *w = weight_dev(ctx, W, "weight_gemm");
+    if (!w) return -1;
+    int count = p->count > 0 ? p->count : 1;
+    if (p->weight_left)   /* C_i [rows, other] = W [rows, K] op(X_i) */
+        return gemm_f32(ctx, count, false, p->trans_x, rows, p->other, p->K, 1, w, p->K, 0, p->X, p->ldx, p->x_stride,
+                        p->beta, p->C, p->ldc, p->c_stride, NULL);
+    /* C_i [other, rows] = op(X_i) [other, K] W^T */
+    return gemm_f32(ctx, count, p->trans_x, true, p->other, rows, p->K, 1, p->X, p->ldx, p->x_stride, w, p->K, 0, p->beta,
+                    p->C, p->ldc, p->c_stride, NULL);
+}
+
+/* ---- convolution and normalisation -------------------------------------------------- */
+
+static int cuda_op_conv2d(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W, const tensor *weight,
+                          const tensor *bias, conv2d_params p) {
+    if (!weight || weight->ndim != 4) return ts_fail("conv2d: weight must be 4-D [OC, C/groups, KH, KW]");
+    int sh = p.stride_h > 0 ? p.stride_h : 1, sw = p.stride_w > 0 ? p.stride_w : 1;
+    if (sh != sw || p.pad_h != p.pad_w)
+        return ts_fail("conv2d: cuda takes one stride and one padding for both axes (%dx%d, %dx%d)", sh, sw, p.pad_h, p.pad_w);
+    int groups = p.groups > 1 ? p.groups : 1;
+    if ((int64_t)weight->shape[1] * groups != C)
+        return ts_fail("conv2d: weight has %lld input channels per group, input %d channels in %d groups",
+                       (long long)weight->shape[1], C, groups);
+    const float *w = weight_dev(ctx, weight, "conv2d"), *b = bias && bias->data ? weight_dev(ctx, bias, "conv2d") : NULL;
+    if (!w || (bias && bias->data && !b)) return -1;
+    cuda_conv_params cp = {.N = N, .H = H, .W = W, .C = C, .OC = (int)weight->shape[0], .KH = (int)weight->shape[2],
+                           .KW = (int)weight->shape[3], .stride = sh, .pad = p.pad_h, .groups = groups, .type = DT_F32,
+                           .nchw = true};
+    return cuda_conv2d(cu(ctx), out, x, w, b, &cp);
+}
+
+static int cuda_op_group_norm(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW, int groups,
+                              const tensor *gamma, const tensor *beta, float eps) {
+    const float *g = gamma && gamma->data ? weight_dev(ctx, gamma, "group_norm") : NULL;
+    const float *b = beta && beta->data ? weight_dev(ctx, beta, "group_norm") : NULL;
+    if ((gamma && gamma->data && !g) || (beta && beta->data && !b)) return -1;
+    return cuda_group_norm_nchw(cu(ctx), out, x, N, C, HW, groups, g, b, eps);
+}
+
+static int cuda_op_layer_norm(ts_ctx *ctx, float *out, const float *x, int64_t rows, int dim, const tensor *gamma,
+                              const tensor *beta, float eps) {
+    const float *g = gamma && gamma->data ? weight_dev(ctx, gamma, "layer_norm") : NULL;
+    const float *b = beta && beta->data ? weight_dev(ctx, beta, "layer_norm") : NULL;
+    if ((gamma && gamma->data && !g) || (beta && beta->data && !b)) return -1;
+    return cuda_layer_norm(cu(ctx), out, x, DT_F32, rows, dim, g, b, eps);
+}
+
+static int cuda_op_rms_norm(ts_ctx *ctx, float *out, const float *x, int64_t rows, int dim, const tensor *weight, float eps) {
+    const float *w = weight_dev(ctx, weight, "rms_norm");
+    if (!w) return ts_fail_wrap("rms_norm: a weight is required");
+    return cuda_rms_norm(cu(ctx), out, x, rows, dim, w, eps);
+}
+
+/* ---- activations and element-wise ------------------------------------------------------ */
+
+static void cuda_op_softmax_rows(ts_ctx *ctx, float *x, int64_t rows, int n) { note(ctx, cuda_softmax_rows(cu(ctx), x, rows, n)); }
+
+static void cuda_op_unary(ts_ctx *ctx, unary_op op, float *out, const float *x, int64_t n) {
+    static const cuda_map maps[] = {[UNARY_SILU] = CUDA_MAP_SILU, [UNARY_GELU_ERF] = CUDA_MAP_GELU_ERF,
+                                    [UNARY_GELU_TANH] = CUDA_MAP_GELU_TANH, [UNARY_QUICK_GELU] = CUDA_MAP_QUICK_GELU,
+                                    [UNARY_RELU] = CUDA_MAP_RELU};
+    note(ctx, cuda_map_f32(cu(ctx), maps[op], out, x, n, 0, 0));
+}
+
+static void cuda_op_clamp(ts_ctx *ctx, float *out, const float *x, int64_t n, float lo, float hi) {
+    note(ctx, cuda_map_f32(cu(ctx), CUDA_MAP_CLAMP, out, x, n, lo, hi));
+}
+static void cuda_op_scaled_tanh(ts_ctx *ctx, float *out, const float *x, int64_t n, float s) {
+    note(ctx, cuda_map_f32(cu(ctx), CUDA_MAP_SCALED_TANH, out, x, n, s, 0));
+}
+static void cuda_op_geglu(ts_ctx *ctx, float *out, const float *x, int64_t rows, int dim) {
+    note(ctx, cuda_geglu(cu(ctx), out, x, DT_F32, rows, dim));
+}
+static void cuda_op_swiglu(ts_ctx *ctx, float *out, const float *gate, const float *up, int64_t rows, int dim) {
+    note(ctx, cuda_swiglu(cu(ctx), out, gate, up, rows * dim));
+}
+static void cuda_op_add_inplace(ts_ctx *ctx, float *x, const float *y, int64_t n) {
+    note(ctx, cuda_add(cu(ctx), x, x, y, DT_F32, n));
+}
+static void cuda_op_scale_inplace(ts_ctx *ctx, float *x, float s, int64_t n) {
+    note(ctx, cuda_map_f32(cu(ctx), CUDA_MAP_AFFINE, x, x, n, s, 0));
+}
+static void cuda_op_affine(ts_ctx *ctx, float *x, int64_t n, float scale, float shift) {
+    note(ctx, cuda_map_f32(cu(ctx), CUDA_MAP_AFFINE, x, x, n, scale, shift));
+}
+static void cuda_op_fill(ts_ctx *ctx, float *x, float v, int64_t n) {
+    note(ctx, cuda_map_f32(cu(ctx), CUDA_MAP_FILL, x, x, n, v, 0));
+}
+
+static void cuda_op_add_row_bias(ts_ctx *ctx, float *x, int64_t rows, int dim, const tensor *b) {
+    if (!b || !b->data) return;
+    const float *bias = weight_dev(ctx, b, "add_row_bias");
+    note(ctx, !bias || cuda_add_bias(cu(ctx), x, bias, DT_F32, 1, rows, dim));
+}
+
+static int cuda_op_add_channel_bias(ts_ctx *ctx, float *x, int N, int C, int64_t HW, const tensor *b) {
+    bool per_image = b && b->ndim == 2;
+    if (!b || !((b->ndim == 1 && b->shape[0] == C) || (per_image && b->shape[0] == N && b->shape[1] == C)))
+        return ts_fail("add_channel_bias: bias is neither [%d] nor [%d, %d]", C, N, C);
+    /* a per-image bias is usually an activation (a time embedding) already on the device */
+    const float *dev = weight_dev(ctx, b, "add_channel_bias");
+    if (!dev) return -1;
+    return cuda_add_channel_bias_nchw(cu(ctx), x, N, C, HW, dev, per_image);
+}
+
+/* ---- layout -------------------------------------------------------------------------------- */
+
+static void cuda_op_upsample(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W) {
+    note(ctx, cuda_upsample_nearest2x_nchw(cu(ctx), out, x, N, C, H, W));
+}
+static void cuda_op_nchw_to_nhwc(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW) {
+    note(ctx, cuda_nchw_to_nhwc(cu(ctx), out, x, DT_F32, N, C, HW));
+}
+static void cuda_op_nhwc_to_nchw(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW) {
+    note(ctx, cuda_nhwc_to_nchw(cu(ctx), out, x, DT_F32, N, C, HW));
+}
+static void cuda_op_copy_strided(ts_ctx *ctx, float *dst, const int64_t *ds, const float *src, const int64_t *ss,
+                                 const int64_t *shape) {
+    note(ctx, cuda_copy_strided(cu(ctx), dst, ds, src, ss, shape));
+}
+static void cuda_op_crossfade(ts_ctx *ctx, float *b, int64_t b_plane, int64_t b_row, const float *a, int64_t a_plane,
+                              int64_t a_row, int planes, int rows, int cols, int extent, bool along_rows) {
+    note(ctx, cuda_crossfade(cu(ctx), b, b_plane, b_row, a, a_plane, a_row, planes, rows, cols, extent, along_rows));
+}
+static void cuda_op_rgb8(ts_ctx *ctx, uint8_t *rgb, const float *image, int C, int64_t hw, float scale, float offset) {
+    note(ctx, cuda_rgb8_from_planes(cu(ctx), rgb, image, C, hw, scale, offset));
+}
+static void cuda_op_copy(ts_ctx *ctx, float *dst, const float *src, int64_t n) {
+    if (n > 0) note(ctx, cuda_copy(cu(ctx), dst, src, (size_t)n * sizeof(float)));
+}
+
+static int cuda_op_gather_rows(ts_ctx *ctx, float *out, const tensor *table, const int32_t *rows, int n) {
+    if (!table || table->ndim != 2) return ts_fail("gather_rows: the table must be 2-D");
+    int64_t V = table->shape[0];
+    int D = (int)table->shape[1];
+    if (rows)
+        for (int i = 0; i < n; i++)
+            if (rows[i] < 0 || rows[i] >= V) return ts_fail("gather_rows: row %d at %d is outside a table of %lld", rows[i], i, (long long)V);
+    if (!rows && n > V) return ts_fail("gather_rows: %d rows of a table of %lld", n, (long long)V);
+    const float *t = weight_dev(ctx, table, "gather_rows");
+    if (!t) return -1;
+    int32_t *d_rows = rows ? host_to_device(ctx, rows, (size_t)n * sizeof *rows) : NULL;
+    if (rows && !d_rows) return -1;
+    int rc = cuda_gather_rows(cu(ctx), out, t, V, D, d_rows, n);
+    cuda_free(cu(ctx), d_rows);
+    return rc;
+}
+
+static void cuda_op_timestep_embedding(ts_ctx *ctx, float *out, const float *t, int n, int dim, bool flip, float shift) {
+    float *d_t = host_to_device(ctx, t, (size_t)n * sizeof *t);   /* t is host memory (ops.h) */
+    note(ctx, !d_t || cuda_timestep_embedding(cu(ctx), out, d_t, n, dim, flip, shift));
+    cuda_free(cu(ctx), d_t);
+}
+
+/* ---- attention ------------------------------------------------------------------------------- */
+
+static void cuda_op_attention(ts_ctx *ctx, float *out, const float *q, const float *k, const float *v, attention_params p) {
+    if (p.mask) {
+        note(ctx, ts_fail("attention: an additive mask is not implemented by backend 'cuda'"));
+        return;
+    }
+    cuda_attention_params a = {.batch = p.batch, .heads = p.heads, .kv_heads = p.kv_heads, .head_dim = p.head_dim,
+                               .n_q = p.n_q, .n_kv = p.n_kv, .q_stride = p.q_stride, .k_stride = p.k_stride,
+                               .v_stride = p.v_stride, .scale = p.scale, .causal = p.causal, .type = DT_F32};
+    note(ctx, cuda_attention(cu(ctx), out, q, k, v, &a));
+}
+
+/* ---- the table ----------------------------------------------------------------------------------- */
+
+const ts_backend ts_backend_cuda = {
+    .name = "cuda",
+    .host_memory = false,
+    .context_init = cuda_context_init,
+    .context_free = cuda_context_free,
+    .threads = cuda_threads,
+    .synchronize = cuda_sync,
+    .alloc = cuda_alloc,
+    .free = cuda_release,
+    .upload = cuda_up,
+    .download = cuda_down,
+    .ops = {
+        .gemm = cuda_op_gemm,
+        .gemm_batched = cuda_op_gemm_batched,
+        .linear = cuda_op_linear,
+        .weight_gemm = cuda_op_weight_gemm,
+        .conv2d = cuda_op_conv2d,
+        .group_norm = cuda_op_group_norm,
+        .layer_norm = cuda_op_layer_norm,
+        .rms_norm = cuda_op_rms_norm,
+        .softmax_rows = cuda_op_softmax_rows,
+        .unary = cuda_op_unary,
+        .clamp = cuda_op_clamp,
+        .scaled_tanh = cuda_op_scaled_tanh,
+        .geglu = cuda_op_geglu,
+        .swiglu = cuda_op_swiglu,
+        .add_inplace = cuda_op_add_inplace,
+        .scale_inplace = cuda_op_scale_inplace,
+        .affine = cuda_op_affine,
+        .add_row_bias = cuda_op_add_row_bias,
+        .add_channel_bias = cuda_op_add_channel_bias,
+        .upsample_nearest2x = cuda_op_upsample,
+        .nchw_to_nhwc = cuda_op_nchw_to_nhwc,
+        .nhwc_to_nchw = cuda_op_nhwc_to_nchw,
+        .copy_strided = cuda_op_copy_strided,
+        .crossfade = cuda_op_crossfade,
+        .rgb8_from_planes = cuda_op_rgb8,
+        .copy = cuda_op_copy,
+        .gather_rows = cuda_op_gather_rows,
+        .fill = cuda_op_fill,
+        .timestep_embedding = cuda_op_timestep_embedding,
+        .attention = cuda_op_attention,
+    },
+};
