@@ -26,6 +26,9 @@ TESSERA_BENCHES(DECLARE_BENCH)
 /* A CPU context with `tessera bench --threads` threads (all cores by default); NULL on failure. */
 #include "kernels/backend.h"
 ts_ctx *bench_ctx_new(void);
+/* A context on `tessera bench --device` (default cpu) with threads (<= 0: --threads), for
+ * the benchmarks whose model runs on any backend; NULL on failure. */
+ts_ctx *bench_device_ctx_new(int threads);
 int bench_threads(void);   /* the threads that context has */
 
 /* Seconds per call of fn(arg): one warm-up, then the best of `reps` timed calls. */

@@ -63,7 +63,7 @@ int bench_vae(int argc, char **argv) {
                     .block_out = {128, 256, 512, 512}, .layers_per_block = 2, .norm_groups = 32,
                     .post_quant_conv = true, .scaling_factor = VAE_SCALING_SD, .sample_size = 512};
     vae *v = vae_new_random(&c, 1234);
-    ts_ctx *ctx = bench_ctx_new();
+    ts_ctx *ctx = bench_device_ctx_new(0);
     if (!v || !ctx) { fprintf(stderr, "tessera bench vae: %s\n", ts_last_error()); vae_destroy(&v); return 1; }
     float *z = ts_malloc((size_t)4 * h * h * sizeof(float));
     float *img = ts_malloc((size_t)3 * res * res * sizeof(float));

@@ -1,6 +1,6 @@
 /*
- * cmd_bench.c — `tessera bench [--threads N] NAME [ARGS]`: runs one sub-benchmark from the
- * table in cli/bench.h (or all of them with `all`).
+ * cmd_bench.c — `tessera bench [--threads N] [--device D] NAME [ARGS]`: runs one sub-benchmark
+ * from the table in cli/bench.h (or all of them with `all`).
  */
 #include "cli/bench.h"
 #include "kernels/tensor.h"
@@ -53,17 +53,20 @@ bench_time bench_best_time(void (*fn)(void *arg), void *arg, int reps) {
 
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
-            "usage: tessera bench [--threads N] NAME [ARGS]\n"
-            "  --threads N   threads for OpenMP and BLAS (default: all cores); may also follow NAME\n\nbenchmarks:\n");
+            "usage: tessera bench [--threads N] [--device D] NAME [ARGS]\n"
+            "  --threads N   threads for OpenMP and BLAS (default: all cores); may also follow NAME\n"
+            "  --device D    cpu (default) or cuda[:N] for the benchmarks that run on a device (unet, vae)\n"
+            "\nbenchmarks:\n");
     for (int i = 0; i < bench_count; i++)
         fprintf(status ? stderr : stdout, "  %-10s %s\n", benches[i].name, benches[i].summary);
     fprintf(status ? stderr : stdout, "  %-10s %s\n", "all", "every benchmark above, in turn");
     return status;
 }
 
-/* `--threads N` may come before or after the benchmark's name; it is taken out of argv
- * (compacted in place) so sub-benchmarks never see it. Returns the new argc, -1 on error. */
-static int take_threads_option(int argc, char **argv, int *threads) {
+/* `--threads N` and `--device D` may come before or after the benchmark's name; they are
+ * taken out of argv (compacted in place) so sub-benchmarks never see them. Returns the new
+ * argc, -1 on error. */
+static int take_global_options(int argc, char **argv, int *threads, const char **device) {
     int kept = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0) {
@@ -77,14 +80,33 @@ static int take_threads_option(int argc, char **argv, int *threads) {
             i++;
             continue;
         }
+        if (strcmp(argv[i], "--device") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "tessera bench: --device wants cpu or cuda[:N]\n");
+                return -1;
+            }
+            *device = argv[++i];
+            continue;
+        }
         argv[kept++] = argv[i];
     }
     return kept;
 }
 
-static int threads_option;   /* --threads, for bench_ctx_new */
+static int threads_option;           /* --threads, for bench_ctx_new */
+static const char *device_option;    /* --device, for bench_device_ctx_new */
 
-ts_ctx *bench_ctx_new(void) { return ts_ctx_new("cpu", threads_option); }
+ts_ctx *bench_ctx_new(void) {
+    if (device_option && strncmp(device_option, "cpu", 3) != 0) {
+        ts_fail("this benchmark runs on the CPU only (--device %s: only unet and vae take a device)", device_option);
+        return NULL;
+    }
+    return ts_ctx_new("cpu", threads_option);
+}
+
+ts_ctx *bench_device_ctx_new(int threads) {
+    return ts_ctx_new(device_option ? device_option : "cpu", threads > 0 ? threads : threads_option);
+}
 
 int bench_threads(void) {
     ts_ctx *ctx = bench_ctx_new();
@@ -95,7 +117,8 @@ int bench_threads(void) {
 
 int cmd_bench(int argc, char **argv) {
     int threads = 0;
-    argc = take_threads_option(argc, argv, &threads);
+    const char *device = NULL;
+    argc = take_global_options(argc, argv, &threads, &device);
     if (argc < 0) return 2;
     if (argc < 2) return usage(2);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return usage(0);
@@ -104,7 +127,9 @@ int cmd_bench(int argc, char **argv) {
         return usage(2);
     }
     threads_option = threads;
+    device_option = device;
     printf("threads: %d\n", bench_threads());
+    if (device) printf("device: %s\n", device);
     if (strcmp(argv[1], "all") == 0) {
         int status = 0;
         for (int b = 0; b < bench_count; b++) {

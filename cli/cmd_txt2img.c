@@ -53,6 +53,8 @@ static int usage(int status) {
             "  --save-latent FILE.npy also write the final latents\n"
             "  --tokenizer PATH       CLIP vocabulary (folder with vocab.json+merges.txt, or bpe .txt.gz)\n"
             "  -t, --threads N        threads (default: all cores; per rank under mpirun)\n"
+            "  --device D             cpu (default) or cuda[:N]: where the text encoder, U-Net and\n"
+            "                         decoder compute (the F32 path; `tessera version` lists devices)\n"
             "  --tp T                 under mpirun -np T: the U-Net split over the T ranks (tensor\n"
             "                         parallelism); = --parallel tp\n"
             "  --parallel MODE        under mpirun: tp; cfg (uncond and cond U-Net rows on two ranks)\n"
@@ -233,6 +235,7 @@ int cmd_txt2img(int argc, char **argv) {
         else if (IS("--batch-pos", "--batch-pos")) INT_ARG(0, 63, r.batch_pos);
         else if (IS("--clip-skip", "--clip-skip")) INT_ARG(0, 12, r.clip_skip);
         else if (IS("-t", "--threads")) INT_ARG(1, 4096, threads);
+        else if (IS("--device", "--device")) o.device = val;
         else if (IS("--tp", "--tp")) INT_ARG(1, 1024, tp);
         else if (IS("--parallel", "--parallel")) parallel = val;
         else if (IS("--cfg-scale", "--guidance-scale")) FLOAT_ARG(0, 100, r.cfg_scale);
