@@ -74,5 +74,10 @@ void comm_set_checked(comm *self, bool checked);
 bool comm_under_launcher(void);
 /* True when the build has an MPI implementation. */
 bool comm_have_mpi(void);
+/* Whether MPI_Finalize runs at exit (the default). false: the process leaves MPI without it,
+ * which `mpirun --enable-recovery` allows and which a job that may have lost a rank needs:
+ * OpenMPI 4.1's MPI_Finalize ends with a fence over every rank of the job (PMIx), which can
+ * wait forever for a dead one. Callers make sure their own traffic is over (comm_watch.h). */
+void comm_set_finalize_at_exit(bool finalize);
 
 #endif

@@ -27,6 +27,8 @@ bool comm_under_launcher(void) {
 
 bool comm_have_mpi(void) { return false; }
 
+void comm_set_finalize_at_exit(bool finalize) { (void)finalize; }
+
 comm *comm_new_mpi_world(void) {
     ts_fail("comm mpi: this tessera was built without MPI (install libopenmpi-dev and rebuild)");
     return NULL;
@@ -50,10 +52,14 @@ static int mpi_fail(const char *call, int code) {
     return ts_fail("%s: %s", call, text);
 }
 
+static bool finalize_at_exit = true;
+
+void comm_set_finalize_at_exit(bool finalize) { finalize_at_exit = finalize; }
+
 static void mpi_finish(void) {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
+    if (!finalized && finalize_at_exit) MPI_Finalize();
 }
 
 static int mpi_start(void) {

@@ -7,8 +7,10 @@
  * (worker_run: the ZeroMQ connection, leases, heartbeats, the pipeline, the images), whose
  * U-Net is split over its group (unet.h): each U-Net call's inputs go to the group by
  * broadcast, the other ranks serve them (txt2img_follow) holding only their U-Net shards. The
- * coordinator sees one worker per group. A rank that dies ends the MPI job (OpenMPI aborts
- * every rank): the coordinator's leases of those groups expire and their tasks go to others.
+ * coordinator sees one worker per group. A rank that dies ends its own group only: the group's
+ * ranks watch each other (comm_watch.h); the others end at once, rank 0 after handing its tasks
+ * back to the coordinator (the running ones too), and the other groups go on. That needs
+ * `mpirun --enable-recovery` (without it OpenMPI aborts every rank of the job).
  */
 #ifndef TESSERA_RENDER_GROUP_H
 #define TESSERA_RENDER_GROUP_H

@@ -1,6 +1,7 @@
 /* worker.c — the DEALER side: credit-based pull, heartbeats, Paranoid Pirate reconnects (see worker.h). */
 #include "worker/worker.h"
 #include "kernels/comm.h"
+#include "kernels/comm_watch.h"
 #include "worker/output_writer.h"
 #include "worker/record_files.h"
 #include "kernels/base.h"
@@ -411,19 +412,29 @@ static void send_heartbeat(net *n) {
     send_env(n, &env);
 }
 
-static void send_hand_back(net *n) {
-    if (!n->queued) return;
-    uint64_t ids[1024];
+/* Hands back the queued tasks, and the running ones too when `running` (a render group that
+ * lost a rank: their results will never come). */
+static void send_hand_back(net *n, bool running) {
+    int k = running ? n->running : 0;
+    if (!n->queued && !k) return;
+    uint64_t ids[1024 + WORKER_IN_FLIGHT_MAX];
     for (int i = 0; i < n->queued; i++) { ids[i] = n->queue[i].id; zframe_destroy(&n->queue[i].frame); }
+    for (int i = 0; i < k; i++) ids[n->queued + i] = n->running_ids[i];
     Tessera__HandBack hb = TESSERA__HAND_BACK__INIT;
-    hb.n_task_ids = (size_t)n->queued;
+    hb.n_task_ids = (size_t)(n->queued + k);
     hb.task_ids = ids;
     ts_envelope env = TESSERA__ENVELOPE__INIT;
     env.body_case = TESSERA__ENVELOPE__BODY_HAND_BACK;
     env.hand_back = &hb;
     send_env(n, &env);
-    log_info("handed back %d queued task(s)", n->queued);
+    log_info("handed back %d queued and %d running task(s)", n->queued, k);
     n->queued = 0;
+    n->running -= k;
+}
+
+/* The rank of this worker's render group seen dead, or -1. */
+static int group_lost(const net *n) {
+    return n->opt->group_watch ? comm_watch_lost(n->opt->group_watch) : -1;
 }
 
 static int connect_socket(net *n) {
@@ -479,8 +490,8 @@ int worker_run(const worker_options *o) {
     zactor_t *actor = o->inline_compute ? NULL : zactor_new(compute_actor, &w);
     double hb = o->heartbeat_s > 0 ? o->heartbeat_s : 1;
     double backoff = hb, backoff_max = o->reconnect_max_s > hb ? o->reconnect_max_s : 8 * hb;
-    int rc = 0, done = 0, stopping = 0;
-    while (!done) {
+    int rc = 0, done = 0, stopping = 0, lost = -1;
+    while (!done && lost < 0) {
         if (connect_socket(&n) < 0) { rc = -1; break; }
         send_hello(&n);
         if (!stopping) send_credit(&n);
@@ -489,8 +500,9 @@ int worker_run(const worker_options *o) {
         for (;;) {
             if (o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED) && !stopping) {
                 stopping = 1;
-                send_hand_back(&n);
+                send_hand_back(&n, false);
             }
+            if ((lost = group_lost(&n)) >= 0) break;
             if (stopping && !n.running && !n.queued) { done = 1; break; }
             /* start the next task */
             if (n.running < n.in_flight && n.queued && !stopping) {
@@ -553,6 +565,12 @@ int worker_run(const worker_options *o) {
                 zframe_t *idf = msg ? zmsg_first(msg) : NULL, *f = msg ? zmsg_next(msg) : NULL;
                 uint64_t id = 0;
                 if (idf && zframe_size(idf) == sizeof id) memcpy(&id, zframe_data(idf), sizeof id);
+                if ((lost = group_lost(&n)) >= 0) {
+                    /* a render group that has just lost a rank sends nothing more: this task
+                     * stays among the running ones, handed back below */
+                    zmsg_destroy(&msg);
+                    break;
+                }
                 for (int i = 0; i < n.running; i++)
                     if (n.running_ids[i] == id) {
                         n.running_ids[i] = n.running_ids[--n.running];
@@ -574,8 +592,20 @@ int worker_run(const worker_options *o) {
                 break;
             }
         }
+        if (lost >= 0) {
+            /* the running tasks are given back with the queued ones; the socket stays open a
+             * moment so the message leaves (the leases would expire anyway if it did not) */
+            send_hand_back(&n, true);
+            zclock_sleep(500);
+        }
         zpoller_destroy(&poller);
         zsock_destroy(&n.sock);
+        if (lost >= 0) {
+            /* the compute thread is inside a collective with the dead rank: leave it there */
+            zcert_destroy(&n.cert);
+            return ts_fail("render group: rank %d of the group ended without leaving (killed or crashed); "
+                           "its tasks were handed back", lost);
+        }
         if (!done) {
             double until = ts_now() + backoff;
             while (ts_now() < until && !(o->stop && __atomic_load_n(o->stop, __ATOMIC_RELAXED))) zclock_sleep(50);

@@ -33,9 +33,13 @@ typedef struct {
     int unet_shared;                /* render: their U-Net rows in one call (backend.h render_batching) */
     struct comm *group;             /* render: rank 0 of a group sharing the U-Net (render_group.h); NULL */
     int parallel;                   /* its unet_parallel */
+    struct comm_watch *group_watch; /* render group: its ranks' liveness (comm_watch.h); NULL */
 } worker_options;
 
-/* 0 after a Shutdown or a clean stop, -1 on a set-up error. */
+/* 0 after a Shutdown or a clean stop, -1 on a set-up error. When group_watch reports a rank
+ * of the group lost, the worker hands back every task it holds (the running ones too: nothing
+ * of theirs has been sent) and returns -1 at once, leaving its compute thread, stuck in a
+ * collective with the dead rank, behind: the process must then end (_exit, no MPI_Finalize). */
 int worker_run(const worker_options *options);
 
 #endif

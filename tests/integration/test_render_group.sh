@@ -4,8 +4,10 @@
 #      the coordinator sees two workers (its stats), every record exactly once, each image
 #      within 1/255 of what one-rank workers make of the same job (the split sums in another
 #      order: the count of differing values is printed);
-#   2. kill -9 of one follower rank mid-job: the MPI job ends (OpenMPI takes every rank down),
-#      the coordinator's leases expire and a plain worker finishes; every record exactly once.
+#   2. two groups in one `mpirun --enable-recovery`, kill -9 of group 0's follower mid-job: that
+#      group alone ends (its rank 0 hands its tasks back at once, running ones included), the
+#      other group of the same mpirun finishes the job; every record exactly once, no temp file
+#      left. Fails on the old behaviour (mpirun took every rank down with the killed one).
 # Model: demo/model-short (4 heads, 16 groups).
 source "$(dirname "$0")/test_pipeline_common.inc"
 command -v mpirun >/dev/null || { echo "no mpirun"; exit 77; }
@@ -94,32 +96,72 @@ names = json.dumps(stats)
 assert "grp-g0" in names and "grp-g1" in names, "the coordinator does not see one worker per group"
 PY
 
-# 2. kill -9 of a follower mid-job: the group's job ends, a plain worker finishes.
-coordinator "$W/kill" "ipc://$W/kill.ipc" --lease_seconds=3
-OMP_NUM_THREADS=1 "${MPI[@]}" -np 2 "$T" -q worker render --tp 2 --connect "ipc://$W/kill.ipc" --backend model \
-  --model "$MODEL" --name doomed 2>"$W/kill.mpi.err" &
-mpi=$!
-PIDS+=("$mpi")
-# wait until the group has rendered something, then kill its follower (world rank 1)
-for i in $(seq 1 600); do
-  [ -s "$W/kill/manifest.jsonl" ] && break
-  sleep 0.1
-done
-follower=""
-for p in $(pgrep -f "worker render --tp 2 --connect ipc://$W/kill.ipc" || true); do
-  grep -qz '^OMPI_COMM_WORLD_RANK=1$' "/proc/$p/environ" 2>/dev/null && follower=$p
-done
-[ -n "$follower" ] || fail "no follower rank found"
-kill -9 "$follower"
-wait "$mpi" 2>/dev/null && fail "mpirun exited 0 after a rank was killed" || true
-"$T" -q worker render --connect "ipc://$W/kill.ipc" --backend model --model "$MODEL" --name rescue 2>"$W/kill.w.err" &
-PIDS+=("$!")
-wait_exit "$coord" 300 || fail "coordinator (kill) failed: $(tail -3 "$W/kill.err")"
-check_exactly_once "$W/kill" "$N"
-python3 - "$W/kill/stats.json" "$N" <<'PY'
+# 2. kill -9 of one rank of group 0 mid-job, two groups in one `mpirun --enable-recovery`: only
+#    group 0 ends; group 1 of the same mpirun renders the rest; nothing else joins the job, and
+#    mpirun ends once the job is done (the ranks leave without MPI_Finalize, whose job-wide
+#    fence waited forever for a dead world rank 0).
+#    kill_one_rank 1: the follower; group 0's rank 0 hands its tasks back (lease_seconds is long,
+#                     so only a hand back returns them in time).
+#    kill_one_rank 0: the leader; its follower ends, the leases expire (lease_seconds 4).
+N2=16
+make_txt "$N2" "$W/p2.txt"
+rank_pid() {   # rank_pid ENDPOINT R: the pid of world rank R of the mpirun serving ENDPOINT
+  local p
+  for p in $(pgrep -f "worker render --tp 2 --connect $1" || true); do
+    grep -qz "^OMPI_COMM_WORLD_RANK=$2\$" "/proc/$p/environ" 2>/dev/null && { echo "$p"; return; }
+  done
+}
+kill_one_rank() {
+  local victim=$1 other=$((1 - $1)) out="$W/kill$1" ep="ipc://$W/kill$1.ipc" lease=600
+  [ "$victim" = 0 ] && lease=4
+  coordinator "$out" "$ep" --lease_seconds=$lease --dataset.path="$W/p2.txt"
+  OMP_NUM_THREADS=1 "${MPI[@]}" --enable-recovery -np 4 "$T" -q worker render --tp 2 --connect "$ep" \
+    --backend model --model "$MODEL" --name dur 2>"$out.mpi.err" &
+  mpi=$!
+  PIDS+=("$mpi")
+  for i in $(seq 1 600); do   # until the job has rendered something
+    [ -s "$out/manifest.jsonl" ] && break
+    sleep 0.1
+  done
+  [ -s "$out/manifest.jsonl" ] || fail "nothing rendered in 60 s: $(tail -5 "$out.mpi.err")"
+  local rv=$(rank_pid "$ep" "$victim") ro=$(rank_pid "$ep" "$other") r2=$(rank_pid "$ep" 2)
+  [ -n "$rv" ] && [ -n "$ro" ] && [ -n "$r2" ] || fail "ranks 0-2 not found"
+  local before=$(wc -l <"$out/manifest.jsonl")
+  kill -9 "$rv"
+  # the other rank of group 0 ends (within 30 s) while the coordinator and group 1 go on
+  for i in $(seq 1 300); do
+    kill -0 "$ro" 2>/dev/null || break
+    kill -0 "$mpi" 2>/dev/null || fail "mpirun ended with the killed rank (every group taken down): $(tail -5 "$out.mpi.err")"
+    sleep 0.1
+  done
+  kill -0 "$ro" 2>/dev/null && fail "group 0's rank $other still running 30 s after rank $victim was killed"
+  if kill -0 "$coord" 2>/dev/null; then
+    kill -0 "$r2" 2>/dev/null || fail "group 1's rank 0 ended with group 0 (the job still had work)"
+  fi
+  grep -q "rank $victim of .* ended without leaving" "$out.mpi.err" || fail "group 0's rank $other did not say why it ended: $(tail -5 "$out.mpi.err")"
+  # the coordinator finishes with group 1 alone; mpirun must not end before it
+  while kill -0 "$coord" 2>/dev/null; do
+    kill -0 "$mpi" 2>/dev/null || fail "mpirun ended before the job was done: $(tail -5 "$out.mpi.err")"
+    sleep 0.1
+  done
+  wait "$coord" || fail "coordinator (kill $victim) failed: $(tail -3 "$out.err")"
+  wait_exit "$mpi" 60 || true   # mpirun must end; its status after a lost rank says nothing more
+  check_exactly_once "$out" "$N2"
+  [ -z "$(find "$out" -name '*.tmp.*')" ] || fail "a half-written file was left: $(find "$out" -name '*.tmp.*')"
+  python3 - "$out/stats.json" "$N2" "$before" "$victim" <<'PY'
 import json, sys
-rows = {w["name"].split("-g")[0]: w["records"] for w in json.load(open(sys.argv[1]))["workers"]}
-print(f"after kill -9 of a follower: the group rendered {rows.get('doomed', 0)}, the rescue worker {rows.get('rescue', 0)}")
-assert rows.get("rescue", 0) >= 1 and rows.get("doomed", 0) + rows.get("rescue", 0) >= int(sys.argv[2]), rows
+stats = json.load(open(sys.argv[1]))
+n, before, victim = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = {w["name"]: w["records"] for w in stats["workers"]}
+back, expired = stats["handed_back"], stats["leases_expired"]
+print(f"kill -9 of world rank {victim} (group 0) after {before} records: group 0 rendered {rows.get('dur-g0', 0)}, "
+      f"group 1 {rows.get('dur-g1', 0)}; tasks handed back {back}, leases expired {expired}")
+assert set(rows) <= {"dur-g0", "dur-g1"}, rows
+assert rows.get("dur-g0", 0) + rows.get("dur-g1", 0) == n, rows
+if victim == 1:
+    assert back >= 1 and expired == 0, "group 0's rank 0 handed nothing back (its lease would only have expired)"
 PY
+}
+kill_one_rank 1
+kill_one_rank 0
 echo "PASS"
