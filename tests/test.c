@@ -1,6 +1,9 @@
 /* test.c — the shared test harness (see test.h). */
 #include "test.h"
 #include "models/formats/npy.h"
+#ifdef TESSERA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 #include <limits.h>
 #include <math.h>
@@ -95,9 +98,22 @@ float *fixture_npy(const char *rel, tensor *shape_out) {
 static ts_ctx *the_ctx;
 static void test_ctx_free(void) { ts_ctx_destroy(&the_ctx); }
 
+const char *test_device(void) {
+    const char *d = getenv("TESSERA_TEST_DEVICE");
+    return d && *d ? d : "cpu";
+}
+
 ts_ctx *test_ctx(void) {
     if (!the_ctx) {
-        the_ctx = ts_ctx_new("cpu", 0);
+        const char *device = test_device();
+        if (strncmp(device, "cuda", 4) == 0) {   /* a GPU run of a parity test: skipped without one */
+#ifdef TESSERA_HAVE_CUDA
+            if (cuda_device_count() == 0) test_skip("TESSERA_TEST_DEVICE=%s: no CUDA device on this machine", device);
+#else
+            test_skip("TESSERA_TEST_DEVICE=%s: this build has no CUDA backend", device);
+#endif
+        }
+        the_ctx = ts_ctx_new(device, 0);
         if (!the_ctx) {
             fprintf(stderr, "test_ctx: %s\n", ts_last_error());
             exit(1);

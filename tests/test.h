@@ -60,8 +60,11 @@ float test_max_abs_diff(const float *got, const float *want, size_t n, float *ma
  * (tests/unit/test_comm_lsan.supp: OpenMPI's libraries only). */
 bool test_run_under_mpirun(int np, int timeout_s);
 
-/* The test's CPU context (all cores), made on first use and kept for the whole program. */
+/* The test's context, made on first use and kept for the whole program: the CPU (all cores),
+ * or $TESSERA_TEST_DEVICE (e.g. cuda: the parity tests on a GPU, tests/gpu/CMakeLists.txt;
+ * the test is skipped, exit 77, where there is no such device). */
 ts_ctx *test_ctx(void);
+const char *test_device(void);   /* "cpu" or $TESSERA_TEST_DEVICE */
 
 /* $TESSERA_FIXTURES/rel and $TESSERA_DATA/rel (static buffers, rotate through 8). */
 const char *fixture_path(const char *rel);

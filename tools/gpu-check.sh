@@ -7,6 +7,15 @@
 #   bash tools/gpu-check.sh            on the GPU machine (nvcc, PyTorch with its NVIDIA wheels)
 #   bash tools/gpu-check.sh --dry-run  anywhere with nvcc: everything but the GPU (the tests
 #                                      must report SKIP; no sanitizer, no timings)
+#   bash tools/gpu-check.sh --bundle   here, before a GPU run: puts into build/gpu-deps what the
+#                                      GPU machine lacks (cJSON's header and library, for the U-Net
+#                                      and VAE parity tests; the diffusers wheel, for the U-Net
+#                                      baseline), to be carried along (`carry: build/gpu-deps`)
+#
+# The device tool takes at most 64 MiB of working tree and the tracked tree is ~82 MB, mostly
+# fixtures no GPU test reads: move tests/fixtures/{clip,llm,llm_quant,llm_llamacpp,tiny_sd,
+# tiny_sdxl} aside for the call (and back after). The GPU tests read fixtures/cuda,
+# backend_ops, unet and vae.
 #
 # The GPU machine has no Debian -dev packages: cuDNN (and NCCL) come from PyTorch's
 # nvidia-* wheels, whose include/ and lib/ folders are handed to CMake (TESSERA_CUDA_HINTS)
@@ -14,16 +23,31 @@
 # build/gpu-check-out; the build to $TESSERA_GPU_BUILD or build/gpu-check.
 set -uo pipefail
 
-DRY=0
+DRY=0 BUNDLE=0
 for a in "$@"; do
     case "$a" in
     --dry-run) DRY=1 ;;
+    --bundle) BUNDLE=1 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument '$a' (try --help)" >&2; exit 2 ;;
     esac
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEPS=$ROOT/build/gpu-deps
+
+if [ $BUNDLE = 1 ]; then
+    set -e
+    mkdir -p "$DEPS/include/cjson" "$DEPS/lib" "$DEPS/wheels"
+    cp /usr/include/cjson/cJSON.h "$DEPS/include/cjson/"
+    cp -L "$(ldconfig -p | awk '/libcjson.so.1 /{print $NF; exit}')" "$DEPS/lib/libcjson.so.1"
+    ln -sf libcjson.so.1 "$DEPS/lib/libcjson.so"
+    PYBIN=${PYTHON:-$ROOT/.venv/bin/python}
+    ver=$("$PYBIN" -c 'import diffusers; print(diffusers.__version__)' 2>/dev/null || echo "")
+    "$PYBIN" -m pip download -q --no-deps -d "$DEPS/wheels" "diffusers${ver:+==$ver}"
+    du -sh "$DEPS"; ls -R "$DEPS" | head -20
+    exit 0
+fi
 BUILD=${TESSERA_GPU_BUILD:-$ROOT/build/gpu-check}
 LOGS=${OUT:-$ROOT/build/gpu-check-out}
 PY=${PYTHON:-python3}
@@ -64,6 +88,7 @@ for r in roots:
 print(";".join(found))
 EOF
 )
+if [ -d "$DEPS/lib" ]; then HINTS="${HINTS:+$HINTS;}$DEPS"; fi   # cJSON from --bundle
 echo "wheel folders: ${HINTS:-none}"
 for d in ${HINTS//;/ }; do
     [ -d "$d/lib" ] && LD_LIBRARY_PATH="$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -98,10 +123,16 @@ step "GPU tests (ctest -L gpu)"
 rc=$?
 cat "$LOGS/ctest.log"
 if [ $DRY = 1 ]; then
+    # the tests that need a device (tests/expected_skips.txt) must report SKIP; the others pass
     total=$(grep -c ' Test *#' "$LOGS/ctest.log")
     skipped=$(grep -c '(Skipped)$' "$LOGS/ctest.log")   # ctest's "did not run" list
-    echo "dry run: $skipped of $total GPU tests skipped"
-    [ $rc = 0 ] && [ "$total" -gt 0 ] && [ "$skipped" = "$total" ] || fail "dry run: every GPU test must report SKIP"
+    missing=""
+    for t in $(awk '$1 ~ /^gpu\// {print $1}' "$ROOT/tests/expected_skips.txt"); do
+        grep -q " $t " "$LOGS/ctest.log" || continue   # not built in this configuration
+        grep -q -- "- $t (Skipped)" "$LOGS/ctest.log" || missing="$missing $t"
+    done
+    echo "dry run: $skipped of $total GPU tests skipped${missing:+; did not skip:$missing}"
+    [ $rc = 0 ] && [ "$total" -gt 0 ] && [ -z "$missing" ] || fail "dry run: the device tests must report SKIP, the others pass"
 else
     [ $rc = 0 ] && ! grep -q 'Skipped' "$LOGS/ctest.log" || fail "GPU tests"
 fi
@@ -117,11 +148,26 @@ else
     rc=$?
     tail -5 "$LOGS/sanitizer.log"
     [ $rc = 0 ] || fail "memcheck (exit $rc, see sanitizer.log)"
+    # the op table's CUDA backend (cuda_backend.c, cuda_f32.cu): every op the models call
+    timeout 120 "$CS" --tool memcheck --error-exitcode 3 "$BUILD/tests/gpu/gpu_test_backend_ops" cuda \
+        > "$LOGS/sanitizer_table.log" 2>&1
+    rc=$?
+    tail -3 "$LOGS/sanitizer_table.log"
+    [ $rc = 0 ] || fail "memcheck of the op table (exit $rc, see sanitizer_table.log)"
 fi
 
 step "op benchmark: Tessera vs PyTorch on the same GPU"
 timeout 120 "$BUILD/tests/gpu/gpu_bench_cuda_ops" > "$LOGS/bench_tessera.txt" 2>&1
 rc=$?
+if [ -x "$BUILD/tests/gpu/gpu_bench_unet_cuda" ]; then   # a whole U-Net step through the op table
+    timeout 120 "$BUILD/tests/gpu/gpu_bench_unet_cuda" 512 >> "$LOGS/bench_tessera.txt" 2>&1 || rc=$?
+fi
+# diffusers for the U-Net baseline: the carried wheel, installed where this run can see it
+if [ $DRY = 0 ] && ls "$DEPS"/wheels/diffusers-*.whl >/dev/null 2>&1 && ! "$PY" -c 'import diffusers' 2>/dev/null; then
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-index --target "$LOGS/pydeps" \
+        "$DEPS"/wheels/diffusers-*.whl 2>&1 | grep -v WARNING
+    export PYTHONPATH="$LOGS/pydeps${PYTHONPATH:+:$PYTHONPATH}"
+fi
 cat "$LOGS/bench_tessera.txt" | grep -v '^BENCH'
 if [ $DRY = 0 ] && [ $rc != 0 ]; then fail "benchmark (exit $rc)"; fi
 TESSERA_BENCH="$LOGS/bench_tessera.txt" timeout 150 "$PY" - <<'EOF' | tee "$LOGS/bench.txt"
@@ -182,6 +228,22 @@ def baseline(name):
         x = rnd(B, C, S, S, dt=dt).to(memory_format=torch.channels_last)
         ms = timed(lambda: F.silu(F.group_norm(x, 32)))
         return ms, 2 * x.numel() * x.element_size() / (ms * 1e-3) / 1e9
+    m = re.match(r"unet_sd15_(\d+)_b(\d+)_F32$", name)
+    if m:   # diffusers' UNet2DConditionModel, SD 1.5's config, random weights, float32, no TF32
+        res, B = int(m[1]), int(m[2])
+        try:
+            from diffusers import UNet2DConditionModel
+        except Exception as e:
+            print("(no diffusers for the U-Net baseline:", e, ")")
+            return None
+        u = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+                                 block_out_channels=(320, 640, 1280, 1280)).to("cuda").eval()
+        x, c = rnd(B, 4, res // 8, res // 8, dt="float32"), rnd(B, 77, 768, dt="float32")
+        t = torch.tensor([999.0, 899.0][:B], device="cuda")
+        with torch.no_grad():
+            ms = timed(lambda: u(x, t, encoder_hidden_states=c))
+        rate = float(rows[name][1]) * rows[name][0] / ms   # the same FLOPs at torch's time
+        return ms, rate
     return None
 
 if gpu:

@@ -16,11 +16,12 @@
  *
  * Not here yet (the op fails with a message naming it): quantized GGUF matrices (qmatmul,
  * qmatrix_gather), the KV-cache attention and RoPE of the LLM, broadcasting add/mul,
- * concat, attention masks, weight_gemm's fill_bias.
+ * concat, causal attention wider than 256 per head, weight_gemm's fill_bias.
  */
 #include "kernels/backend_impl.h"
 #include "kernels/cuda/cuda.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,13 +209,20 @@ static int cuda_op_weight_gemm(ts_ctx *ctx, const tensor *W, const weight_gemm_p
         return ts_fail("weight_gemm: W has %lld values, not %d x %d", (long long)tensor_numel(W), rows, p->K);
     const float *w = weight_dev(ctx, W, "weight_gemm");
     if (!w) return -1;
-    int count = p->count > 0 ? p->count : 1;
-    if (p->weight_left)   /* C_i [rows, other] = W [rows, K] op(X_i) */
-        return gemm_f32(ctx, count, false, p->trans_x, rows, p->other, p->K, 1, w, p->K, 0, p->X, p->ldx, p->x_stride,
-                        p->beta, p->C, p->ldc, p->c_stride, NULL);
-    /* C_i [other, rows] = op(X_i) [other, K] W^T */
-    return gemm_f32(ctx, count, p->trans_x, true, p->other, rows, p->K, 1, p->X, p->ldx, p->x_stride, w, p->K, 0, p->beta,
-                    p->C, p->ldc, p->c_stride, NULL);
+    /* one product per image: the weight is shared, and a batch stride of 0 is not something
+     * to count on from cuBLASLt */
+    int rc = 0;
+    for (int i = 0; i < (p->count > 0 ? p->count : 1) && rc == 0; i++) {
+        const float *X = p->X + (int64_t)i * p->x_stride;
+        float *C = p->C + (int64_t)i * p->c_stride;
+        if (p->weight_left)   /* C_i [rows, other] = W [rows, K] op(X_i) */
+            rc = gemm_f32(ctx, 1, false, p->trans_x, rows, p->other, p->K, 1, w, p->K, 0, X, p->ldx, 0, p->beta, C, p->ldc,
+                          0, NULL);
+        else                  /* C_i [other, rows] = op(X_i) [other, K] W^T */
+            rc = gemm_f32(ctx, 1, p->trans_x, true, p->other, rows, p->K, 1, X, p->ldx, 0, w, p->K, 0, p->beta, C, p->ldc,
+                          0, NULL);
+    }
+    return rc;
 }
 
 /* ---- convolution and normalisation -------------------------------------------------- */
@@ -362,9 +370,47 @@ static void cuda_op_timestep_embedding(ts_ctx *ctx, float *out, const float *t, 
 
 /* ---- attention ------------------------------------------------------------------------------- */
 
+/* Attention the flash kernel does not take (head_dim > 256, as the VAE's single 512-wide
+ * head; an additive mask): scores materialised a block of queries at a time, S = scale Q K^T
+ * (+ mask), softmax by rows, O = S V, per batch and head, as two GEMMs. */
+static int attention_by_gemm(ts_ctx *ctx, float *out, const float *q, const float *k, const float *v, attention_params p) {
+    if (p.causal) return ts_fail("attention: causal with head_dim %d (> 256) is not implemented by backend 'cuda'", p.head_dim);
+    int heads = p.heads, kvh = p.kv_heads > 0 ? p.kv_heads : heads, d = p.head_dim;
+    int64_t qs = p.q_stride ? p.q_stride : (int64_t)heads * d, ks = p.k_stride ? p.k_stride : (int64_t)kvh * d;
+    int64_t vs = p.v_stride ? p.v_stride : (int64_t)kvh * d, os = (int64_t)heads * d;
+    float scale = p.scale != 0 ? p.scale : 1.0f / sqrtf((float)d);
+    int64_t block = ((int64_t)1 << 26) / (p.n_kv > 0 ? p.n_kv : 1);   /* at most 64 M scores at once */
+    if (block < 1) block = 1;
+    if (block > p.n_q) block = p.n_q;
+    float *scores = cuda_malloc(cu(ctx), (size_t)block * (size_t)p.n_kv * sizeof(float));
+    if (!scores) return -1;
+    int rc = 0;
+    for (int b = 0; b < p.batch && rc == 0; b++)
+        for (int h = 0; h < heads && rc == 0; h++) {
+            int g = h / (heads / kvh);
+            const float *qb = q + (int64_t)b * p.n_q * qs + (int64_t)h * d;
+            const float *kb = k + (int64_t)b * p.n_kv * ks + (int64_t)g * d;
+            const float *vb = v + (int64_t)b * p.n_kv * vs + (int64_t)g * d;
+            float *ob = out + (int64_t)b * p.n_q * os + (int64_t)h * d;
+            for (int64_t q0 = 0; q0 < p.n_q && rc == 0; q0 += block) {
+                int rows = (int)(p.n_q - q0 < block ? p.n_q - q0 : block);
+                rc = gemm_f32(ctx, 1, false, true, rows, (int)p.n_kv, d, scale, qb + q0 * qs, (int)qs, 0, kb, (int)ks, 0, 0,
+                              scores, (int)p.n_kv, 0, NULL);
+                if (rc == 0 && p.mask)
+                    rc = cuda_add(cu(ctx), scores, scores, p.mask + q0 * p.n_kv, DT_F32, (int64_t)rows * p.n_kv);
+                if (rc == 0) rc = cuda_softmax_rows(cu(ctx), scores, rows, (int)p.n_kv);
+                if (rc == 0)
+                    rc = gemm_f32(ctx, 1, false, false, rows, d, (int)p.n_kv, 1, scores, (int)p.n_kv, 0, vb, (int)vs, 0, 0,
+                                  ob + q0 * os, (int)os, 0, NULL);
+            }
+        }
+    cuda_free(cu(ctx), scores);
+    return rc;
+}
+
 static void cuda_op_attention(ts_ctx *ctx, float *out, const float *q, const float *k, const float *v, attention_params p) {
-    if (p.mask) {
-        note(ctx, ts_fail("attention: an additive mask is not implemented by backend 'cuda'"));
+    if (p.mask || p.head_dim > 256) {
+        note(ctx, attention_by_gemm(ctx, out, q, k, v, p));
         return;
     }
     cuda_attention_params a = {.batch = p.batch, .heads = p.heads, .kv_heads = p.kv_heads, .head_dim = p.head_dim,

@@ -21,6 +21,26 @@ target_link_libraries(tessera_cuda_host PUBLIC OpenMP::OpenMP_C Threads::Threads
 target_link_libraries(tessera_cuda PRIVATE tessera_cuda_host)
 target_link_libraries(tessera_cuda_host PUBLIC tessera_cuda)
 
+# The U-Net and the VAE with what they read their weights with, when cJSON is at hand (a GPU
+# machine has no Debian packages: tools/gpu-check.sh --bundle puts the header and library in
+# build/gpu-deps, handed over as a hint), so their parity tests run on the GPU.
+find_path(TESSERA_CJSON_INCLUDE cjson/cJSON.h HINTS ${TESSERA_CUDA_HINTS} PATH_SUFFIXES include)
+find_library(TESSERA_CJSON_LIB NAMES cjson libcjson.so.1 NAMES_PER_DIR HINTS ${TESSERA_CUDA_HINTS} PATH_SUFFIXES lib)
+if(TESSERA_CJSON_INCLUDE AND TESSERA_CJSON_LIB)
+  message(STATUS "CUDA only: with the U-Net and VAE (cJSON ${TESSERA_CJSON_LIB})")
+  add_library(tessera_cuda_models STATIC
+    ${CMAKE_SOURCE_DIR}/models/formats/safetensors.c ${CMAKE_SOURCE_DIR}/models/formats/gguf.c
+    ${CMAKE_SOURCE_DIR}/models/formats/weight_binder.c ${CMAKE_SOURCE_DIR}/models/formats/model_files.c
+    ${CMAKE_SOURCE_DIR}/models/diffusion/unet.c ${CMAKE_SOURCE_DIR}/models/diffusion/unet_config.c
+    ${CMAKE_SOURCE_DIR}/models/diffusion/unet_parallel.c ${CMAKE_SOURCE_DIR}/models/diffusion/vae.c)
+  target_include_directories(tessera_cuda_models PUBLIC ${TESSERA_CJSON_INCLUDE})
+  target_link_libraries(tessera_cuda_models PUBLIC tessera_cuda_host ${TESSERA_CJSON_LIB})
+  get_filename_component(_tessera_cjson_dir ${TESSERA_CJSON_LIB} DIRECTORY)
+  list(APPEND TESSERA_CUDA_RUNTIME_DIRS ${_tessera_cjson_dir})
+else()
+  message(STATUS "CUDA only: no cJSON (tools/gpu-check.sh --bundle): the U-Net and VAE parity tests are not built")
+endif()
+
 add_library(tessera_test STATIC ${CMAKE_SOURCE_DIR}/tests/test.c)
 target_link_libraries(tessera_test PUBLIC tessera_cuda_host)
 

@@ -272,6 +272,14 @@ static void test_attention(void) {
     attention(ctx, gy, gq, gk, gv,
               (attention_params){.batch = 1, .heads = 4, .kv_heads = 2, .head_dim = 8, .n_q = 9, .n_kv = 9, .causal = true});
     expect("attention, causal, grouped-query (4 heads, 2 kv heads)", gy, "gqa_y", tol);
+    float *wq = fix("wide_q", NULL), *wk = fix("wide_k", NULL), *wv = fix("wide_v", NULL), *wy = out(12 * 320);
+    attention(ctx, wy, wq, wk, wv, (attention_params){.batch = 1, .heads = 1, .head_dim = 320, .n_q = 12, .n_kv = 9});
+    expect("attention, one head 320 wide (the VAE's kind)", wy, "wide_y", tol);
+    float *mq = fix("mask_q", NULL), *mk = fix("mask_k", NULL), *mv = fix("mask_v", NULL), *mm = fix("mask_m", NULL);
+    float *my = out(2 * 10 * 16);
+    attention(ctx, my, mq, mk, mv,
+              (attention_params){.batch = 2, .heads = 2, .head_dim = 8, .n_q = 10, .n_kv = 7, .mask = mm});
+    expect("attention, additive mask", my, "mask_y", tol);
     free_all();
 }
 
