@@ -110,7 +110,7 @@ if ! timeout $T_CONFIGURE cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DTESSERA_CUD
         "-DCMAKE_CUDA_ARCHITECTURES=$ARCHS" "-DTESSERA_CUDA_HINTS=$HINTS" > "$LOGS/build.log" 2>&1; then
     cat "$LOGS/build.log"; fail "configure"; echo "gpu-check: cannot go on"; exit 1
 fi
-grep 'CUDA:' "$LOGS/build.log"
+grep -E 'CUDA:|NCCL:' "$LOGS/build.log"
 
 step "build"
 if ! timeout $T_BUILD cmake --build "$BUILD" -j "$(nproc)" >> "$LOGS/build.log" 2>&1; then
@@ -135,6 +135,19 @@ if [ $DRY = 1 ]; then
     [ $rc = 0 ] && [ "$total" -gt 0 ] && [ -z "$missing" ] || fail "dry run: the device tests must report SKIP, the others pass"
 else
     [ $rc = 0 ] && ! grep -q 'Skipped' "$LOGS/ctest.log" || fail "GPU tests"
+fi
+
+step "NCCL comm against the host comm (gpu/test_comm_nccl, T = 1: one GPU)"
+# all-reduce-sum and all-gather through NCCL and through the host comm (MPI when built with
+# it and started by mpirun, else the single rank) on the same data; already run by ctest above,
+# shown here with its achieved errors
+timeout 60 "$BUILD/tests/gpu/gpu_test_comm_nccl" > "$LOGS/comm_nccl.log" 2>&1
+rc=$?
+cat "$LOGS/comm_nccl.log"
+if [ $DRY = 1 ]; then
+    [ $rc = 77 ] || fail "dry run: gpu_test_comm_nccl must report SKIP (exit $rc)"
+else
+    [ $rc = 0 ] || fail "NCCL comm (exit $rc; 77: built without NCCL or no GPU)"
 fi
 
 step "compute-sanitizer memcheck (hand-written kernels)"
