@@ -140,7 +140,7 @@ int bench_render(int argc, char **argv) {
         return 2;
     }
     double t0 = ts_now();
-    ts_renderer *r = backend_renderer_new("model", model);
+    ts_renderer *r = backend_renderer_new("model", model, NULL);
     if (!r) { fprintf(stderr, "bench render: %s\n", ts_last_error()); return 1; }
     printf("render: %s, %dx%d, %d steps, cfg 7.5, euler_a, %d records (loaded in %.1f s)\n", model, res, res, steps,
            records, ts_now() - t0);

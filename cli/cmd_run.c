@@ -23,9 +23,21 @@ static void on_drain(int sig) { (void)sig; __atomic_store_n(&drain_requested, 1,
 
 static void print_progress(const coordinator_progress *p, void *ctx) { progress_print(stderr, p, *(int *)ctx); }
 
+/* Local workers per stage (1 expand, 2 render) and how many of them ended in error. When
+ * every worker of a stage has, nothing can finish the job (a model that does not load, a
+ * device that is not there): the run stops, and says so, instead of waiting forever. */
+static int stage_workers[3], stage_failed[3];
+static volatile sig_atomic_t workers_failed;
+
 static void *worker_thread(void *arg) {
     worker_options *o = arg;
-    if (worker_run(o) < 0) log_error("worker %s: %s", o->name, ts_last_error());
+    if (worker_run(o) < 0) {
+        log_error("worker %s: %s", o->name, ts_last_error());
+        if (__atomic_add_fetch(&stage_failed[o->stage], 1, __ATOMIC_RELAXED) == stage_workers[o->stage]) {
+            __atomic_store_n(&workers_failed, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&stop_requested, 1, __ATOMIC_RELAXED);
+        }
+    }
     return NULL;
 }
 
@@ -100,7 +112,7 @@ int cmd_run(int argc, char **argv) {
         wo[w] = (worker_options){
             .endpoint = job.endpoint, .stage = expand ? 1 : 2, .backend = job.backend,
             .model = expand ? job.expander : job.diffusion, .credit = (int)job.credit, .batch = (int)job.render_batch,
-            .unet_shared = (int)job.unet_shared,
+            .unet_shared = (int)job.unet_shared, .device = job.device[0] ? job.device : NULL,
             .expand_check = job.expand_check, .expand_retries = (int)job.expand_retries,
             .heartbeat_s = job.heartbeat_seconds, .client_cert = client, .server_cert = server,
             .stop = &workers_stop, .name = names[w],
@@ -110,6 +122,7 @@ int cmd_run(int argc, char **argv) {
     coordinator_options o = {.job = &job, .stop = &stop_requested, .drain = &drain_requested, .progress = print_progress,
                              .progress_ctx = &terminal, .curve = 1, .force_unlock = force_unlock};
     /* the coordinator binds first in coordinator_run; workers reconnect until it is up */
+    for (int w = 0; w < total; w++) stage_workers[wo[w].stage]++;
     for (int w = 0; w < total; w++) pthread_create(&threads[w], NULL, worker_thread, &wo[w]);
     int rc = coordinator_run(&o, NULL);
     __atomic_store_n(&workers_stop, 1, __ATOMIC_RELAXED); /* after Shutdown: those still reconnecting exit too */
@@ -117,6 +130,11 @@ int cmd_run(int argc, char **argv) {
     free(wo); free(names); free(threads);
     if (!strncmp(job.endpoint, "ipc://", 6)) unlink(job.endpoint + 6);
     if (rc < 0) { fprintf(stderr, "tessera run: %s\n", ts_last_error()); return 2; }
+    if (__atomic_load_n(&workers_failed, __ATOMIC_RELAXED)) {
+        fprintf(stderr, "tessera run: every local %s worker failed (the errors above); nothing is lost: fix it and run "
+                        "the same command again to resume\n", stage_failed[1] == stage_workers[1] && stage_workers[1] ? "expand" : "render");
+        return 2;
+    }
     if (rc == 1 || rc == 3) fprintf(stderr, "tessera run: %s; run the same command again to resume\n", rc == 3 ? "drained" : "stopped");
     return rc;
 }

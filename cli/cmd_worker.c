@@ -22,6 +22,7 @@ static int usage(int rc) {
            "  --credit N          tasks held at once (default 2)\n"
            "  --batch N           render: records of a task in one model call (default 1)\n"
            "  --unet-shared 0|1   render: a batch's records share each U-Net call (faster, not bit-exact)\n"
+           "  --device D          render: cpu (default) or cuda[:N], where the model computes\n"
            "  --tp T              render under mpirun: groups of T ranks share one U-Net; rank 0 of each\n"
            "                      group is the worker (README: Parallel rendering)\n"
            "  --parallel MODE     with --tp: tp (default), or cfg / dp (the U-Net batch split)\n"
@@ -58,6 +59,7 @@ int cmd_worker(int argc, char **argv) {
         else if (!strcmp(a, "--credit")) o.credit = atoi(v);
         else if (!strcmp(a, "--batch")) o.batch = atoi(v);
         else if (!strcmp(a, "--unet-shared")) o.unet_shared = atoi(v);
+        else if (!strcmp(a, "--device")) o.device = v;
         else if (!strcmp(a, "--heartbeat")) o.heartbeat_s = atof(v);
         else if (!strcmp(a, "--reconnect-max")) o.reconnect_max_s = atof(v);
         else if (!strcmp(a, "--cert")) o.client_cert = v;

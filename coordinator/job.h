@@ -29,6 +29,7 @@ typedef struct {
     int64_t expand_workers, render_workers, credit;
     int64_t render_batch;       /* records a render worker runs in one model call */
     int64_t unet_shared;        /* 1: their U-Net rows in one call a step (worker/backend.h) */
+    char device[32];            /* render workers' device: cpu | cuda | cuda:N (empty: cpu) */
     char expand_check[16];      /* none | keep-words (models/llm/expand_check.h) */
     int64_t expand_retries;
     char caption_style[8];      /* recaption of images: dsc | ssc (models/vision/caption_prompt.h) */

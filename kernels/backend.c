@@ -13,6 +13,7 @@
 static const ts_backend *const backends[] = {
 #ifdef TESSERA_HAVE_CPU_BACKEND
     &ts_backend_cpu,
+    &ts_backend_check,
 #endif
 #ifdef TESSERA_HAVE_CUDA
     &ts_backend_cuda,

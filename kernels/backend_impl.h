@@ -90,6 +90,7 @@ struct ts_ctx {
 
 /* The backends (backend.c lists them; each lives in its own folder). */
 extern const ts_backend ts_backend_cpu;    /* kernels/cpu/ */
+extern const ts_backend ts_backend_check;  /* kernels/cpu/check_backend.c: the CPU under a device's rules (tests) */
 extern const ts_backend ts_backend_cuda;   /* kernels/cuda/cuda_backend.c, where the build has CUDA */
 
 #endif

@@ -73,7 +73,8 @@ static ts_expander *echo_expander_new(const char *name, const char *model) {
     return e;
 }
 
-static ts_renderer *null_renderer_new(const char *name, const char *model) {
+static ts_renderer *null_renderer_new(const char *name, const char *model, const char *device) {
+    (void)device;
     ts_renderer *r = ts_calloc(1, sizeof *r);
     r->name = name;
     r->state = (void *)(intptr_t)sleep_ms_of(model);
@@ -494,9 +495,10 @@ static void model_renderer_destroy(ts_renderer *self) {
     free(self);
 }
 
-static ts_renderer *model_renderer_open(const char *name, const char *model, struct comm *group, int parallel) {
+static ts_renderer *model_renderer_open(const char *name, const char *model, const char *device, struct comm *group,
+                                        int parallel) {
     if (!model || !*model) { ts_fail("backend 'model': no diffusion model (set models.diffusion)"); return NULL; }
-    txt2img_options o = {.model = model, .group = group, .parallel = parallel};
+    txt2img_options o = {.model = model, .device = device, .group = group, .parallel = parallel};
     model_renderer *m = ts_calloc(1, sizeof *m);
     m->pipeline = txt2img_load(&o);
     if (!m->pipeline) { free(m); return NULL; }
@@ -515,21 +517,24 @@ static ts_renderer *model_renderer_open(const char *name, const char *model, str
     return r;
 }
 
-static ts_renderer *model_renderer_new(const char *name, const char *model) { return model_renderer_open(name, model, NULL, 0); }
+static ts_renderer *model_renderer_new(const char *name, const char *model, const char *device) {
+    return model_renderer_open(name, model, device, NULL, 0);
+}
 
-ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, struct comm *group, int parallel) {
+ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, const char *device, struct comm *group,
+                                           int parallel) {
     if (strcmp(kind, "model") != 0) {
         ts_fail("backend '%s': only the model backend renders in a group of ranks", kind);
         return NULL;
     }
-    return model_renderer_open("model", model, group, parallel);
+    return model_renderer_open("model", model, device, group, parallel);
 }
 
 /* Backends by name: the built-in ones and "model" (real models). */
 typedef struct {
     const char *name;
     ts_expander *(*new_expander)(const char *name, const char *model);
-    ts_renderer *(*new_renderer)(const char *name, const char *model);
+    ts_renderer *(*new_renderer)(const char *name, const char *model, const char *device);
 } backend_entry;
 
 static const backend_entry backend_table[] = {
@@ -560,10 +565,10 @@ int backend_expander_set_check(ts_expander *self, const char *check, int retries
     return 0;
 }
 
-ts_renderer *backend_renderer_new(const char *kind, const char *model) {
+ts_renderer *backend_renderer_new(const char *kind, const char *model, const char *device) {
     const backend_entry *b = find(kind);
     if (!b || !b->new_renderer) { ts_fail("no render backend '%s' in this build", kind); return NULL; }
-    return b->new_renderer(b->name, model);
+    return b->new_renderer(b->name, model, device);
 }
 
 void backend_expander_destroy(ts_expander **self) {

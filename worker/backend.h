@@ -105,13 +105,15 @@ void render_session_destroy(render_session **self, render_stats *stats);
 int backend_render_many(ts_renderer *self, const render_request *reqs, int n, const render_batching *how,
                         render_done_fn done, void *user, render_stats *stats);
 
-/* kind: "null", "echo" or a name from backend.c's table; model: path from the job spec. */
+/* kind: "null", "echo" or a name from backend.c's table; model: path from the job spec;
+ * device: where a model renderer computes, "cpu" (NULL) or "cuda[:N]" (workers.device). */
 ts_expander *backend_expander_new(const char *kind, const char *model);
-ts_renderer *backend_renderer_new(const char *kind, const char *model);
+ts_renderer *backend_renderer_new(const char *kind, const char *model, const char *device);
 /* The "model" renderer as rank 0 of a group of MPI ranks that share its U-Net (unet.h:
  * parallel a unet_parallel); the other ranks serve it in txt2img_follow (render_group.h). */
 struct comm;
-ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, struct comm *group, int parallel);
+ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, const char *device, struct comm *group,
+                                           int parallel);
 /* The faithfulness check on a model expander's replies (models/llm/expand_check.h): check is
  * "none" or "keep-words" (NULL, "": none), retries < 0 the default. -1 for a bad name. */
 int backend_expander_set_check(ts_expander *self, const char *check, int retries);

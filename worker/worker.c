@@ -473,8 +473,8 @@ int worker_run(const worker_options *o) {
     if (o->stage == TESSERA__STAGE__STAGE_EXPAND) w.expander = backend_expander_new(o->backend, o->model);
     if (w.expander && backend_expander_set_check(w.expander, o->expand_check, o->expand_retries) != 0)
         backend_expander_destroy(&w.expander);
-    else if (o->group) w.renderer = backend_renderer_new_in_group(o->backend, o->model, o->group, o->parallel);
-    else w.renderer = backend_renderer_new(o->backend, o->model);
+    else if (o->group) w.renderer = backend_renderer_new_in_group(o->backend, o->model, o->device, o->group, o->parallel);
+    else w.renderer = backend_renderer_new(o->backend, o->model, o->device);
     if (!w.expander && !w.renderer) { zcert_destroy(&n.cert); return -1; }
     const char *log_path = getenv("TESSERA_RENDER_LOG");
     if (log_path && *log_path) w.render_log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -20,6 +20,7 @@
 
 typedef struct { float *data; size_t capacity; } cpu_scratch_slot;
 typedef struct cpu_weight_cache cpu_weight_cache;   /* conv_dnnl.c */
+typedef struct check_memory check_memory;           /* check_backend.c */
 
 /* ts_ctx->impl of a CPU context. */
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
     conv2d_backend conv_backend;         /* AUTO unless set */
     cpu_weight_cache *conv_weights;      /* conv2d_weight_cache; NULL when off */
     int force_split;                     /* tests: weight_gemm's two ways of sharing out (cpu_debug_force_split) */
+    check_memory *check;                 /* the `check` backend's allocations (check_backend.c); NULL on cpu */
 } cpu_ctx;
 
 static inline cpu_ctx *cpu_of(const ts_ctx *ctx) { return (cpu_ctx *)ctx->impl; }

@@ -55,7 +55,7 @@ static void run_case(txt2img *p, const cJSON *c) {
 
 int main(void) {
     TEST_BEGIN();
-    txt2img *p = txt2img_load(&(txt2img_options){.model = fixture_path("tiny_sd"),
+    txt2img *p = txt2img_load(&(txt2img_options){.device = test_device(), .model = fixture_path("tiny_sd"),
                                                  .tokenizer = data_path("clip_tokenizer_sd15")});
     CHECK(p != NULL, "%s", ts_last_error());
     char *json = read_text_file(fixture_path("tiny_sd_expected/cases.json"), NULL);
@@ -102,7 +102,7 @@ int main(void) {
     txt2img_destroy(&p);
 
     /* --taesd: the ddim case decoded by a tiny TAESD, against diffusers with vae = AutoencoderTiny */
-    p = txt2img_load(&(txt2img_options){.model = fixture_path("tiny_sd"), .tokenizer = data_path("clip_tokenizer_sd15"),
+    p = txt2img_load(&(txt2img_options){.device = test_device(), .model = fixture_path("tiny_sd"), .tokenizer = data_path("clip_tokenizer_sd15"),
                                         .taesd = fixture_path("tiny_taesd/diffusion_pytorch_model.safetensors")});
     CHECK(p != NULL, "with TAESD: %s", ts_last_error());
     const cJSON *c0 = cases ? cJSON_GetArrayItem(cases, 0) : NULL;
@@ -134,7 +134,7 @@ int main(void) {
 
     /* SDXL: two text encoders, pooled text + size ids into the U-Net, zeroed negative,
      * scaling factor 0.13025 (tools/gen_txt2img_sdxl_fixtures.py) */
-    p = txt2img_load(&(txt2img_options){.model = fixture_path("tiny_sdxl"), .tokenizer = data_path("clip_tokenizer_sd15")});
+    p = txt2img_load(&(txt2img_options){.device = test_device(), .model = fixture_path("tiny_sdxl"), .tokenizer = data_path("clip_tokenizer_sd15")});
     CHECK(p != NULL, "SDXL: %s", ts_last_error());
     json = read_text_file(fixture_path("tiny_sd_expected/sdxl_cases.json"), NULL);
     cases = json ? cJSON_Parse(json) : NULL;

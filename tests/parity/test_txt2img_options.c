@@ -97,7 +97,7 @@ int main(void) {
     const char *models[] = {"tiny_sd", "tiny_sdxl"};
     int ran = 0;
     for (int m = 0; m < 2 && cases; m++) {
-        txt2img *p = txt2img_load(&(txt2img_options){.model = fixture_path(models[m]),
+        txt2img *p = txt2img_load(&(txt2img_options){.device = test_device(), .model = fixture_path(models[m]),
                                                       .tokenizer = data_path("clip_tokenizer_sd15")});
         CHECK(p != NULL, "%s: %s", models[m], ts_last_error());
         const cJSON *c;

@@ -5,6 +5,7 @@
  * images, weights as host tensors of F32 or F16).
  *
  *   test_backend_ops            the CPU backend (unit/test_backend_ops)
+ *   test_backend_ops check      the CPU under a device's rules (unit/test_backend_ops_check)
  *   test_backend_ops cuda       the CUDA backend (gpu/test_backend_ops_cuda; skipped, exit
  *                               77, where the build or the machine has no CUDA device)
  */
@@ -299,6 +300,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     printf("backend %s\n", ts_ctx_backend_name(ctx));
+    if (strcmp(device, "check") == 0) {   /* the check backend refuses host memory, naming the op */
+        float host_buf[8] = {0};
+        silu(ctx, host_buf, host_buf, 8);
+        CHECK(ts_ctx_synchronize(ctx) == -1 && strstr(ts_last_error(), "'unary'") && strstr(ts_last_error(), "not memory of this context"),
+              "a host buffer given to silu on 'check': %s", ts_last_error());
+        CHECK(ts_ctx_synchronize(ctx) == 0, "the failure is reported once");
+    }
     test_gemm();
     test_conv();
     test_norms();
