@@ -7,7 +7,10 @@
 #   2. two groups in one `mpirun --enable-recovery`, kill -9 of group 0's follower mid-job: that
 #      group alone ends (its rank 0 hands its tasks back at once, running ones included), the
 #      other group of the same mpirun finishes the job; every record exactly once, no temp file
-#      left. Fails on the old behaviour (mpirun took every rank down with the killed one).
+#      left, mpirun ends after the job;
+#   3. the same with group 0's rank 0 killed: its follower ends, the leases expire.
+#   Fails on the old behaviour (group 0's rank 0 waited in its collective for good; without
+#   --enable-recovery mpirun took every rank down with the killed one).
 # Model: demo/model-short (4 heads, 16 groups).
 source "$(dirname "$0")/test_pipeline_common.inc"
 command -v mpirun >/dev/null || { echo "no mpirun"; exit 77; }
