@@ -34,8 +34,25 @@
 
 #include "kernels/tensor.h"
 
+#include <string.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
+
 /* The formats are dtypes (tensor.h: DT_Q8_0 ... DT_IQ4_XS, with F32/F16/BF16 rows as one-value
  * "blocks"); dtype_block_values / dtype_block_bytes / dtype_row_bytes give their sizes. */
+
+/* The F16 scale at p, any alignment: rows of a GGUF tensor are only aligned at its start,
+ * and a Q8_0 block is 34 bytes, so scales land on odd addresses (read through memcpy). */
+static inline float quant_f16_at(const void *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+#ifdef __F16C__
+    return _cvtsh_ss(h);   /* exact, like f16_to_f32, without the call */
+#else
+    return f16_to_f32(h);
+#endif
+}
 
 /* dst[0..n) = the values of one row (n a multiple of the block size). */
 void dequantize_row(dtype t, const void *src, float *dst, int64_t n);

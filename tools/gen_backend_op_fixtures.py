@@ -10,6 +10,7 @@ Run from the repository root:
 
     .venv/bin/python tools/gen_backend_op_fixtures.py
 """
+import math
 import os
 
 import numpy as np
@@ -135,4 +136,47 @@ q, k, v, mask = randn(2, 10, 16), randn(2, 7, 16), randn(2, 7, 16), randn(10, 7)
 qh, kh, vh = (t.view(2, t.shape[1], 2, 8).transpose(1, 2) for t in (q, k, v))
 masked = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask).transpose(1, 2).reshape(2, 10, 16)
 save("mask_q", q), save("mask_k", k), save("mask_v", v), save("mask_m", mask), save("mask_y", masked)
+# ---- the LLM's ops ------------------------------------------------------------------------
+from gguf import quants, GGMLQuantizationType
+
+def rope_ref(x, heads, hd, pos, inv_freq, neox):
+    y = x.clone()
+    half = hd // 2
+    for r in range(x.shape[0]):
+        ang = pos[r] * inv_freq   # float32 angles, as the CPU and device kernels form them
+        c, s_ = torch.cos(ang.to(torch.float64)), torch.sin(ang.to(torch.float64))
+        for h in range(heads):
+            v = x[r, h * hd:(h + 1) * hd]
+            i0 = torch.arange(half) if neox else 2 * torch.arange(half)
+            i1 = i0 + half if neox else i0 + 1
+            y[r, h * hd + i0] = v[i0] * c - v[i1] * s_
+            y[r, h * hd + i1] = v[i0] * s_ + v[i1] * c
+    return y
+
+
+rx, rpos = randn(3, 16), [0, 5, 17]
+inv = (1.0 / 10000.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8)).to(torch.float32)
+rpos_t = torch.tensor(rpos, dtype=torch.float32)
+save("rope_x", rx), save("rope_pos", np.array(rpos)), save("rope_freq", inv)
+save("rope_neox", rope_ref(rx, 2, 8, rpos_t, inv, True)), save("rope_pairs", rope_ref(rx, 2, 8, rpos_t, inv, False))
+
+# KV cache [seq 2][pos 6][kv_heads 2 x 8]; 3 query rows of 4 heads (grouped-query)
+kc, vc, kq = randn(2, 6, 16), randn(2, 6, 16), randn(3, 32)
+kseqs, kpos = [0, 1, 0], [2, 5, 0]
+out = torch.zeros(3, 32, dtype=torch.float64)
+for i in range(3):
+    for h in range(4):
+        g = h // 2
+        keys = kc[kseqs[i], :kpos[i] + 1, g * 8:(g + 1) * 8]
+        vals = vc[kseqs[i], :kpos[i] + 1, g * 8:(g + 1) * 8]
+        w = torch.softmax(keys @ kq[i, h * 8:(h + 1) * 8] / math.sqrt(8), 0)
+        out[i, h * 8:(h + 1) * 8] = w @ vals
+save("kv_k", kc), save("kv_v", vc), save("kv_q", kq), save("kv_seqs", np.array(kseqs)), save("kv_pos", np.array(kpos))
+save("kv_y", out)
+
+# a Q8_0 matrix [16, 64] made by the gguf package; the expected product from its dequantize
+wq = quants.quantize(randn(16, 64, scale=0.5).numpy().astype(np.float32), GGMLQuantizationType.Q8_0)
+wd = torch.from_numpy(quants.dequantize(wq, GGMLQuantizationType.Q8_0).astype(np.float64))
+qx = randn(3, 64)
+save("q8_w", wq.reshape(-1)), save("q8_x", qx), save("q8_y", qx @ wd.T), save("q8_rows", wd[[2, 7]])
 print("wrote", len(os.listdir(OUT)), "files to", os.path.normpath(OUT))

@@ -8,13 +8,14 @@
  * inside memory this context allocated. A model that hands an op a host buffer fails here,
  * naming the op and the argument, where on a GPU it would read garbage or fault. Weights stay
  * host tensors (as the CUDA backend takes them); the ops ops.h says take host values
- * (timesteps, row ids) are not checked for those. Its table has exactly the CUDA backend's
+ * (timesteps, row ids, positions, sequence numbers, RoPE frequencies) are not checked for those. Its table has exactly the CUDA backend's
  * ops (kernels/cuda/cuda_backend.c), so what runs here uses nothing CUDA lacks.
  *
  * For tests (TESSERA_TEST_DEVICE=check runs the model parity tests this way); results are the
  * CPU's, bit for bit.
  */
 #include "kernels/cpu/cpu.h"
+#include "kernels/quant.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,30 @@ static void check_attention(ts_ctx *ctx, float *out, const float *q, const float
         cpu_attention(ctx, out, q, k, v, p);
 }
 
+static void check_qmatmul(ts_ctx *ctx, float *y, const float *x, int64_t n, const qmatrix *W) {
+    const char *op = "qmatmul";
+    if (OWN(x, F(n * W->cols)) && OWN(y, F(n * W->rows))) cpu_qmatmul(ctx, y, x, n, W);
+}
+
+static void check_qmatrix_gather(ts_ctx *ctx, float *out, const qmatrix *W, const int *rows, int n) {
+    const char *op = "qmatrix_gather";
+    if (OWN(out, F((int64_t)n * W->cols))) cpu_qmatrix_gather(ctx, out, W, rows, n);
+}
+
+static void check_attention_kv(ts_ctx *ctx, float *out, const float *q, const float *k_cache, const float *v_cache,
+                               kv_attention_params p) {
+    const char *op = "attention_kv";
+    int64_t width = (int64_t)p.heads * p.head_dim;
+    if (OWN(q, F(p.n * width)) && OWN(out, F(p.n * width)) && OWN(k_cache, F(1)) && OWN(v_cache, F(1)))
+        cpu_attention_kv(ctx, out, q, k_cache, v_cache, p);
+}
+
+static void check_rope(ts_ctx *ctx, float *x, int64_t ld, int rows, int heads, int head_dim, const int *pos,
+                       const float *inv_freq, bool neox) {
+    const char *op = "rope";
+    if (OWN(x, F((rows - 1) * ld + (int64_t)heads * head_dim))) cpu_rope(ctx, x, ld, rows, heads, head_dim, pos, inv_freq, neox);
+}
+
 const ts_backend ts_backend_check = {
     .name = "check",
     .host_memory = false,
@@ -311,6 +336,8 @@ const ts_backend ts_backend_check = {
         .gemm_batched = check_gemm_batched,
         .linear = check_linear,
         .weight_gemm = check_weight_gemm,
+        .qmatmul = check_qmatmul,
+        .qmatrix_gather = check_qmatrix_gather,
         .conv2d = check_conv2d,
         .group_norm = check_group_norm,
         .layer_norm = check_layer_norm,
@@ -337,5 +364,7 @@ const ts_backend ts_backend_check = {
         .fill = check_fill,
         .timestep_embedding = check_timestep_embedding,
         .attention = check_attention,
+        .attention_kv = check_attention_kv,
+        .rope = check_rope,
     },
 };

@@ -219,6 +219,13 @@ int cuda_rgb8_from_planes(cuda_context *ctx, uint8_t *rgb, const float *image, i
 int cuda_gather_rows(cuda_context *ctx, float *out, const float *table, int64_t V, int D, const int32_t *rows, int n);
 /* ops.h's timestep_embedding with t in device memory. */
 int cuda_timestep_embedding(cuda_context *ctx, float *out, const float *t, int n, int dim, bool flip, float shift);
+/* ops.h's rope and attention_kv, with pos, inv_freq and seqs in device memory. The scores of
+ * one row take max_ctx floats of shared memory (up to ~56 K positions on sm_90). */
+int cuda_rope(cuda_context *ctx, float *x, int64_t ld, int rows, int heads, int head_dim, const int *pos,
+              const float *inv_freq, bool neox);
+int cuda_attention_kv(cuda_context *ctx, float *out, const float *q, const float *k_cache, const float *v_cache, int n,
+                      int heads, int kv_heads, int head_dim, const int *seqs, const int *pos, int64_t seq_stride,
+                      int64_t row_stride, int max_ctx, float scale);
 
 #ifdef __cplusplus
 }

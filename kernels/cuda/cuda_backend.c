@@ -14,12 +14,15 @@
  * context lives (a model's mapped file does). A tensor whose data already is device memory
  * (F32) is used as it is.
  *
- * Not here yet (the op fails with a message naming it): quantized GGUF matrices (qmatmul,
- * qmatrix_gather), the KV-cache attention and RoPE of the LLM, broadcasting add/mul,
- * concat, causal attention wider than 256 per head, weight_gemm's fill_bias.
+ * GGUF matrices (any block type) are dequantized on the host once and kept as F32 like any
+ * weight; token embeddings are dequantized a few rows at a time.
+ *
+ * Not here yet (the op fails with a message naming it): broadcasting add/mul, concat, causal
+ * attention wider than 256 per head, weight_gemm's fill_bias.
  */
 #include "kernels/backend_impl.h"
 #include "kernels/cuda/cuda.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -115,17 +118,23 @@ static void cache_insert(cuda_ctx *c, cached_weight w) {
     c->weight_bytes += (size_t)w.numel * sizeof(float);
 }
 
+static float *cache_find(const cuda_ctx *c, const void *host, dtype type, int64_t numel) {
+    for (size_t s = c->weight_slots ? slot_of(host, c->weight_slots) : 0; c->weight_slots && c->weights[s].host;
+         s = (s + 1) & (c->weight_slots - 1)) {
+        const cached_weight *w = &c->weights[s];
+        if (w->host == host && w->type == type && w->numel == numel) return w->dev;
+    }
+    return NULL;
+}
+
 /* The device F32 values of weight t (NULL with ts_fail on a type the GPU path lacks). */
 static const float *weight_dev(ts_ctx *ctx, const tensor *t, const char *op) {
     if (!t || !t->data) return NULL;
     cuda_ctx *c = cuda_of(ctx);
     int64_t numel = tensor_numel(t);
     if (t->type == DT_F32 && tensor_is_contiguous(t) && cuda_is_device_pointer(t->data)) return t->data;
-    for (size_t s = c->weight_slots ? slot_of(t->data, c->weight_slots) : 0; c->weight_slots && c->weights[s].host;
-         s = (s + 1) & (c->weight_slots - 1)) {
-        cached_weight *w = &c->weights[s];
-        if (w->host == t->data && w->type == t->type && w->numel == numel) return w->dev;
-    }
+    float *found = cache_find(c, t->data, t->type, numel);
+    if (found) return found;
     if (t->type != DT_F32 && t->type != DT_F16 && t->type != DT_BF16) {
         ts_fail("%s: cuda has no %s weights yet (F32, F16, BF16)", op, dtype_name(t->type));
         return NULL;
@@ -154,6 +163,35 @@ static const float *weight_dev(ts_ctx *ctx, const tensor *t, const char *op) {
         return NULL;
     }
     cache_insert(c, (cached_weight){t->data, t->type, numel, dev});
+    return dev;
+}
+
+/* A GGUF matrix (any block type, or F32/F16/BF16 rows) as device F32 [rows, cols]: dequantized
+ * on the host once (kernels/quant.c, the formats' one home) and kept like any weight. */
+static const float *qmatrix_dev(ts_ctx *ctx, const qmatrix *W) {
+    cuda_ctx *c = cuda_of(ctx);
+    int64_t numel = W->rows * W->cols;
+    float *found = cache_find(c, W->data, W->type, numel);
+    if (found) return found;
+    float *dev = cuda_malloc(c->cu, (size_t)numel * sizeof(float));
+    if (!dev) return NULL;
+    int64_t slab = ((int64_t)1 << 22) / W->cols;   /* rows per 16 MB of host F32 */
+    if (slab < 1) slab = 1;
+    float *host = ts_malloc((size_t)(slab < W->rows ? slab : W->rows) * (size_t)W->cols * sizeof(float));
+    int rc = 0;
+    for (int64_t r0 = 0; r0 < W->rows && rc == 0; r0 += slab) {
+        int64_t nr = W->rows - r0 < slab ? W->rows - r0 : slab;
+        for (int64_t r = 0; r < nr; r++) qmatrix_row(W, r0 + r, host + r * W->cols);
+        rc = cuda_upload(c->cu, dev + r0 * W->cols, host, (size_t)(nr * W->cols) * sizeof(float));
+    }
+    free(host);
+    if (rc) {
+        cuda_free(c->cu, dev);
+        ts_fail_wrap("qmatmul: uploading a %s matrix [%lld, %lld]", dtype_name(W->type), (long long)W->rows,
+                     (long long)W->cols);
+        return NULL;
+    }
+    cache_insert(c, (cached_weight){W->data, W->type, numel, dev});
     return dev;
 }
 
@@ -223,6 +261,20 @@ static int cuda_op_weight_gemm(ts_ctx *ctx, const tensor *W, const weight_gemm_p
                           0, NULL);
     }
     return rc;
+}
+
+static void cuda_op_qmatmul(ts_ctx *ctx, float *y, const float *x, int64_t n, const qmatrix *W) {
+    const float *w = qmatrix_dev(ctx, W);
+    note(ctx, !w || gemm_f32(ctx, 1, false, true, (int)n, (int)W->rows, (int)W->cols, 1, x, (int)W->cols, 0, w,
+                             (int)W->cols, 0, 0, y, (int)W->rows, 0, NULL));
+}
+
+static void cuda_op_qmatrix_gather(ts_ctx *ctx, float *out, const qmatrix *W, const int *rows, int n) {
+    /* a few rows (the tokens of a step): dequantized on the host, not the whole table */
+    float *host = ts_malloc((size_t)n * (size_t)W->cols * sizeof(float));
+    for (int i = 0; i < n; i++) qmatrix_row(W, rows[i], host + (size_t)i * W->cols);
+    note(ctx, cuda_upload(cu(ctx), out, host, (size_t)n * (size_t)W->cols * sizeof(float)));
+    free(host);
 }
 
 /* ---- convolution and normalisation -------------------------------------------------- */
@@ -419,6 +471,26 @@ static void cuda_op_attention(ts_ctx *ctx, float *out, const float *q, const flo
     note(ctx, cuda_attention(cu(ctx), out, q, k, v, &a));
 }
 
+static void cuda_op_rope(ts_ctx *ctx, float *x, int64_t ld, int rows, int heads, int head_dim, const int *pos,
+                         const float *inv_freq, bool neox) {
+    int *d_pos = host_to_device(ctx, pos, (size_t)rows * sizeof *pos);   /* host values (ops.h) */
+    float *d_freq = host_to_device(ctx, inv_freq, (size_t)(head_dim / 2) * sizeof *inv_freq);
+    note(ctx, !d_pos || !d_freq || cuda_rope(cu(ctx), x, ld, rows, heads, head_dim, d_pos, d_freq, neox));
+    cuda_free(cu(ctx), d_pos);
+    cuda_free(cu(ctx), d_freq);
+}
+
+static void cuda_op_attention_kv(ts_ctx *ctx, float *out, const float *q, const float *k_cache, const float *v_cache,
+                                 kv_attention_params p) {
+    int *d_seqs = host_to_device(ctx, p.seqs, (size_t)p.n * sizeof(int));   /* host values (ops.h) */
+    int *d_pos = host_to_device(ctx, p.pos, (size_t)p.n * sizeof(int));
+    note(ctx, !d_seqs || !d_pos ||
+                  cuda_attention_kv(cu(ctx), out, q, k_cache, v_cache, p.n, p.heads, p.kv_heads, p.head_dim, d_seqs, d_pos,
+                                    p.seq_stride, p.row_stride, p.max_ctx, p.scale));
+    cuda_free(cu(ctx), d_seqs);
+    cuda_free(cu(ctx), d_pos);
+}
+
 /* ---- the table ----------------------------------------------------------------------------------- */
 
 const ts_backend ts_backend_cuda = {
@@ -437,6 +509,8 @@ const ts_backend ts_backend_cuda = {
         .gemm_batched = cuda_op_gemm_batched,
         .linear = cuda_op_linear,
         .weight_gemm = cuda_op_weight_gemm,
+        .qmatmul = cuda_op_qmatmul,
+        .qmatrix_gather = cuda_op_qmatrix_gather,
         .conv2d = cuda_op_conv2d,
         .group_norm = cuda_op_group_norm,
         .layer_norm = cuda_op_layer_norm,
@@ -463,5 +537,7 @@ const ts_backend ts_backend_cuda = {
         .fill = cuda_op_fill,
         .timestep_embedding = cuda_op_timestep_embedding,
         .attention = cuda_op_attention,
+        .attention_kv = cuda_op_attention_kv,
+        .rope = cuda_op_rope,
     },
 };

@@ -319,3 +319,81 @@ int cuda_timestep_embedding(cuda_context *ctx, float *out, const float *t, int n
                                                                                                  total);
     return cuda_check_launch("cuda_timestep_embedding");
 }
+
+/* ---- the LLM's ops ------------------------------------------------------------------ */
+
+/* ops.h's rope: one thread per (row, head, pair); pos and inv_freq in device memory */
+__global__ void rope_kernel(float *x, int64_t ld, int rows, int heads, int hd, const int *pos, const float *inv_freq,
+                            bool neox) {
+    int half = hd / 2;
+    GRID_STRIDE(idx, (int64_t)rows * heads * half) {
+        int i = (int)(idx % half), h = (int)((idx / half) % heads), r = (int)(idx / ((int64_t)half * heads));
+        float a = (float)pos[r] * inv_freq[i], cr = cosf(a), sr = sinf(a);
+        float *v = x + r * ld + (int64_t)h * hd;
+        int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        float a0 = v[i0], a1 = v[i1];
+        v[i0] = a0 * cr - a1 * sr;
+        v[i1] = a0 * sr + a1 * cr;
+    }
+}
+
+int cuda_rope(cuda_context *ctx, float *x, int64_t ld, int rows, int heads, int head_dim, const int *pos,
+              const float *inv_freq, bool neox) {
+    int64_t n = (int64_t)rows * heads * (head_dim / 2);
+    if (n <= 0) return 0;
+    rope_kernel<<<cuda_blocks_for(ctx, n, THREADS), THREADS, 0, ctx->stream>>>(x, ld, rows, heads, head_dim, pos, inv_freq,
+                                                                               neox);
+    return cuda_check_launch("cuda_rope");
+}
+
+/* ops.h's attention_kv: block (row i, head h) scores its T = pos[i] + 1 keys into shared
+ * memory (max_ctx floats), takes the exact softmax, then sums the values; seqs and pos in
+ * device memory. */
+__global__ void attention_kv_kernel(float *out, const float *q, const float *k_cache, const float *v_cache, int heads,
+                                    int group, int hd, const int *seqs, const int *pos, int64_t seq_stride,
+                                    int64_t row_stride, float scale) {
+    extern __shared__ float sc[];
+    int i = blockIdx.x / heads, h = blockIdx.x % heads, kvh = h / group, T = pos[i] + 1;
+    const float *qi = q + ((int64_t)i * heads + h) * hd;
+    int64_t base = (int64_t)seqs[i] * seq_stride + (int64_t)kvh * hd;
+    for (int t = threadIdx.x; t < T; t += blockDim.x) {
+        const float *kt = k_cache + base + (int64_t)t * row_stride;
+        float d = 0;
+        for (int e = 0; e < hd; e++) d += qi[e] * kt[e];
+        sc[t] = d * scale;
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int t = threadIdx.x; t < T; t += blockDim.x) m = fmaxf(m, sc[t]);
+    m = block_max(m);
+    float s = 0;
+    for (int t = threadIdx.x; t < T; t += blockDim.x) {
+        sc[t] = expf(sc[t] - m);
+        s += sc[t];
+    }
+    s = block_sum(s);
+    __syncthreads();
+    float inv = 1.0f / s;
+    float *o = out + ((int64_t)i * heads + h) * hd;
+    for (int e = threadIdx.x; e < hd; e += blockDim.x) {
+        float acc = 0;
+        for (int t = 0; t < T; t++) acc += sc[t] * v_cache[base + (int64_t)t * row_stride + e];
+        o[e] = acc * inv;
+    }
+}
+
+int cuda_attention_kv(cuda_context *ctx, float *out, const float *q, const float *k_cache, const float *v_cache, int n,
+                      int heads, int kv_heads, int head_dim, const int *seqs, const int *pos, int64_t seq_stride,
+                      int64_t row_stride, int max_ctx, float scale) {
+    if (n <= 0) return 0;
+    int group = heads / (kv_heads > 0 ? kv_heads : heads);
+    size_t shared = (size_t)max_ctx * sizeof(float);
+    if (shared > 48 * 1024 &&
+        cuda_check(cudaFuncSetAttribute(attention_kv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
+                   "cuda_attention_kv: shared memory for the scores"))
+        return -1;
+    attention_kv_kernel<<<(unsigned)(n * heads), 128, shared, ctx->stream>>>(
+        out, q, k_cache, v_cache, heads, group, head_dim, seqs, pos, seq_stride, row_stride,
+        scale != 0 ? scale : 1.0f / sqrtf((float)head_dim));
+    return cuda_check_launch("cuda_attention_kv");
+}

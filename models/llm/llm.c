@@ -447,6 +447,7 @@ struct llm_state {
     int kv_dim, n_layers;
     float *k_cache, *v_cache;   /* [layer][seq][pos][kv_dim] */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
+    float *embeddings, *logits; /* a device's copies of the caller's (NULL on a host context) */
 };
 
 llm_state *llm_state_new(const llm *m, ts_ctx *ctx, int max_seqs, int max_ctx, int max_batch) {
@@ -461,27 +462,32 @@ llm_state *llm_state_new(const llm *m, ts_ctx *ctx, int max_seqs, int max_ctx, i
     s->max_batch = max_batch;
     s->kv_dim = c->n_kv_heads * c->head_dim;
     s->n_layers = c->n_layers;
+    /* the KV cache and activations live in the context's memory (a device's, on a GPU) */
     size_t cache = (size_t)c->n_layers * (size_t)max_seqs * (size_t)max_ctx * (size_t)s->kv_dim;
-    s->k_cache = ts_aligned_alloc(cache * sizeof(float));
-    s->v_cache = ts_aligned_alloc(cache * sizeof(float));
     size_t B = (size_t)max_batch, qd = (size_t)c->n_heads * (size_t)c->head_dim;
-    size_t wide = (size_t)(c->dim > (int)qd ? c->dim : (int)qd);
-    s->x = ts_aligned_alloc(B * (size_t)c->dim * sizeof(float));
-    s->xb = ts_aligned_alloc(B * wide * sizeof(float));
-    s->q = ts_aligned_alloc(B * qd * sizeof(float));
-    s->k = ts_aligned_alloc(B * (size_t)s->kv_dim * sizeof(float));
-    s->v = ts_aligned_alloc(B * (size_t)s->kv_dim * sizeof(float));
-    s->att = ts_aligned_alloc(B * qd * sizeof(float));
-    s->hb = ts_aligned_alloc(B * (size_t)c->hidden_dim * sizeof(float));
-    s->hb2 = ts_aligned_alloc(B * (size_t)c->hidden_dim * sizeof(float));
+    size_t wide = (size_t)(c->dim > (int)qd ? c->dim : (int)qd), vocab = (size_t)c->vocab_size;
+    size_t sizes[] = {cache, cache, B * (size_t)c->dim, B * wide, B * qd, B * (size_t)s->kv_dim, B * (size_t)s->kv_dim,
+                      B * qd, B * (size_t)c->hidden_dim, B * (size_t)c->hidden_dim, B * (size_t)c->dim, B * vocab};
+    float **bufs[] = {&s->k_cache, &s->v_cache, &s->x, &s->xb, &s->q, &s->k, &s->v, &s->att, &s->hb, &s->hb2,
+                      &s->embeddings, &s->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        /* a host context reads embeddings and writes logits where the caller says */
+        if (ts_ctx_host_memory(ctx) && (bufs[i] == &s->embeddings || bufs[i] == &s->logits)) continue;
+        *bufs[i] = ts_ctx_alloc(ctx, sizes[i] * sizeof(float));
+        if (!*bufs[i]) {
+            ts_fail_wrap("llm_state_new: %zu MB of %s memory", sizes[i] * sizeof(float) >> 20, ts_ctx_backend_name(ctx));
+            llm_state_destroy(&s);
+            return NULL;
+        }
+    }
     return s;
 }
 
 void llm_state_destroy(llm_state **self) {
     llm_state *s = *self;
     if (!s) return;
-    float *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->hb2};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    float *bufs[] = {s->k_cache, s->v_cache, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->hb2, s->embeddings, s->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ts_ctx_free(s->ctx, bufs[i]);
     free(s);
     *self = NULL;
 }
@@ -517,6 +523,11 @@ int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens,
             return ts_fail("llm_forward: sequence %d at batch row %d (state holds %d)", seqs[i], i, s->max_seqs);
         if (pos[i] < 0 || pos[i] >= s->max_ctx)
             return ts_fail("llm_forward: position %d at batch row %d is past the context (%d)", pos[i], i, s->max_ctx);
+    }
+    if (embeddings && s->embeddings) {   /* the caller's host rows, to the device */
+        if (ts_ctx_upload(ctx, s->embeddings, embeddings, (size_t)n * D * sizeof(float)))
+            return ts_fail_wrap("llm_forward: embeddings to %s", ts_ctx_backend_name(ctx));
+        embeddings = s->embeddings;
     }
     for (int i = 0; i < n; i++) {
         if (tokens[i] == LLM_EMBEDDING_ROW) copy_floats(ctx, s->x + (size_t)i * D, embeddings + (size_t)i * D, D);
@@ -565,6 +576,10 @@ int llm_forward_embeddings(const llm *m, llm_state *s, int n, const int *tokens,
         copy_floats(ctx, s->xb + (size_t)j * D, s->x + (size_t)r * D, D);
     }
     if (rms_norm(ctx, s->xb, s->xb, n_out, D, &w->out_norm, c->norm_eps)) return -1;
-    qmatmul(ctx, logits, s->xb, n_out, &w->output);
+    float *out = s->logits ? s->logits : logits;   /* logits are the caller's host memory */
+    qmatmul(ctx, out, s->xb, n_out, &w->output);
+    if ((out != logits && ts_ctx_download(ctx, logits, out, (size_t)n_out * c->vocab_size * sizeof(float))) ||
+        ts_ctx_synchronize(ctx))
+        return ts_fail_wrap("llm_forward on %s", ts_ctx_backend_name(ctx));
     return 0;
 }

@@ -146,12 +146,11 @@ int clip_vision_forward(ts_ctx *ctx, const clip_vision_config *cfg, const clip_v
     const int side = S / P, patches = side * side, T = patches + 1;
     if (run_layers < 0 || run_layers > cfg->n_layers)
         return ts_fail("vision tower: %d layers asked for, the model has %d", run_layers, cfg->n_layers);
-    const size_t rows = (size_t)n_images * T;
-    float *patch_out = ts_aligned_alloc((size_t)n_images * D * patches * sizeof(float));
-    float *xb = ts_aligned_alloc(rows * D * sizeof(float));
-    float *q = ts_aligned_alloc(rows * D * sizeof(float)), *k = ts_aligned_alloc(rows * D * sizeof(float));
-    float *v = ts_aligned_alloc(rows * D * sizeof(float)), *att = ts_aligned_alloc(rows * D * sizeof(float));
-    float *h = ts_aligned_alloc(rows * (size_t)I * sizeof(float));
+    const size_t rows = (size_t)n_images * T, rd = rows * D;
+    float *buf = ts_ctx_alloc(ctx, ((size_t)n_images * D * patches + 5 * rd + rows * (size_t)I) * sizeof(float));
+    if (!buf) return -1;
+    float *patch_out = buf, *xb = patch_out + (size_t)n_images * D * patches, *q = xb + rd, *k = q + rd, *v = k + rd;
+    float *att = v + rd, *h = att + rd;
     int rc = -1;
     /* embeddings: [class, patches] + positions */
     conv2d_params cp = {.stride_h = P, .stride_w = P};
@@ -188,6 +187,6 @@ int clip_vision_forward(ts_ctx *ctx, const clip_vision_config *cfg, const clip_v
     }
     rc = 0;
 done:
-    free(patch_out), free(xb), free(q), free(k), free(v), free(att), free(h);
+    ts_ctx_free(ctx, buf);
     return rc;
 }

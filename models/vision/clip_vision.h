@@ -51,6 +51,7 @@ int clip_vision_tokens(const clip_vision_config *cfg);
  * pixels [n_images, 3, S, S] -> hidden [n_images, 1 + patches, hidden]: the hidden state
  * after `run_layers` transformer layers (0: just the pre-LayerNorm embeddings; n_layers:
  * the last layer, before post_layernorm), i.e. transformers' hidden_states[run_layers].
+ * pixels and hidden are in ctx's memory (llava_encode_images stages the caller's).
  */
 int clip_vision_forward(ts_ctx *ctx, const clip_vision_config *cfg, const clip_vision_weights *w, const float *pixels,
                         int n_images, int run_layers, float *hidden);

@@ -263,11 +263,19 @@ int llava_image_tokens(const llava *self) {
 int llava_encode_images(const llava *self, ts_ctx *ctx, const float *pixels, int n, float *features) {
     const clip_vision_config *c = &self->vcfg;
     const int T = clip_vision_tokens(c) + 1, keep = llava_image_tokens(self), D = c->hidden;
-    const int mid = (int)self->proj1_w.shape[0];
-    float *hidden = ts_aligned_alloc((size_t)n * T * D * sizeof(float));
-    float *sel = ts_aligned_alloc((size_t)n * keep * D * sizeof(float));
-    float *h = ts_aligned_alloc((size_t)n * keep * mid * sizeof(float));
-    int rc = clip_vision_forward(ctx, c, &self->vw, pixels, n, self->run_layers, hidden);
+    const int mid = (int)self->proj1_w.shape[0], P = c->image_size;
+    const size_t out_bytes = (size_t)n * keep * (size_t)self->proj2_w.shape[0] * sizeof(float);
+    /* pixels in and features out are the caller's host memory; the rest the context's */
+    const float *x = ts_stage_in(ctx, pixels, (size_t)n * 3 * P * P * sizeof(float));
+    float *out = x ? ts_stage_out(ctx, features, out_bytes) : NULL;
+    float *buf = out ? ts_ctx_alloc(ctx, ((size_t)n * T * D + (size_t)n * keep * (D + mid)) * sizeof(float)) : NULL;
+    if (!buf) {
+        ts_stage_release(ctx, pixels, x);
+        if (out) ts_stage_release(ctx, features, out);
+        return ts_fail_wrap("llava_encode_images on %s", ts_ctx_backend_name(ctx));
+    }
+    float *hidden = buf, *sel = hidden + (size_t)n * T * D, *h = sel + (size_t)n * keep * D;
+    int rc = clip_vision_forward(ctx, c, &self->vw, x, n, self->run_layers, hidden);
     if (rc == 0) {
         /* the last `keep` tokens of each image (all, or all but the class token) */
         copy_2d(ctx, sel, (int64_t)keep * D, hidden + (size_t)(T - keep) * D, (int64_t)T * D, n, (int64_t)keep * D);
@@ -276,11 +284,14 @@ int llava_encode_images(const llava *self, ts_ctx *ctx, const float *pixels, int
         if (rc == 0) {
             if (self->proj_gelu_tanh) gelu_tanh(ctx, h, h, rows * mid);
             else gelu_erf(ctx, h, h, rows * mid);
-            rc = linear(ctx, features, h, rows, &self->proj2_w, &self->proj2_b);
+            rc = linear(ctx, out, h, rows, &self->proj2_w, &self->proj2_b);
         }
     }
-    free(hidden), free(sel), free(h);
-    return rc;
+    ts_ctx_free(ctx, buf);
+    ts_stage_release(ctx, pixels, x);
+    if (rc == 0) rc = ts_stage_finish(ctx, features, out, out_bytes) | ts_ctx_synchronize(ctx);
+    else ts_stage_release(ctx, features, out);
+    return rc ? ts_fail_wrap("llava_encode_images on %s", ts_ctx_backend_name(ctx)) : 0;
 }
 
 int llava_tokenize_prompt(const llava *self, const char *prompt, int **ids, int *n_ids) {
@@ -332,7 +343,7 @@ int llava_generate(const llava *self, llm_state *s, int seq, const int *ids, int
             seqs[i] = seq, pos[i] = start + i;
             if (image) {
                 if (!features) { rc = ts_fail("captioner: the prompt has image rows but no features were given"); break; }
-                copy_floats(llm_state_context(s), emb + (size_t)i * D, features + (size_t)used++ * D, D);
+                memcpy(emb + (size_t)i * D, features + (size_t)used++ * D, (size_t)D * sizeof(float));   /* host rows */
             }
         }
         int last = n - 1;
@@ -442,7 +453,7 @@ int llava_generate_batch(const llava *self, llm_state *s, int n, const int *cons
                 tok[m] = image ? LLM_EMBEDDING_ROW : id, seqs[m] = k, pos[m] = g->fed;
                 if (image) {
                     if (!features || !features[g->image]) { rc = ts_fail("captioner: prompt %d has image rows but no features", g->image); break; }
-                    copy_floats(llm_state_context(s), emb + (size_t)m * D, features[g->image] + (size_t)g->used++ * D, D);
+                    memcpy(emb + (size_t)m * D, features[g->image] + (size_t)g->used++ * D, (size_t)D * sizeof(float));
                 }
                 g->fed++, m++;
             }

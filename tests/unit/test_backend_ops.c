@@ -10,6 +10,7 @@
  *                               77, where the build or the machine has no CUDA device)
  */
 #include "kernels/ops.h"
+#include "kernels/quant.h"
 #include "tests/test.h"
 #ifdef TESSERA_HAVE_CUDA
 #include "kernels/cuda/cuda.h"
@@ -284,6 +285,41 @@ static void test_attention(void) {
     free_all();
 }
 
+static void test_llm_ops(void) {
+    int64_t n;
+    float *rf = host("rope_pos", NULL), *fq = host("rope_freq", NULL);
+    int pos[3] = {(int)rf[0], (int)rf[1], (int)rf[2]};   /* host values, as ops.h says */
+    float *x = fix("rope_x", &n), *x2 = fix("rope_x", NULL);
+    rope(ctx, x, 16, 3, 2, 8, pos, fq, true);
+    expect("rope, neox pairs (i, i + d/2)", x, "rope_neox", tol);
+    rope(ctx, x2, 16, 3, 2, 8, pos, fq, false);
+    expect("rope, adjacent pairs (2i, 2i + 1)", x2, "rope_pairs", tol);
+    free(rf), free(fq);
+
+    float *sf = host("kv_seqs", NULL), *pf = host("kv_pos", NULL);
+    int seqs[3], kpos[3];
+    for (int i = 0; i < 3; i++) seqs[i] = (int)sf[i], kpos[i] = (int)pf[i];
+    float *kc = fix("kv_k", NULL), *vc = fix("kv_v", NULL), *q = fix("kv_q", NULL), *y = out(3 * 32);
+    attention_kv(ctx, y, q, kc, vc,
+                 (kv_attention_params){.n = 3, .heads = 4, .kv_heads = 2, .head_dim = 8, .seqs = seqs, .pos = kpos,
+                                       .seq_stride = 6 * 16, .row_stride = 16, .max_ctx = 6});
+    expect("attention_kv, 3 rows of 2 sequences, grouped-query", y, "kv_y", tol);
+    free(sf), free(pf);
+
+    float *wb = host("q8_w", &n);   /* the gguf package's Q8_0 bytes, widened by the .npy loader */
+    uint8_t *bytes = ts_malloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) bytes[i] = (uint8_t)wb[i];
+    qmatrix W;
+    CHECK_OK(qmatrix_view(&W, DT_Q8_0, 16, 64, bytes, "q8_w"));
+    float *qx = fix("q8_x", NULL), *qy = out(3 * 16), *rows = out(2 * 64);
+    qmatmul(ctx, qy, qx, 3, &W);
+    expect("qmatmul, Q8_0 weight (gguf package)", qy, "q8_y", tol);
+    qmatrix_gather(ctx, rows, &W, (const int[]){2, 7}, 2);
+    expect("qmatrix_gather, Q8_0 rows", rows, "q8_rows", 0);
+    free(wb), free(bytes);
+    free_all();
+}
+
 int main(int argc, char **argv) {
     TEST_BEGIN();
     const char *device = argc > 1 ? argv[1] : "cpu";
@@ -313,6 +349,7 @@ int main(int argc, char **argv) {
     test_elementwise();
     test_layout();
     test_attention();
+    test_llm_ops();
     ts_ctx_destroy(&ctx);
     return TEST_END();
 }
