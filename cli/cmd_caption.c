@@ -37,13 +37,14 @@ static int usage(int status) {
             "  -n TOKENS           new tokens at most (default 256)\n"
             "  --pad / --no-pad    LLaVA-1.5's pad-to-square (default: as the model's files say)\n"
             "  --print-ids         print the caption's token ids instead of its text\n"
+            "  --device D          cpu (default) or cuda[:N]\n"
             "   or: tessera caption --write-shards MANIFEST -o DIR\n"
             "  the captions of an image recaption job's manifest added to copies of its shards\n");
     return status;
 }
 
 int cmd_caption(int argc, char **argv) {
-    const char *model = NULL, *mmproj = NULL, *alt = NULL, *tpl = NULL, *shards_manifest = NULL, *out_dir = NULL;
+    const char *model = NULL, *mmproj = NULL, *device = NULL, *alt = NULL, *tpl = NULL, *shards_manifest = NULL, *out_dir = NULL;
     const char **images = ts_calloc((size_t)argc, sizeof *images);
     int n_images = 0, pad = -1, status = 1;
     long max_new = 256;
@@ -59,6 +60,7 @@ int cmd_caption(int argc, char **argv) {
         if (!val) { fprintf(stderr, "tessera caption: %s needs a value\n", a); free(images); return 2; }
         if (strcmp(a, "-m") == 0) model = val;
         else if (strcmp(a, "--mmproj") == 0) mmproj = val;
+        else if (strcmp(a, "--device") == 0) device = val;
         else if (strcmp(a, "-i") == 0) images[n_images++] = val;
         else if (strcmp(a, "--alt-text") == 0) alt = val;
         else if (strcmp(a, "--prompt") == 0) tpl = val;
@@ -84,7 +86,7 @@ int cmd_caption(int argc, char **argv) {
     if (!model || n_images == 0) { free(images); return usage(2); }
 
     llava *v = llava_open(model, mmproj);
-    ts_ctx *ctx = ts_ctx_new("cpu", 0);
+    ts_ctx *ctx = ts_ctx_new(device, 0);
     char *prompt = NULL;
     int *ids = NULL, n_ids = 0;
     llm_state *s = NULL;

@@ -33,7 +33,8 @@ static int usage(int status) {
             "  --repeat-penalty R  penalise the last 64 tokens (default 1 = off)\n"
             "  --seed S            sampling seed (default 0: a fixed seed)\n"
             "  --stop STR          stop before STR (repeatable)\n"
-            "  --tokenizer FILE    tokenizer to use instead of the model's own\n");
+            "  --tokenizer FILE    tokenizer to use instead of the model's own\n"
+            "  --device D          cpu (default) or cuda[:N]\n");
     return status;
 }
 
@@ -41,7 +42,7 @@ static bool parse_float(const char *s, float *out) { char *e; *out = strtof(s, &
 static bool parse_int(const char *s, long long *out) { char *e; *out = strtoll(s, &e, 10); return *s && !*e; }
 
 int cmd_complete(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *ids = NULL, *tokenizer = NULL;
+    const char *model = NULL, *prompt = NULL, *ids = NULL, *tokenizer = NULL, *device = NULL;
     llm_sampling sp = llm_sampling_greedy();
     long long max_tokens = 128, v;
     const char *stops[16];
@@ -63,6 +64,7 @@ int cmd_complete(int argc, char **argv) {
         else if (strcmp(a, "-p") == 0) prompt = val;
         else if (strcmp(a, "--ids") == 0) ids = val;
         else if (strcmp(a, "--tokenizer") == 0) tokenizer = val;
+        else if (strcmp(a, "--device") == 0) device = val;
         else if (strcmp(a, "-n") == 0) ok = parse_int(val, &max_tokens) && max_tokens > 0;
         else if (strcmp(a, "--temp") == 0) ok = parse_float(val, &sp.temperature) && sp.temperature >= 0;
         else if (strcmp(a, "--top-p") == 0) ok = parse_float(val, &sp.top_p) && sp.top_p >= 0;
@@ -101,7 +103,7 @@ int cmd_complete(int argc, char **argv) {
     if (n == 0) { fprintf(stderr, "tessera complete: empty prompt\n"); goto done; }
     int ctx = n + (int)max_tokens + 1;
     if (ctx > c->max_seq_len && c->max_seq_len > 0) ctx = c->max_seq_len;
-    compute = ts_ctx_new("cpu", 0);
+    compute = ts_ctx_new(device, 0);
     s = compute ? llm_state_new(m, compute, 1, ctx, n < 512 ? n : 512) : NULL;
     if (!s) { fprintf(stderr, "tessera complete: %s\n", ts_last_error()); goto done; }
     llm_generation gen = {.max_tokens = (int)max_tokens, .stop = stops, .n_stop = n_stop};

@@ -39,6 +39,7 @@ static int usage(int status) {
             "  --grammar G          none | shapes: decode under a grammar that keeps the prompt\n"
             "                       (default: the GGUF's tessera.expander.grammar, else none)\n"
             "  --tokenizer PATH     tokenizer.json / .gguf override\n"
+            "  --device D           cpu (default) or cuda[:N]: where the model computes\n"
             "  --system FILE        the instruction (default: built in)\n"
             "  --examples FILE      worked examples, 'short<TAB>description' per line\n"
             "  --temp T --top-p P --top-k K --min-p P --repeat-penalty R --seed S\n"
@@ -102,6 +103,7 @@ int cmd_expand(int argc, char **argv) {
             if (expand_grammar_check_name(eo.grammar) != 0) { fprintf(stderr, "tessera: error: %s\n", ts_last_error()); return 2; }
         }
         else if (strcmp(a, "--tokenizer") == 0) { if (!(eo.tokenizer = TAKE())) return 2; }
+        else if (strcmp(a, "--device") == 0) { if (!(eo.device = TAKE())) return 2; }
         else if (strcmp(a, "--system") == 0) { if (!(eo.system_file = ho.system_file = TAKE())) return 2; }
         else if (strcmp(a, "--examples") == 0) { if (!(eo.examples_file = ho.examples_file = TAKE())) return 2; }
         else if (strcmp(a, "--temp") == 0) { if (!TAKE()) return 2; eo.sampling.temperature = ho.temperature = (float)atof(v); eo.model_sampling = false; }

@@ -75,7 +75,7 @@ llm_expander *llm_expander_open(const llm_expander_options *o) {
      * only make the KV cache large */
     int ctx = llm_get_config(e->model)->max_seq_len;
     if (ctx <= 0 || ctx > 2048) ctx = 2048;
-    e->ctx = ts_ctx_new("cpu", e->options.threads);
+    e->ctx = ts_ctx_new(e->options.device, e->options.threads);
     if (!e->ctx) goto fail;
     e->state = llm_state_new(e->model, e->ctx, e->options.max_batch, ctx, 512);
     if (!e->state) goto fail;

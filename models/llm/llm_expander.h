@@ -34,6 +34,7 @@ typedef struct llm_expander_options {
     int max_tokens;              /* per reply */
     int max_batch;               /* prompts generated together */
     int threads;                 /* CPU threads of the model's ops; 0: all cores */
+    const char *device;          /* where it computes: NULL or "cpu", "cuda[:N]" */
 } llm_expander_options;
 
 /* Defaults: temperature 0.7, top-p 0.9, repeat penalty 1.1, 160 tokens, batch 8. */
