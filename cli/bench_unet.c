@@ -63,12 +63,12 @@ static double cpu_seconds(void) {
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
             "usage: tessera bench [--device D] unet [--arch sd15|sd21|sdxl] [--res PIXELS] [--batch N] [--threads N]\n"
-            "                          [--weights f16|bf16|f32] [--reps N] [--tokens T]\n");
+            "                          [--weights f16|bf16|f32] [--dtype f32|f16|bf16] [--reps N] [--tokens T]\n");
     return status;
 }
 
 int bench_unet(int argc, char **argv) {
-    const char *arch = "sd15", *wname = "f16";
+    const char *arch = "sd15", *wname = "f16", *compute = NULL;
     int res = 512, batch = 2, reps = 2, tokens = 77, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -82,6 +82,7 @@ int bench_unet(int argc, char **argv) {
         else if (strcmp(a, "--reps") == 0) reps = atoi(v);
         else if (strcmp(a, "--tokens") == 0) tokens = atoi(v);
         else if (strcmp(a, "--threads") == 0) threads = atoi(v);
+        else if (strcmp(a, "--dtype") == 0) compute = v;
         else { fprintf(stderr, "tessera bench unet: unknown option '%s'\n", a); return usage(2); }
     }
     dtype wtype;
@@ -94,6 +95,8 @@ int bench_unet(int argc, char **argv) {
         return 2;
     }
     ts_ctx *ctx = bench_device_ctx_new(threads);
+    dtype ct = DT_F32;
+    if (ctx && compute && (ts_compute_type_parse(compute, &ct) || ts_ctx_set_compute_type(ctx, ct))) ts_ctx_destroy(&ctx);
     if (!ctx) { fprintf(stderr, "tessera bench unet: %s\n", ts_last_error()); return 1; }
 
     unet_config cfg;

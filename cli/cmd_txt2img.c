@@ -54,7 +54,9 @@ static int usage(int status) {
             "  --tokenizer PATH       CLIP vocabulary (folder with vocab.json+merges.txt, or bpe .txt.gz)\n"
             "  -t, --threads N        threads (default: all cores; per rank under mpirun)\n"
             "  --device D             cpu (default) or cuda[:N]: where the text encoder, U-Net and\n"
-            "                         decoder compute (the F32 path; `tessera version` lists devices)\n"
+            "                         decoder compute (`tessera version` lists devices)\n"
+            "  --dtype T              f32 (default), f16 or bf16: the U-Net's and text encoder's GEMMs\n"
+            "                         and convolutions (cuda: tensor cores; cpu: f32 only)\n"
             "  --tp T                 under mpirun -np T: the U-Net split over the T ranks (tensor\n"
             "                         parallelism); = --parallel tp\n"
             "  --parallel MODE        under mpirun: tp; cfg (uncond and cond U-Net rows on two ranks)\n"
@@ -236,6 +238,7 @@ int cmd_txt2img(int argc, char **argv) {
         else if (IS("--clip-skip", "--clip-skip")) INT_ARG(0, 12, r.clip_skip);
         else if (IS("-t", "--threads")) INT_ARG(1, 4096, threads);
         else if (IS("--device", "--device")) o.device = val;
+        else if (IS("--dtype", "--dtype")) o.dtype = val;
         else if (IS("--tp", "--tp")) INT_ARG(1, 1024, tp);
         else if (IS("--parallel", "--parallel")) parallel = val;
         else if (IS("--cfg-scale", "--guidance-scale")) FLOAT_ARG(0, 100, r.cfg_scale);

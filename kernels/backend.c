@@ -84,6 +84,19 @@ void ts_ctx_destroy(ts_ctx **self) {
 const char *ts_ctx_backend_name(const ts_ctx *self) { return self->backend->name; }
 bool ts_ctx_host_memory(const ts_ctx *self) { return self->backend->host_memory; }
 int ts_ctx_threads(const ts_ctx *self) { return self->backend->threads(self); }
+int ts_ctx_set_compute_type(ts_ctx *self, dtype t) {
+    if (self->backend->set_compute_type) return self->backend->set_compute_type(self, t);
+    if (t == DT_F32) return 0;
+    return ts_fail("backend '%s' computes in F32 only (asked %s)", self->backend->name, dtype_name(t));
+}
+
+int ts_compute_type_parse(const char *name, dtype *out) {
+    static const struct { const char *name; dtype t; } types[] = {{"f32", DT_F32}, {"f16", DT_F16}, {"bf16", DT_BF16}};
+    for (size_t i = 0; name && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(name, types[i].name) == 0) return *out = types[i].t, 0;
+    return ts_fail("compute type '%s': f32, f16 or bf16", name ? name : "");
+}
+
 void ts_ctx_set_comm(ts_ctx *self, comm *c) { self->comm = c ? c : self->own_comm; }
 comm *ts_ctx_comm(const ts_ctx *self) { return self->comm; }
 int ts_ctx_synchronize(ts_ctx *self) {

@@ -49,6 +49,13 @@ int ts_ctx_threads(const ts_ctx *self);
  * NULL restores the default, a single rank. */
 void ts_ctx_set_comm(ts_ctx *self, struct comm *c);
 struct comm *ts_ctx_comm(const ts_ctx *self);
+/* The type the context's GEMMs and convolutions compute in: DT_F32 (every backend, the
+ * default), DT_F16 or DT_BF16 where the backend has it (CUDA: tensor cores, F32 accumulation,
+ * activations still F32 between ops). -1 naming the backend otherwise. */
+int ts_ctx_set_compute_type(ts_ctx *self, dtype t);
+/* "f32", "f16", "bf16" -> the dtype; -1 with ts_fail on anything else. */
+int ts_compute_type_parse(const char *name, dtype *out);
+
 /* Waits until every op queued on the context is done; -1 if one failed (with its message). */
 int ts_ctx_synchronize(ts_ctx *self);
 

@@ -77,6 +77,8 @@ typedef struct ts_backend {
     void (*free)(ts_ctx *ctx, void *p);
     int (*upload)(ts_ctx *ctx, void *dst, const void *src, size_t bytes);
     int (*download)(ts_ctx *ctx, void *dst, const void *src, size_t bytes);
+    /* The type GEMMs and convolutions compute in (F16/BF16 on tensor cores); NULL: F32 only. */
+    int (*set_compute_type)(ts_ctx *ctx, dtype t);
     ts_ops ops;
 } ts_backend;
 

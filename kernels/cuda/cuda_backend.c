@@ -2,10 +2,12 @@
  * cuda_backend.c — the CUDA backend: ops.h's ops on one NVIDIA GPU, behind the same table
  * as the CPU (backend_impl.h), so a model given ts_ctx_new("cuda:N") runs there unchanged.
  *
- * This is the F32 parity path: activations are F32 in device memory, images NCHW, exactly
- * as ops.h says; GEMMs go to cuBLASLt in plain F32 (no TF32), convolutions to cuDNN with
- * FMA math (cuda_gemm.cu, cuda_conv.cu), the rest to cuda_f32.cu and the library's
- * LayerNorm and flash attention.
+ * Activations are F32 in device memory, images NCHW, exactly as ops.h says. By default the
+ * F32 parity path: GEMMs go to cuBLASLt in plain F32 (no TF32), convolutions to cuDNN with
+ * FMA math (cuda_gemm.cu, cuda_conv.cu), the rest to cuda_f32.cu and the library's LayerNorm
+ * and flash attention. ts_ctx_set_compute_type(ctx, DT_F16 or DT_BF16) puts the GEMMs and
+ * convolutions on the tensor cores: weights kept in that type, activations converted on the
+ * way in, F32 accumulation and F32 results; everything else stays F32.
  *
  * Weights: ops take weights as host tensors (memory-mapped, any float dtype). The context
  * keeps a device F32 copy of each, made on first use and keyed by the host tensor's data
@@ -33,7 +35,8 @@ typedef struct {
     const void *host;
     dtype type;
     int64_t numel;
-    float *dev;
+    dtype as;                        /* the device copy's type: F32, or the compute type */
+    void *dev;
 } cached_weight;
 
 typedef struct {
@@ -41,6 +44,7 @@ typedef struct {
     cached_weight *weights;          /* open addressing on `host` */
     size_t weight_slots, weight_count;
     size_t weight_bytes;
+    dtype compute;                   /* F32, or F16/BF16: GEMM and convolution inputs (ts_ctx_set_compute_type) */
 } cuda_ctx;
 
 static cuda_ctx *cuda_of(const ts_ctx *ctx) { return (cuda_ctx *)ctx->impl; }
@@ -59,6 +63,7 @@ static int cuda_context_init(ts_ctx *ctx, int device, int threads) {
     if (count == 0) return ts_fail("cuda: no CUDA device is visible (no driver or no GPU)");
     if (device >= count) return ts_fail("cuda: device %d asked, %d visible", device, count);
     cuda_ctx *c = ts_calloc(1, sizeof *c);
+    c->compute = DT_F32;
     c->cu = cuda_context_new(device, 0);
     if (!c->cu) {
         free(c);
@@ -115,25 +120,42 @@ static void cache_insert(cuda_ctx *c, cached_weight w) {
     while (c->weights[s].host) s = (s + 1) & (c->weight_slots - 1);
     c->weights[s] = w;
     c->weight_count++;
-    c->weight_bytes += (size_t)w.numel * sizeof(float);
+    c->weight_bytes += (size_t)w.numel * dtype_size(w.as);
 }
 
-static float *cache_find(const cuda_ctx *c, const void *host, dtype type, int64_t numel) {
+static void *cache_find(const cuda_ctx *c, const void *host, dtype type, int64_t numel, dtype as) {
     for (size_t s = c->weight_slots ? slot_of(host, c->weight_slots) : 0; c->weight_slots && c->weights[s].host;
          s = (s + 1) & (c->weight_slots - 1)) {
         const cached_weight *w = &c->weights[s];
-        if (w->host == host && w->type == type && w->numel == numel) return w->dev;
+        if (w->host == host && w->type == type && w->numel == numel && w->as == as) return w->dev;
     }
     return NULL;
 }
 
-/* The device F32 values of weight t (NULL with ts_fail on a type the GPU path lacks). */
-static const float *weight_dev(ts_ctx *ctx, const tensor *t, const char *op) {
+/* dev32 (numel F32 values, freed here) as a new device array of type `as`; F32 stays as is. */
+static void *narrowed(cuda_ctx *c, float *dev32, int64_t numel, dtype as) {
+    if (!dev32 || as == DT_F32) return dev32;
+    void *d = cuda_malloc(c->cu, (size_t)numel * dtype_size(as));
+    if (d && cuda_convert(c->cu, d, as, dev32, DT_F32, numel)) {
+        cuda_free(c->cu, d);
+        d = NULL;
+    }
+    cuda_free(c->cu, dev32);
+    return d;
+}
+
+/* The device values of weight t in type `as` (F32, or the compute type for GEMM and
+ * convolution inputs); NULL with ts_fail on a type the GPU path lacks. */
+static const void *weight_as(ts_ctx *ctx, const tensor *t, const char *op, dtype as) {
     if (!t || !t->data) return NULL;
     cuda_ctx *c = cuda_of(ctx);
     int64_t numel = tensor_numel(t);
-    if (t->type == DT_F32 && tensor_is_contiguous(t) && cuda_is_device_pointer(t->data)) return t->data;
-    float *found = cache_find(c, t->data, t->type, numel);
+    if (cuda_is_device_pointer(t->data)) {   /* an activation used as a bias: F32, never cached */
+        if (t->type == DT_F32 && tensor_is_contiguous(t) && as == DT_F32) return t->data;
+        ts_fail("%s: a device tensor of %s as a %s weight", op, dtype_name(t->type), dtype_name(as));
+        return NULL;
+    }
+    void *found = cache_find(c, t->data, t->type, numel, as);
     if (found) return found;
     if (t->type != DT_F32 && t->type != DT_F16 && t->type != DT_BF16) {
         ts_fail("%s: cuda has no %s weights yet (F32, F16, BF16)", op, dtype_name(t->type));
@@ -157,21 +179,24 @@ static const float *weight_dev(ts_ctx *ctx, const tensor *t, const char *op) {
              cuda_convert(c->cu, dev, DT_F32, raw, t->type, numel);
         cuda_free(c->cu, raw);
     }
-    if (rc) {
-        cuda_free(c->cu, dev);
+    void *kept = rc ? NULL : narrowed(c, dev, numel, as);
+    if (!kept) {
+        if (rc) cuda_free(c->cu, dev);
         ts_fail_wrap("%s: uploading a %s weight of %lld values", op, dtype_name(t->type), (long long)numel);
         return NULL;
     }
-    cache_insert(c, (cached_weight){t->data, t->type, numel, dev});
-    return dev;
+    cache_insert(c, (cached_weight){t->data, t->type, numel, as, kept});
+    return kept;
 }
 
-/* A GGUF matrix (any block type, or F32/F16/BF16 rows) as device F32 [rows, cols]: dequantized
- * on the host once (kernels/quant.c, the formats' one home) and kept like any weight. */
-static const float *qmatrix_dev(ts_ctx *ctx, const qmatrix *W) {
+static const float *weight_dev(ts_ctx *ctx, const tensor *t, const char *op) { return weight_as(ctx, t, op, DT_F32); }
+
+/* A GGUF matrix (any block type, or F32/F16/BF16 rows) as a device [rows, cols] of type `as`:
+ * dequantized on the host once (kernels/quant.c, the formats' one home), kept like any weight. */
+static const void *qmatrix_dev(ts_ctx *ctx, const qmatrix *W, dtype as) {
     cuda_ctx *c = cuda_of(ctx);
     int64_t numel = W->rows * W->cols;
-    float *found = cache_find(c, W->data, W->type, numel);
+    void *found = cache_find(c, W->data, W->type, numel, as);
     if (found) return found;
     float *dev = cuda_malloc(c->cu, (size_t)numel * sizeof(float));
     if (!dev) return NULL;
@@ -185,14 +210,32 @@ static const float *qmatrix_dev(ts_ctx *ctx, const qmatrix *W) {
         rc = cuda_upload(c->cu, dev + r0 * W->cols, host, (size_t)(nr * W->cols) * sizeof(float));
     }
     free(host);
-    if (rc) {
-        cuda_free(c->cu, dev);
+    void *kept = rc ? NULL : narrowed(c, dev, numel, as);
+    if (!kept) {
+        if (rc) cuda_free(c->cu, dev);
         ts_fail_wrap("qmatmul: uploading a %s matrix [%lld, %lld]", dtype_name(W->type), (long long)W->rows,
                      (long long)W->cols);
         return NULL;
     }
-    cache_insert(c, (cached_weight){W->data, W->type, numel, dev});
-    return dev;
+    cache_insert(c, (cached_weight){W->data, W->type, numel, as, kept});
+    return kept;
+}
+
+/* n F32 activation values as a fresh device array of the compute type (cuda_free it after the
+ * op that reads it is queued); the F32 pointer itself when the context computes in F32. */
+static const void *activation_as(ts_ctx *ctx, const float *x, int64_t n) {
+    cuda_ctx *c = cuda_of(ctx);
+    if (c->compute == DT_F32) return x;
+    void *d = cuda_malloc(c->cu, (size_t)n * dtype_size(c->compute));
+    if (d && cuda_convert(c->cu, d, c->compute, x, DT_F32, n)) {
+        cuda_free(c->cu, d);
+        return NULL;
+    }
+    return d;
+}
+
+static void activation_done(ts_ctx *ctx, const float *x, const void *converted) {
+    if ((const void *)x != converted) cuda_free(cu(ctx), (void *)converted);
 }
 
 /* Host values (timesteps, token ids) copied to stream-ordered device memory, freed by the
@@ -208,14 +251,22 @@ static void *host_to_device(ts_ctx *ctx, const void *src, size_t bytes) {
 
 /* ---- GEMM ----------------------------------------------------------------------- */
 
+/* C (F32) = alpha op(A) op(B) + beta C (+ bias), A and B of type ab (F32 or the compute type:
+ * F32 accumulation either way). */
+static int gemm_typed(ts_ctx *ctx, dtype ab, int count, bool ta, bool tb, int M, int N, int K, float alpha, const void *A,
+                      int lda, int64_t sa, const void *B, int ldb, int64_t sb, float beta, float *C, int ldc, int64_t sc,
+                      const float *bias) {
+    cuda_gemm_params p = {.trans_a = ta, .trans_b = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                          .A = A, .lda = lda, .stride_a = sa, .B = B, .ldb = ldb, .stride_b = sb,
+                          .C = C, .ldc = ldc, .stride_c = sc, .ab_type = ab, .c_type = DT_F32, .count = count,
+                          .epilogue = bias ? CUDA_EPILOGUE_BIAS : CUDA_EPILOGUE_NONE, .bias = bias};
+    return cuda_gemm(cu(ctx), &p);
+}
+
 static int gemm_f32(ts_ctx *ctx, int count, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                     int64_t sa, const float *B, int ldb, int64_t sb, float beta, float *C, int ldc, int64_t sc,
                     const float *bias) {
-    cuda_gemm_params p = {.trans_a = ta, .trans_b = tb, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
-                          .A = A, .lda = lda, .stride_a = sa, .B = B, .ldb = ldb, .stride_b = sb,
-                          .C = C, .ldc = ldc, .stride_c = sc, .ab_type = DT_F32, .c_type = DT_F32, .count = count,
-                          .epilogue = bias ? CUDA_EPILOGUE_BIAS : CUDA_EPILOGUE_NONE, .bias = bias};
-    return cuda_gemm(cu(ctx), &p);
+    return gemm_typed(ctx, DT_F32, count, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, bias);
 }
 
 static void cuda_op_gemm(ts_ctx *ctx, bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
@@ -234,9 +285,15 @@ static int cuda_op_linear(ts_ctx *ctx, float *y, const float *x, int64_t rows, c
     int out = (int)W->shape[0], in = (int)W->shape[1];
     if (b && b->data && tensor_numel(b) != out) return ts_fail("linear: bias has %lld values for %d outputs",
                                                                 (long long)tensor_numel(b), out);
-    const float *w = weight_dev(ctx, W, "linear"), *bias = b && b->data ? weight_dev(ctx, b, "linear") : NULL;
+    dtype ab = cuda_of(ctx)->compute;
+    const void *w = weight_as(ctx, W, "linear", ab);
+    const float *bias = b && b->data ? weight_dev(ctx, b, "linear") : NULL;
     if (!w || (b && b->data && !bias)) return -1;
-    return gemm_f32(ctx, 1, false, true, (int)rows, out, in, 1, x, in, 0, w, in, 0, 0, y, out, 0, bias);
+    const void *xa = activation_as(ctx, x, rows * in);
+    if (!xa) return -1;
+    int rc = gemm_typed(ctx, ab, 1, false, true, (int)rows, out, in, 1, xa, in, 0, w, in, 0, 0, y, out, 0, bias);
+    activation_done(ctx, x, xa);
+    return rc;
 }
 
 static int cuda_op_weight_gemm(ts_ctx *ctx, const tensor *W, const weight_gemm_params *p) {
@@ -245,28 +302,40 @@ static int cuda_op_weight_gemm(ts_ctx *ctx, const tensor *W, const weight_gemm_p
     int rows = (int)W->shape[0];
     if (tensor_numel(W) != (int64_t)rows * p->K)
         return ts_fail("weight_gemm: W has %lld values, not %d x %d", (long long)tensor_numel(W), rows, p->K);
-    const float *w = weight_dev(ctx, W, "weight_gemm");
+    dtype ab = cuda_of(ctx)->compute;
+    const void *w = weight_as(ctx, W, "weight_gemm", ab);
     if (!w) return -1;
+    /* the X of every image, converted to the compute type as one span (gaps included) */
+    int count = p->count > 0 ? p->count : 1;
+    bool x_rows_k = p->weight_left != p->trans_x;   /* X_i stored [K, other] (else [other, K]) */
+    int64_t span = (int64_t)((x_rows_k ? p->K : p->other) - 1) * p->ldx + (x_rows_k ? p->other : p->K);
+    span += (int64_t)(count - 1) * p->x_stride;
+    const void *xa = activation_as(ctx, p->X, span);
+    if (!xa) return -1;
+    size_t es = dtype_size(ab);
     /* one product per image: the weight is shared, and a batch stride of 0 is not something
      * to count on from cuBLASLt */
     int rc = 0;
-    for (int i = 0; i < (p->count > 0 ? p->count : 1) && rc == 0; i++) {
-        const float *X = p->X + (int64_t)i * p->x_stride;
+    for (int i = 0; i < count && rc == 0; i++) {
+        const void *X = (const char *)xa + (size_t)i * (size_t)p->x_stride * es;
         float *C = p->C + (int64_t)i * p->c_stride;
         if (p->weight_left)   /* C_i [rows, other] = W [rows, K] op(X_i) */
-            rc = gemm_f32(ctx, 1, false, p->trans_x, rows, p->other, p->K, 1, w, p->K, 0, X, p->ldx, 0, p->beta, C, p->ldc,
-                          0, NULL);
+            rc = gemm_typed(ctx, ab, 1, false, p->trans_x, rows, p->other, p->K, 1, w, p->K, 0, X, p->ldx, 0, p->beta, C,
+                            p->ldc, 0, NULL);
         else                  /* C_i [other, rows] = op(X_i) [other, K] W^T */
-            rc = gemm_f32(ctx, 1, p->trans_x, true, p->other, rows, p->K, 1, X, p->ldx, 0, w, p->K, 0, p->beta, C, p->ldc,
-                          0, NULL);
+            rc = gemm_typed(ctx, ab, 1, p->trans_x, true, p->other, rows, p->K, 1, X, p->ldx, 0, w, p->K, 0, p->beta, C,
+                            p->ldc, 0, NULL);
     }
+    activation_done(ctx, p->X, xa);
     return rc;
 }
 
 static void cuda_op_qmatmul(ts_ctx *ctx, float *y, const float *x, int64_t n, const qmatrix *W) {
-    const float *w = qmatrix_dev(ctx, W);
-    note(ctx, !w || gemm_f32(ctx, 1, false, true, (int)n, (int)W->rows, (int)W->cols, 1, x, (int)W->cols, 0, w,
-                             (int)W->cols, 0, 0, y, (int)W->rows, 0, NULL));
+    dtype ab = cuda_of(ctx)->compute;
+    const void *w = qmatrix_dev(ctx, W, ab), *xa = w ? activation_as(ctx, x, n * W->cols) : NULL;
+    note(ctx, !xa || gemm_typed(ctx, ab, 1, false, true, (int)n, (int)W->rows, (int)W->cols, 1, xa, (int)W->cols, 0, w,
+                                (int)W->cols, 0, 0, y, (int)W->rows, 0, NULL));
+    if (xa) activation_done(ctx, x, xa);
 }
 
 static void cuda_op_qmatrix_gather(ts_ctx *ctx, float *out, const qmatrix *W, const int *rows, int n) {
@@ -289,12 +358,26 @@ static int cuda_op_conv2d(ts_ctx *ctx, float *out, const float *x, int N, int C,
     if ((int64_t)weight->shape[1] * groups != C)
         return ts_fail("conv2d: weight has %lld input channels per group, input %d channels in %d groups",
                        (long long)weight->shape[1], C, groups);
-    const float *w = weight_dev(ctx, weight, "conv2d"), *b = bias && bias->data ? weight_dev(ctx, bias, "conv2d") : NULL;
+    dtype ab = cuda_of(ctx)->compute;
+    const void *w = weight_as(ctx, weight, "conv2d", ab);
+    const float *b = bias && bias->data ? weight_dev(ctx, bias, "conv2d") : NULL;
     if (!w || (bias && bias->data && !b)) return -1;
     cuda_conv_params cp = {.N = N, .H = H, .W = W, .C = C, .OC = (int)weight->shape[0], .KH = (int)weight->shape[2],
-                           .KW = (int)weight->shape[3], .stride = sh, .pad = p.pad_h, .groups = groups, .type = DT_F32,
+                           .KW = (int)weight->shape[3], .stride = sh, .pad = p.pad_h, .groups = groups, .type = ab,
                            .nchw = true};
-    return cuda_conv2d(cu(ctx), out, x, w, b, &cp);
+    if (ab == DT_F32) return cuda_conv2d(cu(ctx), out, x, w, b, &cp);
+    /* reduced precision: input and output in the compute type around cuDNN (F32
+     * accumulation inside), then back to F32 with the bias added there */
+    int OH, OW;
+    cuda_conv2d_out_size(&cp, &OH, &OW);
+    int64_t n_out = (int64_t)N * cp.OC * OH * OW;
+    const void *xa = activation_as(ctx, x, (int64_t)N * C * H * W);
+    void *ya = xa ? cuda_malloc(cu(ctx), (size_t)n_out * dtype_size(ab)) : NULL;
+    int rc = !ya || cuda_conv2d(cu(ctx), ya, xa, w, NULL, &cp) || cuda_convert(cu(ctx), out, DT_F32, ya, ab, n_out) ||
+             (b && cuda_add_channel_bias_nchw(cu(ctx), out, N, cp.OC, (int64_t)OH * OW, b, false));
+    cuda_free(cu(ctx), ya);
+    if (xa) activation_done(ctx, x, xa);
+    return rc ? -1 : 0;
 }
 
 static int cuda_op_group_norm(ts_ctx *ctx, float *out, const float *x, int N, int C, int64_t HW, int groups,
@@ -491,6 +574,13 @@ static void cuda_op_attention_kv(ts_ctx *ctx, float *out, const float *q, const 
     cuda_free(cu(ctx), d_pos);
 }
 
+static int cuda_set_compute_type(ts_ctx *ctx, dtype t) {
+    if (t != DT_F32 && t != DT_F16 && t != DT_BF16)
+        return ts_fail("cuda: compute type %s (F32, F16 or BF16)", dtype_name(t));
+    cuda_of(ctx)->compute = t;
+    return 0;
+}
+
 /* ---- the table ----------------------------------------------------------------------------------- */
 
 const ts_backend ts_backend_cuda = {
@@ -504,6 +594,7 @@ const ts_backend ts_backend_cuda = {
     .free = cuda_release,
     .upload = cuda_up,
     .download = cuda_down,
+    .set_compute_type = cuda_set_compute_type,
     .ops = {
         .gemm = cuda_op_gemm,
         .gemm_batched = cuda_op_gemm_batched,

@@ -60,6 +60,8 @@ int txt2img_follow(const txt2img_options *o) {
     struct comm *g = o->group;
     if (!g || comm_rank(g) == 0) return ts_fail("txt2img_follow: for the ranks other than 0 of a group");
     ts_ctx *ctx = ts_ctx_new(o->device, o->threads);
+    dtype t;
+    if (ctx && o->dtype && (ts_compute_type_parse(o->dtype, &t) || ts_ctx_set_compute_type(ctx, t))) ts_ctx_destroy(&ctx);
     unet *u = ctx ? unet_load_split(o->model, (unet_split){(unet_parallel)o->parallel, comm_rank(g), comm_size(g)}) : NULL;
     if (!u) ts_fail_wrap("txt2img: rank %d: loading the U-Net of %s", comm_rank(g), o->model);
     int rc = group_agree(g, u != NULL);
@@ -88,6 +90,12 @@ txt2img *txt2img_load(const txt2img_options *o) {
     if (!p->ctx) goto fail;
     p->text_ctx = ts_ctx_new(o->device, o->threads);
     if (!p->text_ctx) goto fail;
+    if (o->dtype) {
+        dtype t;
+        if (ts_compute_type_parse(o->dtype, &t) || ts_ctx_set_compute_type(p->ctx, t) ||
+            ts_ctx_set_compute_type(p->text_ctx, t))
+            goto fail;
+    }
     p->decode_ctx = ts_ctx_new(o->device, o->threads);
     if (!p->decode_ctx) goto fail;
     double t0 = ts_now();

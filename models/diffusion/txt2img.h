@@ -30,6 +30,9 @@ typedef struct {
     const char *tokenizer;    /* NULL: MODEL/tokenizer/, else the built-in default path */
     const char *taesd;        /* NULL, or a TAESD decoder .safetensors: decode with it instead of the VAE */
     const char *device;       /* NULL or "cpu" (the default), "cuda:0", ...: where it computes */
+    const char *dtype;        /* NULL or "f32" (the default), "f16", "bf16": the U-Net's and text
+                               * encoders' GEMMs and convolutions (ts_ctx_set_compute_type); the
+                               * VAE stays F32 (SDXL's overflows in F16) */
     int threads;              /* CPU threads of the pipeline's ops; 0: all cores */
     /* Parallel rendering (unet.h): NULL, or the ranks that share the U-Net, and how they share
      * it: tensor parallelism or the batch split (CFG-parallel: uncond and cond rows on two

@@ -350,6 +350,20 @@ int main(int argc, char **argv) {
     test_layout();
     test_attention();
     test_llm_ops();
+    /* A backend with reduced-precision compute (CUDA: F16/BF16 tensor cores for GEMMs and
+     * convolutions, F32 accumulation): the same products within the inputs' rounding */
+    static const struct { dtype t; float tol; } reduced[] = {{DT_F16, 2e-3f}, {DT_BF16, 1.6e-2f}};
+    for (size_t i = 0; i < sizeof reduced / sizeof reduced[0]; i++) {
+        if (ts_ctx_set_compute_type(ctx, reduced[i].t) != 0) {
+            CHECK(strncmp(device, "cuda", 4) != 0, "cuda refuses compute type %s: %s", dtype_name(reduced[i].t), ts_last_error());
+            continue;
+        }
+        printf("compute type %s:\n", dtype_name(reduced[i].t));
+        tol = reduced[i].tol;
+        test_gemm();
+        test_conv();
+        CHECK_OK(ts_ctx_set_compute_type(ctx, DT_F32));
+    }
     ts_ctx_destroy(&ctx);
     return TEST_END();
 }
