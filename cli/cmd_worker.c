@@ -22,7 +22,7 @@ static int usage(int rc) {
            "  --credit N          tasks held at once (default 2)\n"
            "  --batch N           render: records of a task in one model call (default 1)\n"
            "  --unet-shared 0|1   render: a batch's records share each U-Net call (faster, not bit-exact)\n"
-           "  --device D          render: cpu (default) or cuda[:N], where the model computes\n"
+           "  --device D          cpu (default) or cuda[:N]: where the model (expander, captioner, renderer) computes\n"
            "  --tp T              render under mpirun: groups of T ranks share one U-Net; rank 0 of each\n"
            "                      group is the worker (README: Parallel rendering)\n"
            "  --parallel MODE     with --tp: tp (default), or cfg / dp (the U-Net batch split)\n"

@@ -53,7 +53,7 @@ static const job_key keys[] = {
     I("workers.credit", credit, "tasks a worker asks for at once"),
     I("workers.batch", render_batch, "records of a task a render worker runs in one model call; task_size is raised to a multiple of it"),
     I("workers.unet_shared", unet_shared, "1: a batch's records share each U-Net call (faster; pixels may move by the kernels' batch dependence)"),
-    S("workers.device", device, "cpu | cuda | cuda:N: where render workers compute (tessera run; tessera worker --device)"),
+    S("workers.device", device, "cpu | cuda | cuda:N: where the workers' models compute (tessera run; tessera worker --device)"),
     S("caption.style", caption_style, "images: dsc (descriptive) | ssc (short) captions"),
     I("caption.alt_text", caption_alt_text, "images: 1 gives the captioner the alt-text as context"),
     S("workers.backend", backend, "null | model"),

@@ -64,7 +64,8 @@ static int null_render(ts_renderer *self, const render_request *req, render_outp
 
 static void plain_renderer_destroy(ts_renderer *self) { free(self); }
 
-static ts_expander *echo_expander_new(const char *name, const char *model) {
+static ts_expander *echo_expander_new(const char *name, const char *model, const char *device) {
+    (void)device;
     ts_expander *e = ts_calloc(1, sizeof *e);
     e->name = name;
     e->state = (void *)(intptr_t)sleep_ms_of(model);
@@ -124,7 +125,7 @@ static void model_expander_destroy(ts_expander *self) {
     free(self);
 }
 
-static ts_expander *model_expander_new(const char *name, const char *model) {
+static ts_expander *model_expander_new(const char *name, const char *model, const char *device) {
     if (!model || !*model) { ts_fail("backend 'model': no expander model (set models.expander)"); return NULL; }
     model_expander *m = ts_calloc(1, sizeof *m);
     m->check = expand_check_default_options();
@@ -135,6 +136,7 @@ static ts_expander *model_expander_new(const char *name, const char *model) {
     } else {
         llm_expander_options o = llm_expander_default_options();
         o.model = model;
+        o.device = device;
         o.model_sampling = true;
         m->embedded = llm_expander_open(&o);
     }
@@ -533,7 +535,7 @@ ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, 
 /* Backends by name: the built-in ones and "model" (real models). */
 typedef struct {
     const char *name;
-    ts_expander *(*new_expander)(const char *name, const char *model);
+    ts_expander *(*new_expander)(const char *name, const char *model, const char *device);
     ts_renderer *(*new_renderer)(const char *name, const char *model, const char *device);
 } backend_entry;
 
@@ -550,10 +552,10 @@ static const backend_entry *find(const char *kind) {
     return NULL;
 }
 
-ts_expander *backend_expander_new(const char *kind, const char *model) {
+ts_expander *backend_expander_new(const char *kind, const char *model, const char *device) {
     const backend_entry *b = find(kind);
     if (!b || !b->new_expander) { ts_fail("no expander backend '%s' in this build", kind); return NULL; }
-    return b->new_expander(b->name, model);
+    return b->new_expander(b->name, model, device);
 }
 
 int backend_expander_set_check(ts_expander *self, const char *check, int retries) {

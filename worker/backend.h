@@ -106,8 +106,9 @@ int backend_render_many(ts_renderer *self, const render_request *reqs, int n, co
                         render_done_fn done, void *user, render_stats *stats);
 
 /* kind: "null", "echo" or a name from backend.c's table; model: path from the job spec;
- * device: where a model renderer computes, "cpu" (NULL) or "cuda[:N]" (workers.device). */
-ts_expander *backend_expander_new(const char *kind, const char *model);
+ * device: where a model expander or renderer computes, "cpu" (NULL) or "cuda[:N]"
+ * (workers.device). */
+ts_expander *backend_expander_new(const char *kind, const char *model, const char *device);
 ts_renderer *backend_renderer_new(const char *kind, const char *model, const char *device);
 /* The "model" renderer as rank 0 of a group of MPI ranks that share its U-Net (unet.h:
  * parallel a unet_parallel); the other ranks serve it in txt2img_follow (render_group.h). */

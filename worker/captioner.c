@@ -173,7 +173,7 @@ static void captioner_destroy(ts_expander *self) {
     free(self);
 }
 
-ts_expander *captioner_expander_new(const char *name, const char *model) {
+ts_expander *captioner_expander_new(const char *name, const char *model, const char *device) {
     if (!model || !*model) { ts_fail("backend 'caption': no captioner (set models.expander)"); return NULL; }
     /* "LLM.gguf,MMPROJ.gguf" or a folder */
     char llm_path[4096], *mmproj = NULL;
@@ -187,7 +187,7 @@ ts_expander *captioner_expander_new(const char *name, const char *model) {
      * positions hold LLaVA-1.5's 576 image rows, the prompt and 320 new tokens */
     int max_ctx = c->model ? llm_get_config(llava_llm(c->model))->max_seq_len : 0;
     c->ctx = max_ctx > 0 && max_ctx < 1024 ? max_ctx : 1024;
-    if (c->model) c->compute = ts_ctx_new("cpu", 0);
+    if (c->model) c->compute = ts_ctx_new(device, 0);
     if (!c->model || !llava_codec(c->model) || !c->compute ||
         !(c->state = llm_state_new(llava_llm(c->model), c->compute, CAPTION_SEQUENCES, c->ctx, 512))) {
         llava_destroy(&c->model);

@@ -19,6 +19,6 @@
 
 #include "worker/backend.h"
 
-ts_expander *captioner_expander_new(const char *name, const char *model);
+ts_expander *captioner_expander_new(const char *name, const char *model, const char *device);
 
 #endif

@@ -470,7 +470,7 @@ int worker_run(const worker_options *o) {
     compute w = {.stage = o->stage, .render_log = -1, .discard_output = o->discard_output,
                  .batching = {.batch = o->batch > 1 ? o->batch : 1, .unet_shared = o->unet_shared},
                  .finished_lock = PTHREAD_MUTEX_INITIALIZER, .finished_fd = -1};
-    if (o->stage == TESSERA__STAGE__STAGE_EXPAND) w.expander = backend_expander_new(o->backend, o->model);
+    if (o->stage == TESSERA__STAGE__STAGE_EXPAND) w.expander = backend_expander_new(o->backend, o->model, o->device);
     if (w.expander && backend_expander_set_check(w.expander, o->expand_check, o->expand_retries) != 0)
         backend_expander_destroy(&w.expander);
     else if (o->group) w.renderer = backend_renderer_new_in_group(o->backend, o->model, o->device, o->group, o->parallel);

@@ -31,7 +31,7 @@ typedef struct {
     int discard_output;             /* render but write no files (bench: measures the pipeline) */
     int batch;                      /* render: records of a task in one model call (workers.batch; 0: 1) */
     int unet_shared;                /* render: their U-Net rows in one call (backend.h render_batching) */
-    const char *device;             /* render: where the model computes, cpu (NULL) or cuda[:N] (workers.device) */
+    const char *device;             /* where the model computes, cpu (NULL) or cuda[:N] (workers.device) */
     struct comm *group;             /* render: rank 0 of a group sharing the U-Net (render_group.h); NULL */
     int parallel;                   /* its unet_parallel */
     struct comm_watch *group_watch; /* render group: its ranks' liveness (comm_watch.h); NULL */

@@ -26,6 +26,14 @@ timeout 120 "$T" run "${ARGS[@]}" --workers.backend=model --models.diffusion="$D
 rc=$?
 [ $rc -eq 2 ] && grep -q 'no-such-model' "$D/run2.log" && ok || bad "missing model: exit $rc: $(grep -v progress "$D/run2.log" | tail -3)"
 
+# a generate job whose expander cannot start on its device: the expand stage is named
+timeout 120 "$T" run "$SRC/jobs/demo.yaml" --dataset.path="$D/p.txt" --output.dir="$D/out-gen" --workers.backend=model \
+  --models.expander="$SRC/demo/expander.gguf" --models.diffusion="$SRC/demo/model-short" --workers.device=cuda:99 \
+  2> "$D/run4.log"
+rc=$?
+[ $rc -eq 2 ] && grep -q 'every local expand worker failed' "$D/run4.log" &&
+  ok || bad "expander on an absent device: exit $rc: $(grep -v progress "$D/run4.log" | tail -3)"
+
 # fixed: the same output folder resumes and finishes (the null backend: no model needed)
 timeout 120 "$T" run "${ARGS[@]}" 2> "$D/run3.log"
 rc=$?

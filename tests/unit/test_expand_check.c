@@ -91,7 +91,7 @@ static void test_retries_on_the_demo_expander(void) {
     char model[4096];
     const char *src = getenv("TESSERA_SOURCE");
     snprintf(model, sizeof model, "%s/demo/expander.gguf", src ? src : ".");
-    ts_expander *x = backend_expander_new("model", model);
+    ts_expander *x = backend_expander_new("model", model, NULL);
     CHECK(x != NULL, "open %s: %s", model, ts_last_error());
     if (!x) return;
     CHECK(backend_expander_set_check(x, "bogus", 1) == -1 && strstr(ts_last_error(), "'bogus'"),
