@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#ifdef TESSERA_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
 
 typedef struct {
     ts_ctx *ctx;
@@ -46,6 +49,22 @@ static double sgemm_peak(ts_ctx *ctx) {
     double s = d[0] && d[1] && d[2] ? bench_best_seconds(run_sgemm, &g, 3) : 1e30;
     for (int i = 0; i < 3; i++) ts_stage_release(ctx, h[i], d[i]), free(h[i]);
     return 2.0 * 2048.0 * 2048.0 * 2048.0 / s * 1e-9;
+}
+
+/* A device's figures: iterations (CFG steps) per second, TFLOP/s, and the share of the GPU's
+ * dense F16 tensor-core peak (from its name: A100 312, H100/H200 989 TFLOP/s; else unknown). */
+static void device_rates(double flops, double seconds, int batch) {
+    double tflops = flops / seconds * 1e-12, peak = 0;
+    char name[256] = "";
+#ifdef TESSERA_HAVE_CUDA
+    if (cuda_device_describe(0, name, sizeof name) != 0) name[0] = 0;
+#endif
+    if (strstr(name, "H100") || strstr(name, "H200")) peak = 989.0;
+    else if (strstr(name, "A100")) peak = 312.0;
+    printf("device: %s\n", name[0] ? name : "(unknown)");
+    printf("it/s (CFG steps of 2 images): %.2f; %.1f TFLOP/s", batch / 2.0 / seconds, tflops);
+    if (peak > 0) printf(" = %.1f %% of the dense F16 peak (%.0f TFLOP/s)", 100.0 * tflops / peak, peak);
+    printf("\n");
 }
 
 static double peak_rss_gb(void) {
@@ -151,6 +170,7 @@ int bench_unet(int argc, char **argv) {
         printf("U-Net call (batch %d): best %.3f s, mean %.3f s over %d; %.1f GFLOP per call\n", batch, best, total / reps,
                reps, flops * 1e-9);
         printf("seconds per CFG step (2 images): %.3f s\n", per_step);
+        if (!ts_ctx_host_memory(ctx)) device_rates(flops, best, batch);
         /* CPU time shows what the wall clock hides on a shared machine: time lost waiting for a core */
         printf("CPU seconds per call: %.3f (all threads; wall x threads = %.3f)\n", (cpu_seconds() - cpu0) / reps,
                total / reps * ts_ctx_threads(ctx));

@@ -514,7 +514,8 @@ static int attention_by_gemm(ts_ctx *ctx, float *out, const float *q, const floa
     int64_t qs = p.q_stride ? p.q_stride : (int64_t)heads * d, ks = p.k_stride ? p.k_stride : (int64_t)kvh * d;
     int64_t vs = p.v_stride ? p.v_stride : (int64_t)kvh * d, os = (int64_t)heads * d;
     float scale = p.scale != 0 ? p.scale : 1.0f / sqrtf((float)d);
-    int64_t block = ((int64_t)1 << 26) / (p.n_kv > 0 ? p.n_kv : 1);   /* at most 64 M scores at once */
+    /* at most 4 M scores at once (16 MB): never the whole [n_q, n_kv] matrix at 512x512 and up */
+    int64_t block = ((int64_t)1 << 22) / (p.n_kv > 0 ? p.n_kv : 1);
     if (block < 1) block = 1;
     if (block > p.n_q) block = p.n_q;
     float *scores = cuda_malloc(cu(ctx), (size_t)block * (size_t)p.n_kv * sizeof(float));
