@@ -30,27 +30,9 @@ run_job "$W/b3" 3 2
 run_job "$W/s4" 4 1 --workers.unet_shared=1
 for d in b1 b4 b3 s4; do check_exactly_once "$W/$d" 10; done
 python3 - "$W/b1" "$W/b4" "$W/b3" "$W/s4" <<'PY'
-import glob, struct, sys, tarfile, zlib
-def rgb(png):  # 8-bit RGB, non-interlaced (what the writer makes)
-    pos, idat, w, h = 8, b"", 0, 0
-    while pos < len(png):
-        n, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        body = png[pos + 8:pos + 8 + n]
-        if kind == b"IHDR": w, h, depth, color = struct.unpack(">IIBB", body[:10]); assert (depth, color) == (8, 2)
-        if kind == b"IDAT": idat += body
-        pos += 12 + n
-    raw, stride, out, prev = zlib.decompress(idat), 3 * w, [], bytearray(3 * w)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
-            b, c = prev[i], (prev[i - 3] if i >= 3 else 0)
-            p = a + b - c
-            pred = [0, a, b, (a + b) // 2, a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else (b if abs(p - b) <= abs(p - c) else c)][f]
-            line[i] = (line[i] + pred) & 255
-        out += line
-        prev = line
-    return out
+import glob, os, sys, tarfile
+sys.path.insert(0, os.environ["TESSERA_SOURCE"] + "/tests/integration")
+from png_rgb import rgb
 def pngs(out):
     got = {}
     for t in sorted(glob.glob(out + "/*.tar")):

@@ -50,36 +50,10 @@ wait_exit "$coord" 300 || fail "coordinator (groups) failed: $(tail -3 "$W/grp.e
 wait_exit "$mpi" 60 || fail "mpirun: $(tail -5 "$W/grp.mpi.err")"
 check_exactly_once "$W/grp" "$N"
 python3 - "$W" "$N" <<'PY'
-import json, os, struct, sys, zlib
+import json, os, sys
+sys.path.insert(0, os.environ["TESSERA_SOURCE"] + "/tests/integration")
+from png_rgb import pixels
 w, n = sys.argv[1], int(sys.argv[2])
-
-def pixels(path):
-    data = open(path, "rb").read()
-    pos, idat = 8, b""
-    while pos < len(data):
-        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + size]
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
-            assert depth == 8 and colour == 2
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + size
-    raw, stride, out, prev = zlib.decompress(idat), 3 * width, [], bytearray(3 * width)
-    for y in range(height):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a, b, c = (line[i - 3] if i >= 3 else 0), prev[i], (prev[i - 3] if i >= 3 else 0)
-            if f == 1: line[i] = (line[i] + a) & 255
-            elif f == 2: line[i] = (line[i] + b) & 255
-            elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        out += line
-        prev = line
-    return out
 
 runs = {r: {x["id"]: x for x in map(json.loads, open(os.path.join(w, r, "manifest.jsonl")))} for r in ("one", "grp")}
 same = worst = differ = 0

@@ -31,37 +31,10 @@ done
 grep -q "auto picks" "$tmp/auto2.err" || { cat "$tmp/auto2.err"; exit 1; }
 
 python3 - "$tmp" <<'PY'
-import struct, sys, zlib
+import os, struct, sys
+sys.path.insert(0, os.environ["TESSERA_SOURCE"] + "/tests/integration")
+from png_rgb import pixels
 tmp = sys.argv[1]
-
-def pixels(path):
-    data = open(path, "rb").read()
-    pos, idat, w = 8, b"", 0
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            w, h, depth, colour = struct.unpack(">IIBB", body[:10])
-            assert depth == 8 and colour == 2, (depth, colour)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    raw, stride, out, prev = zlib.decompress(idat), 3 * w, [], bytearray(3 * w)
-    for y in range(h):
-        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
-            b, c = prev[i], prev[i - 3] if i >= 3 else 0
-            if f == 1: line[i] = (line[i] + a) & 255
-            elif f == 2: line[i] = (line[i] + b) & 255
-            elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        out += line
-        prev = line
-    return out
 
 def latents(path):
     data = open(path, "rb").read()
