@@ -150,13 +150,13 @@ static const void *weight_as(ts_ctx *ctx, const tensor *t, const char *op, dtype
     if (!t || !t->data) return NULL;
     cuda_ctx *c = cuda_of(ctx);
     int64_t numel = tensor_numel(t);
+    void *found = cache_find(c, t->data, t->type, numel, as);   /* the common case, first */
+    if (found) return found;
     if (cuda_is_device_pointer(t->data)) {   /* an activation used as a bias: F32, never cached */
         if (t->type == DT_F32 && tensor_is_contiguous(t) && as == DT_F32) return t->data;
         ts_fail("%s: a device tensor of %s as a %s weight", op, dtype_name(t->type), dtype_name(as));
         return NULL;
     }
-    void *found = cache_find(c, t->data, t->type, numel, as);
-    if (found) return found;
     if (t->type != DT_F32 && t->type != DT_F16 && t->type != DT_BF16) {
         ts_fail("%s: cuda has no %s weights yet (F32, F16, BF16)", op, dtype_name(t->type));
         return NULL;
