@@ -67,7 +67,7 @@ static int measure(const char *arch, int res, comm *group, int threads, int reps
     unet_config cfg;
     if (unet_config_preset(arch, &cfg)) return -1;
     int T = group ? comm_size(group) : 1, rank = group ? comm_rank(group) : 0;
-    unet_split split = T > 1 ? (unet_split){UNET_PARALLEL_TP, rank, T} : UNET_SPLIT_NONE;
+    unet_split split = T > 1 ? (unet_split){UNET_PARALLEL_TP, rank, T, 0} : UNET_SPLIT_NONE;
     unet *u = unet_new_random_split(&cfg, DT_F16, 1, split);
     if (!u) return -1;
     ts_ctx *ctx = ts_ctx_new("cpu", threads);

@@ -62,7 +62,10 @@ static int usage(int status) {
             "  --parallel MODE        under mpirun: tp; cfg (uncond and cond U-Net rows on two ranks)\n"
             "                         or dp (the U-Net batch's rows over the ranks; both one all-gather\n"
             "                         a step); auto (the cost model picks and says why). Rank 0 runs\n"
-            "                         the pipeline and writes; the others hold only U-Net shards\n");
+            "                         the pipeline and writes; the others hold only U-Net shards\n"
+            "  --tp-pieces P          the U-Net cut into P pieces, P / T per rank (a thread each), summed\n"
+            "                         in one order: the same image bytes for every --tp dividing P,\n"
+            "                         without mpirun too\n");
     return status;
 }
 
@@ -241,6 +244,7 @@ int cmd_txt2img(int argc, char **argv) {
         else if (IS("--dtype", "--dtype")) o.dtype = val;
         else if (IS("--tp", "--tp")) INT_ARG(1, 1024, tp);
         else if (IS("--parallel", "--parallel")) parallel = val;
+        else if (IS("--tp-pieces", "--tp-pieces")) INT_ARG(1, 1024, o.tp_pieces);
         else if (IS("--cfg-scale", "--guidance-scale")) FLOAT_ARG(0, 100, r.cfg_scale);
         else if (IS("--guidance-rescale", "--guidance-rescale")) FLOAT_ARG(0, 1, r.guidance_rescale);
         else if (IS("--eta", "--eta")) FLOAT_ARG(0, 1, r.eta);

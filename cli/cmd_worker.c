@@ -26,6 +26,8 @@ static int usage(int rc) {
            "  --tp T              render under mpirun: groups of T ranks share one U-Net; rank 0 of each\n"
            "                      group is the worker (README: Parallel rendering)\n"
            "  --parallel MODE     with --tp: tp (default), or cfg / dp (the U-Net batch split)\n"
+           "  --tp-pieces P       the U-Net cut into P pieces (a multiple of --tp; without --tp one rank\n"
+           "                      computes all P): the same image bytes for every --tp dividing P\n"
            "  --heartbeat S       heartbeat interval in seconds (default 1)\n"
            "  --reconnect-max S   longest reconnect backoff (default 8 beats)\n"
            "  --cert FILE         this worker's secret certificate (CURVE)\n"
@@ -67,6 +69,7 @@ int cmd_worker(int argc, char **argv) {
         else if (!strcmp(a, "--name")) o.name = v;
         else if (!strcmp(a, "--tp")) tp = atoi(v);
         else if (!strcmp(a, "--parallel")) parallel = v;
+        else if (!strcmp(a, "--tp-pieces")) o.tp_pieces = atoi(v);
         else { fprintf(stderr, "tessera worker: unknown option '%s'\n", a); return 2; }
     }
     if (!o.endpoint) { fprintf(stderr, "tessera worker: --connect ENDPOINT is required\n"); return 2; }
@@ -77,6 +80,10 @@ int cmd_worker(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);   /* --signal=USR1@T reaching a worker started outside our scripts */
     if (tp < 0 || (parallel && tp == 0)) { fprintf(stderr, "tessera worker: --tp wants a positive group size\n"); return 2; }
+    if (o.tp_pieces < 0 || (o.tp_pieces && o.stage != 2)) {
+        fprintf(stderr, "tessera worker: --tp-pieces wants a positive count, for render workers\n");
+        return 2;
+    }
     if (tp > 0 ? render_group_run(&o, tp, parallel) < 0 : worker_run(&o) < 0) {
         fprintf(stderr, "tessera worker: %s\n", ts_last_error());
         return 2;

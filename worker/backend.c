@@ -498,9 +498,9 @@ static void model_renderer_destroy(ts_renderer *self) {
 }
 
 static ts_renderer *model_renderer_open(const char *name, const char *model, const char *device, struct comm *group,
-                                        int parallel) {
+                                        int parallel, int tp_pieces) {
     if (!model || !*model) { ts_fail("backend 'model': no diffusion model (set models.diffusion)"); return NULL; }
-    txt2img_options o = {.model = model, .device = device, .group = group, .parallel = parallel};
+    txt2img_options o = {.model = model, .device = device, .group = group, .parallel = parallel, .tp_pieces = tp_pieces};
     model_renderer *m = ts_calloc(1, sizeof *m);
     m->pipeline = txt2img_load(&o);
     if (!m->pipeline) { free(m); return NULL; }
@@ -520,16 +520,16 @@ static ts_renderer *model_renderer_open(const char *name, const char *model, con
 }
 
 static ts_renderer *model_renderer_new(const char *name, const char *model, const char *device) {
-    return model_renderer_open(name, model, device, NULL, 0);
+    return model_renderer_open(name, model, device, NULL, 0, 0);
 }
 
 ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, const char *device, struct comm *group,
-                                           int parallel) {
+                                           int parallel, int tp_pieces) {
     if (strcmp(kind, "model") != 0) {
         ts_fail("backend '%s': only the model backend renders in a group of ranks", kind);
         return NULL;
     }
-    return model_renderer_open("model", model, device, group, parallel);
+    return model_renderer_open("model", model, device, group, parallel, tp_pieces);
 }
 
 /* Backends by name: the built-in ones and "model" (real models). */

@@ -111,10 +111,11 @@ int backend_render_many(ts_renderer *self, const render_request *reqs, int n, co
 ts_expander *backend_expander_new(const char *kind, const char *model, const char *device);
 ts_renderer *backend_renderer_new(const char *kind, const char *model, const char *device);
 /* The "model" renderer as rank 0 of a group of MPI ranks that share its U-Net (unet.h:
- * parallel a unet_parallel); the other ranks serve it in txt2img_follow (render_group.h). */
+ * parallel a unet_parallel); the other ranks serve it in txt2img_follow (render_group.h).
+ * tp_pieces: txt2img_options.tp_pieces (group NULL: one rank computing every piece). */
 struct comm;
 ts_renderer *backend_renderer_new_in_group(const char *kind, const char *model, const char *device, struct comm *group,
-                                           int parallel);
+                                           int parallel, int tp_pieces);
 /* The faithfulness check on a model expander's replies (models/llm/expand_check.h): check is
  * "none" or "keep-words" (NULL, "": none), retries < 0 the default. -1 for a bad name. */
 int backend_expander_set_check(ts_expander *self, const char *check, int retries);

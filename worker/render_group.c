@@ -60,7 +60,8 @@ int render_group_run(const worker_options *options, int tp, const char *parallel
     }
     int rc;
     if (!leader) {
-        txt2img_options o = {.model = options->model, .device = options->device, .group = group, .parallel = mode};
+        txt2img_options o = {.model = options->model, .device = options->device, .group = group, .parallel = mode,
+                             .tp_pieces = options->tp_pieces};
         rc = txt2img_follow(&o);
         if (rc) ts_fail_wrap("render group %d, rank %d", index, comm_rank(group));
     } else {

@@ -473,7 +473,8 @@ int worker_run(const worker_options *o) {
     if (o->stage == TESSERA__STAGE__STAGE_EXPAND) w.expander = backend_expander_new(o->backend, o->model, o->device);
     if (w.expander && backend_expander_set_check(w.expander, o->expand_check, o->expand_retries) != 0)
         backend_expander_destroy(&w.expander);
-    else if (o->group) w.renderer = backend_renderer_new_in_group(o->backend, o->model, o->device, o->group, o->parallel);
+    else if (o->group || o->tp_pieces)
+        w.renderer = backend_renderer_new_in_group(o->backend, o->model, o->device, o->group, o->parallel, o->tp_pieces);
     else w.renderer = backend_renderer_new(o->backend, o->model, o->device);
     if (!w.expander && !w.renderer) { zcert_destroy(&n.cert); return -1; }
     const char *log_path = getenv("TESSERA_RENDER_LOG");

@@ -34,6 +34,7 @@ typedef struct {
     const char *device;             /* where the model computes, cpu (NULL) or cuda[:N] (workers.device) */
     struct comm *group;             /* render: rank 0 of a group sharing the U-Net (render_group.h); NULL */
     int parallel;                   /* its unet_parallel */
+    int tp_pieces;                  /* render: the U-Net's tensor-parallel pieces (txt2img_options); 0 */
     struct comm_watch *group_watch; /* render group: its ranks' liveness (comm_watch.h); NULL */
 } worker_options;
 

@@ -13,7 +13,7 @@ file(GLOB_RECURSE _tessera_npy_source ${CMAKE_SOURCE_DIR}/models/formats/npy.c $
 add_library(tessera_cuda_host STATIC ${CMAKE_SOURCE_DIR}/kernels/base.c ${CMAKE_SOURCE_DIR}/kernels/tensor.c ${_tessera_npy_source}
   ${CMAKE_SOURCE_DIR}/kernels/backend.c ${CMAKE_SOURCE_DIR}/kernels/ops.c ${CMAKE_SOURCE_DIR}/kernels/comm.c
   ${CMAKE_SOURCE_DIR}/kernels/comm_single.c ${CMAKE_SOURCE_DIR}/kernels/comm_mpi.c ${CMAKE_SOURCE_DIR}/kernels/comm_nccl.c
-  ${CMAKE_SOURCE_DIR}/kernels/quant.c)
+  ${CMAKE_SOURCE_DIR}/kernels/quant.c ${CMAKE_SOURCE_DIR}/kernels/piece_sum.c)
 target_include_directories(tessera_cuda_host PUBLIC ${CMAKE_SOURCE_DIR})
 target_compile_definitions(tessera_cuda_host PUBLIC TESSERA_VERSION="${PROJECT_VERSION}" _GNU_SOURCE TESSERA_HAVE_CUDA=1)
 include(${CMAKE_SOURCE_DIR}/kernels/comm_nccl.cmake)   # the GPU comm, with NCCL from the nvidia-nccl wheel

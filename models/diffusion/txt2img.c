@@ -62,7 +62,7 @@ int txt2img_follow(const txt2img_options *o) {
     ts_ctx *ctx = ts_ctx_new(o->device, o->threads);
     dtype t;
     if (ctx && o->dtype && (ts_compute_type_parse(o->dtype, &t) || ts_ctx_set_compute_type(ctx, t))) ts_ctx_destroy(&ctx);
-    unet *u = ctx ? unet_load_split(o->model, (unet_split){(unet_parallel)o->parallel, comm_rank(g), comm_size(g)}) : NULL;
+    unet *u = ctx ? unet_load_split(o->model, (unet_split){(unet_parallel)o->parallel, comm_rank(g), comm_size(g), o->tp_pieces}) : NULL;
     if (!u) ts_fail_wrap("txt2img: rank %d: loading the U-Net of %s", comm_rank(g), o->model);
     int rc = group_agree(g, u != NULL);
     if (rc == 0) {
@@ -104,8 +104,10 @@ txt2img *txt2img_load(const txt2img_options *o) {
     unet_split split = UNET_SPLIT_NONE;
     if (led) {
         /* rank 0 leads: its U-Net stage announces each call to the group (txt2img_follow) */
-        split = (unet_split){(unet_parallel)o->parallel, 0, comm_size(o->group)};
+        split = (unet_split){(unet_parallel)o->parallel, 0, comm_size(o->group), o->tp_pieces};
         ts_ctx_set_comm(p->ctx, o->group);
+    } else if (o->tp_pieces > 1) {
+        split = (unet_split){UNET_PARALLEL_TP, 0, 1, o->tp_pieces};   /* every piece here, on threads */
     }
     p->unet = unet_load_split(o->model, split);
     if (!p->unet || (led && unet_lead(p->unet, o->group))) goto fail;

@@ -40,6 +40,10 @@ typedef struct {
      * loads only their U-Net shards and serves rank 0's U-Net calls until it is destroyed. */
     struct comm *group;
     int parallel;             /* a unet_parallel (UNET_PARALLEL_TP, UNET_PARALLEL_BATCH) */
+    int tp_pieces;            /* 0, or the U-Net cut into this many tensor-parallel pieces (a
+                               * multiple of the group's size; unet_split.pieces): the images are
+                               * then the same bytes for every group size dividing it, no group
+                               * (one rank) included */
 } txt2img_options;
 
 /* Called after each denoising step; return non-zero to stop. */

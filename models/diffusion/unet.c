@@ -26,12 +26,14 @@
 
 #include "kernels/comm.h"
 #include "kernels/ops.h"
+#include "kernels/piece_sum.h"
 #include "models/formats/model_files.h"
 #include "models/formats/weight_binder.h"
 #include "models/diffusion/unet_internal.h"
 #include "models/diffusion/unet_parallel.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +83,14 @@ struct unet {
     float *gather;                    /* batch split: this rank's output rows */
     size_t gather_floats;
     comm *lead;                       /* rank 0 of a led group: every forward is announced on it */
+    /* A split into more pieces than ranks (unet_split.pieces): this U-Net is the rank's first
+     * piece, siblings the others (bound from our binder), each run on its own thread and
+     * context; pieces orders every row-parallel sum. Siblings point at the first's pieces. */
+    struct unet **siblings;
+    ts_ctx **sibling_ctx;
+    int sibling_count, piece;         /* piece: this one's index among the rank's pieces */
+    piece_sum *pieces;
+    bool owns_pieces;
     size_t weight_bytes;
     size_t split_bytes;               /* of them, the split layers' shards (1/tp of those layers) */
     int64_t param_count;
@@ -378,18 +388,25 @@ static unet *unet_create(const unet_config *cfg, unet_split split) {
         ts_fail("U-Net split: %d ranks but no parallel mode", split.ranks);
         return NULL;
     }
-    if (split.mode == UNET_PARALLEL_TP && unet_tp_check(cfg, split.ranks)) return NULL;
+    if (split.pieces < 0 || (split.pieces && (split.mode != UNET_PARALLEL_TP || split.pieces % split.ranks))) {
+        ts_fail("U-Net split: %d pieces over %d ranks (tensor parallelism, a multiple of the ranks)", split.pieces,
+                split.ranks);
+        return NULL;
+    }
+    int pieces = split.pieces ? split.pieces : split.ranks, local = pieces / split.ranks;
+    if (split.mode == UNET_PARALLEL_TP && unet_tp_check(cfg, pieces)) return NULL;
     unet *u = ts_calloc(1, sizeof *u);
     u->cfg = *cfg;
     u->split = split;
-    u->tp = split.mode == UNET_PARALLEL_TP ? split.ranks : 1;
-    u->tp_rank = split.mode == UNET_PARALLEL_TP ? split.rank : 0;
+    u->tp = split.mode == UNET_PARALLEL_TP ? pieces : 1;
+    u->tp_rank = split.mode == UNET_PARALLEL_TP ? split.rank * local : 0;
     u->time_dim = 4 * cfg->block_out_channels[0];
     build_table(u);
     return u;
 }
 
-/* Binds u's weights from w (which u then owns); NULL, u destroyed, on failure. */
+/* Binds u's weights from w (which u then owns), and those of the rank's other pieces when the
+ * split has more pieces than ranks; NULL, u destroyed, on failure. */
 static unet *finish(unet *u, weight_binder *w, int layout, const char *prefix) {
     u->weights = w;
     loader L = {.u = u, .w = w, .layout = layout, .prefix = prefix};
@@ -397,6 +414,26 @@ static unet *finish(unet *u, weight_binder *w, int layout, const char *prefix) {
         unet_destroy(&u);
         return NULL;
     }
+    if (!u->split.pieces) return u;
+    int local = u->split.pieces / u->split.ranks;
+    u->pieces = piece_sum_new(local, u->split.pieces);
+    u->owns_pieces = true;
+    u->siblings = ts_calloc((size_t)local, sizeof *u->siblings);
+    u->sibling_ctx = ts_calloc((size_t)local, sizeof *u->sibling_ctx);
+    for (int j = 1; j < local; j++) {
+        unet *s = ts_calloc(1, sizeof *s);
+        *s = (unet){.cfg = u->cfg, .split = u->split, .tp = u->tp, .tp_rank = u->tp_rank + j, .time_dim = u->time_dim,
+                    .piece = j, .pieces = u->pieces};
+        build_table(s);
+        u->siblings[u->sibling_count++] = s;
+        L.u = s;
+        if (bind_all(&L)) {
+            unet_destroy(&u);
+            return NULL;
+        }
+    }
+    /* the rank holds the replicated layers once (views into one file) and every piece's shards */
+    for (int j = 0; j < u->sibling_count; j++) u->weight_bytes += u->siblings[j]->split_bytes;
     return u;
 }
 
@@ -512,7 +549,7 @@ int unet_config_load(const char *model, unet_config *out) {
         return rc;
     }
     /* a single file: its shapes, as unet_load_files reads them (or a config.json beside it) */
-    unet *u = unet_load_files_split(model, NULL, (unet_split){UNET_PARALLEL_NONE, 0, 1});
+    unet *u = unet_load_files_split(model, NULL, (unet_split){UNET_PARALLEL_NONE, 0, 1, 0});
     if (!u) return -1;
     *out = u->cfg;
     unet_destroy(&u);
@@ -527,6 +564,11 @@ void unet_destroy(unet **self) {
     for (int i = 0; i < u->owned_count; i++) free(u->owned[i]);
     free(u->owned);
     if (u->lead) unet_lead_stop(u);
+    for (int j = 0; j < u->sibling_count; j++) unet_destroy(&u->siblings[j]);   /* before the binder they view */
+    for (int j = 0; j < u->sibling_count + 1 && u->sibling_ctx; j++) ts_ctx_destroy(&u->sibling_ctx[j]);
+    free(u->siblings);
+    free(u->sibling_ctx);
+    if (u->owns_pieces) piece_sum_destroy(&u->pieces);
     weight_binder_destroy(&u->weights);
     arena_destroy(&u->arena);
     free(u->gather);
@@ -543,7 +585,11 @@ int unet_text_embeds_dim(const unet *self) {
 }
 size_t unet_weight_bytes(const unet *self) { return self->weight_bytes; }
 int64_t unet_param_count(const unet *self) { return self->param_count; }
-size_t unet_split_weight_bytes(const unet *self) { return self->split_bytes; }
+size_t unet_split_weight_bytes(const unet *self) {
+    size_t n = self->split_bytes;
+    for (int j = 0; j < self->sibling_count; j++) n += self->siblings[j]->split_bytes;
+    return n;
+}
 unet_split unet_get_split(const unet *self) { return self->split; }
 
 /* ---- profiling ---------------------------------------------------------- */
@@ -612,7 +658,9 @@ static void dense_cols(unet *u, float *y, int ldc, const float *x, int64_t rows,
 static void all_reduce(unet *u, float *x, int64_t n) {
     if (u->tp == 1 || u->comm_rc) return;
     double t0 = u->profiling ? ts_now() : 0;
-    if (comm_all_reduce_sum(u->comm, x, x, (size_t)n, DT_F32)) u->comm_rc = -1;
+    if (u->pieces ? piece_sum_add(u->pieces, u->piece, u->comm, x, (size_t)n)
+                  : comm_all_reduce_sum(u->comm, x, x, (size_t)n, DT_F32))
+        u->comm_rc = -1;
     if (u->profiling) {
         u->prof.seconds[UNET_OP_COMM] += ts_now() - t0;
         u->prof.comm_bytes += (double)n * sizeof(float);
@@ -781,14 +829,13 @@ static size_t arena_bytes_needed(const unet *u, int B, int H, int W, int T) {
 }
 
 /* The forward of the whole table on this rank's share of the work (arguments checked). */
-static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context,
-                   int T, const float *text_embeds, const float *time_ids, float *out) {
+/* u->arena big enough for a forward of this size on ctx (with room for the staged inputs and
+ * output on a device). */
+static int ensure_arena(unet *u, ts_ctx *ctx, int B, int H, int W, int T, bool text) {
     const unet_config *c = &u->cfg;
-    /* On a device the inputs and the output live in the arena too (the caller's are host) */
     bool device = !ts_ctx_host_memory(ctx);
-    size_t hw_in = (size_t)H * W, text_dim = (size_t)unet_text_embeds_dim(u);
-    size_t n_x = (size_t)B * c->in_channels * hw_in, n_ctx = (size_t)B * T * c->cross_attention_dim;
-    size_t n_text = text_embeds ? (size_t)B * text_dim : 0, n_out = (size_t)B * c->out_channels * hw_in;
+    size_t hw_in = (size_t)H * W, n_x = (size_t)B * c->in_channels * hw_in, n_ctx = (size_t)B * T * c->cross_attention_dim;
+    size_t n_text = text ? (size_t)B * unet_text_embeds_dim(u) : 0, n_out = (size_t)B * c->out_channels * hw_in;
     size_t need = arena_bytes_needed(u, B, H, W, T) + (device ? (n_x + n_ctx + n_text + n_out) * sizeof(float) + 1024 : 0);
     /* host arenas serve any host context; a device arena only the context that made it */
     if (need > u->arena_capacity || ((device || u->arena_ctx) && u->arena_ctx != ctx)) {
@@ -799,6 +846,18 @@ static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, co
         u->arena_capacity = need;
         u->arena_ctx = device ? ctx : NULL;
     }
+    return 0;
+}
+
+static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps, const float *context,
+                   int T, const float *text_embeds, const float *time_ids, float *out) {
+    const unet_config *c = &u->cfg;
+    /* On a device the inputs and the output live in the arena too (the caller's are host) */
+    bool device = !ts_ctx_host_memory(ctx);
+    size_t hw_in = (size_t)H * W, text_dim = (size_t)unet_text_embeds_dim(u);
+    size_t n_x = (size_t)B * c->in_channels * hw_in, n_ctx = (size_t)B * T * c->cross_attention_dim;
+    size_t n_text = text_embeds ? (size_t)B * text_dim : 0, n_out = (size_t)B * c->out_channels * hw_in;
+    if (ensure_arena(u, ctx, B, H, W, T, text_embeds != NULL)) return -1;
     arena *a = u->arena;
     arena_reset(a, 0);
     float *host_out = out;
@@ -909,6 +968,69 @@ static int forward(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, co
     return 0;
 }
 
+/* ---- more pieces than ranks: the rank's pieces on threads of their own ---- */
+
+typedef struct {
+    unet *u;
+    ts_ctx *ctx;
+    const float *x, *timesteps, *context, *text_embeds, *time_ids;
+    int B, H, W, T, rc;
+    float *out;
+    char error[256];                  /* the piece's thread's error (errors are per thread) */
+} piece_call;
+
+static void *run_piece(void *arg) {
+    piece_call *p = arg;
+    p->rc = forward(p->u, p->ctx, p->x, p->B, p->H, p->W, p->timesteps, p->context, p->T, p->text_embeds, p->time_ids, p->out);
+    if (p->rc) snprintf(p->error, sizeof p->error, "%s", ts_last_error());
+    return NULL;
+}
+
+/* forward() of each of the rank's pieces at once (the first here, the siblings on threads),
+ * meeting at every row-parallel sum; every piece ends with the same output, the first's is
+ * out. Everything that can fail before the first meeting is done here first, so that no piece
+ * waits for one that has already returned. */
+static int forward_pieces(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps,
+                          const float *context, int T, const float *text_embeds, const float *time_ids, float *out) {
+    int n = u->sibling_count;
+    if (!ts_ctx_host_memory(ctx))
+        return ts_fail("unet_forward: a split into %d pieces over %d ranks sums on the host; %s is not a host backend",
+                       u->split.pieces, u->split.ranks, ts_ctx_backend_name(ctx));
+    size_t n_out = (size_t)B * u->cfg.out_channels * H * W;
+    piece_call call[64];
+    if (n + 1 > 64) return ts_fail("unet_forward: %d pieces on one rank (64 at most)", n + 1);
+    for (int j = 0; j <= n; j++) {
+        unet *p = j ? u->siblings[j - 1] : u;
+        if (j && !u->sibling_ctx[j] && !(u->sibling_ctx[j] = ts_ctx_new(ts_ctx_backend_name(ctx), ts_ctx_threads(ctx))))
+            return ts_fail_wrap("unet_forward: a context for piece %d", p->tp_rank);
+        if (j && p->gather_floats < n_out) {
+            free(p->gather);
+            p->gather = ts_malloc(n_out * sizeof(float));
+            p->gather_floats = n_out;
+        }
+        ts_ctx *pc = j ? u->sibling_ctx[j] : ctx;
+        if (ensure_arena(p, pc, B, H, W, T, text_embeds != NULL)) return -1;
+        p->comm_rc = 0;
+        call[j] = (piece_call){.u = p, .ctx = pc, .x = x, .timesteps = timesteps, .context = context,
+                               .text_embeds = text_embeds, .time_ids = time_ids, .B = B, .H = H, .W = W, .T = T,
+                               .out = j ? p->gather : out};
+    }
+    pthread_t th[64];
+    for (int j = 1; j <= n; j++)
+        if (pthread_create(&th[j], NULL, run_piece, &call[j])) {
+            /* the pieces started would wait at their first sum for this one: give up on the process */
+            log_error("unet_forward: no thread for piece %d", u->tp_rank + j);
+            abort();
+        }
+    run_piece(&call[0]);
+    int rc = call[0].rc;
+    for (int j = 1; j <= n; j++) {
+        pthread_join(th[j], NULL);
+        if (call[j].rc && !rc) rc = ts_fail("unet_forward: piece %d: %s", u->tp_rank + j, call[j].error);
+    }
+    return rc;
+}
+
 /* unet_forward once the leader (if any) has announced the call: every rank of a split. */
 static int forward_split(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps,
                          const float *context, int T, const float *text_embeds, const float *time_ids, float *out) {
@@ -934,6 +1056,7 @@ static int forward_split(unet *u, ts_ctx *ctx, const float *x, int B, int H, int
                            "(ts_ctx_set_comm)", sp.rank, sp.ranks, rank, size);
         u->comm = g;
     }
+    if (u->pieces) return forward_pieces(u, ctx, x, B, H, W, timesteps, context, T, text_embeds, time_ids, out);
     if (sp.mode != UNET_PARALLEL_BATCH || sp.ranks == 1 || B % sp.ranks)
         return forward(u, ctx, x, B, H, W, timesteps, context, T, text_embeds, time_ids, out);
 

@@ -88,8 +88,14 @@ typedef enum { UNET_PARALLEL_NONE = 0, UNET_PARALLEL_TP, UNET_PARALLEL_BATCH } u
 typedef struct {
     unet_parallel mode;
     int rank, ranks;
+    /* UNET_PARALLEL_TP only: 0 (one piece per rank), or the split's pieces P, a multiple of
+     * ranks: each rank computes P / ranks pieces (a thread each) and every row-parallel sum
+     * adds the P parts in piece order (kernels/piece_sum.h). The output is then the same bits
+     * for every rank count that divides P, one rank included; the heads and groups must divide
+     * by P. Costs a thread per piece and the replicated layers once per piece. */
+    int pieces;
 } unet_split;
-#define UNET_SPLIT_NONE ((unet_split){UNET_PARALLEL_NONE, 0, 1})
+#define UNET_SPLIT_NONE ((unet_split){UNET_PARALLEL_NONE, 0, 1, 0})
 
 unet *unet_load_split(const char *model, unet_split split);
 unet *unet_load_files_split(const char *weights_path, const char *config_json_path, unet_split split);

@@ -4,6 +4,8 @@
 #      the coordinator sees two workers (its stats), every record exactly once, each image
 #      within 1/255 of what one-rank workers make of the same job (the split sums in another
 #      order: the count of differing values is printed);
+#   1b. the same job with --tp-pieces 2 (the U-Net cut into 2 pieces whatever the ranks, summed
+#      in one order) on both sides: every PNG byte-identical to a one-rank worker's;
 #   2. two groups in one `mpirun --enable-recovery`, kill -9 of group 0's follower mid-job: that
 #      group alone ends (its rank 0 hands its tasks back at once, running ones included), the
 #      other group of the same mpirun finishes the job; every record exactly once, no temp file
@@ -71,6 +73,31 @@ assert worst <= 1
 stats = json.load(open(os.path.join(w, "grp", "stats.json")))
 names = json.dumps(stats)
 assert "grp-g0" in names and "grp-g1" in names, "the coordinator does not see one worker per group"
+PY
+
+# 1b. --tp-pieces 2: the groups' PNGs are the one-rank worker's, byte for byte.
+coordinator "$W/one_p2" "ipc://$W/one_p2.ipc"
+"$T" -q worker render --connect "ipc://$W/one_p2.ipc" --backend model --model "$MODEL" --tp-pieces 2 --name one-p2 \
+  2>"$W/one_p2.w.err" &
+PIDS+=("$!")
+wait_exit "$coord" 300 || fail "coordinator (one rank, 2 pieces) failed: $(tail -3 "$W/one_p2.err")"
+check_exactly_once "$W/one_p2" "$N"
+coordinator "$W/grp_p2" "ipc://$W/grp_p2.ipc"
+OMP_NUM_THREADS=1 "${MPI[@]}" -np 4 "$T" -q worker render --tp 2 --tp-pieces 2 --connect "ipc://$W/grp_p2.ipc" \
+  --backend model --model "$MODEL" --name grp 2>"$W/grp_p2.mpi.err" &
+mpi=$!
+PIDS+=("$mpi")
+wait_exit "$coord" 300 || fail "coordinator (groups, 2 pieces) failed: $(tail -3 "$W/grp_p2.err")"
+wait_exit "$mpi" 60 || fail "mpirun (2 pieces): $(tail -5 "$W/grp_p2.mpi.err")"
+check_exactly_once "$W/grp_p2" "$N"
+python3 - "$W" "$N" <<'PY'
+import json, os, sys
+w, n = sys.argv[1], int(sys.argv[2])
+runs = {r: {x["id"]: x["sha256"] for x in map(json.loads, open(os.path.join(w, r, "manifest.jsonl")))}
+        for r in ("one_p2", "grp_p2")}
+same = sum(runs["grp_p2"][rid] == sha for rid, sha in runs["one_p2"].items())
+print(f"--tp-pieces 2: {same}/{n} PNGs of the groups byte-identical to the one-rank worker's")
+assert same == n
 PY
 
 # 2. kill -9 of one rank of group 0 mid-job, two groups in one `mpirun --enable-recovery`: only

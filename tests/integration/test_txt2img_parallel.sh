@@ -6,6 +6,8 @@
 # rank: final latents within 2e-4 (measured <= 6e-5) and pixels within 1/255 (the split sums
 # in another order, so the bytes may differ in the last bit; the test prints how many values
 # differ). Rank 0 alone writes.
+# With --tp-pieces 4 (the U-Net cut into 4 pieces whatever the ranks, summed in one order) the
+# PNGs of --tp 2 and --tp 4 are byte-identical to one rank's with --tp-pieces 4 (SD and SDXL).
 # The PNGs are decoded here with Python's standard library (zlib + PNG filters).
 set -euo pipefail
 : "${TESSERA_BIN:?}" "${TESSERA_FIXTURES:?}" "${TESSERA_DATA:?}"
@@ -19,8 +21,12 @@ mpi=(mpirun --allow-run-as-root --oversubscribe --timeout 300)
 
 "$TESSERA_BIN" -q "${args[@]}" -o "$tmp/one.png" --save-latent "$tmp/one.npy" >/dev/null
 "$TESSERA_BIN" -q "${args[@]}" -m "$TESSERA_FIXTURES/tiny_sdxl" -o "$tmp/xl.png" --save-latent "$tmp/xl.npy" >/dev/null
+"$TESSERA_BIN" -q "${args[@]}" --tp-pieces 4 -o "$tmp/p4.png" >/dev/null
+"$TESSERA_BIN" -q "${args[@]}" -m "$TESSERA_FIXTURES/tiny_sdxl" --tp-pieces 4 -o "$tmp/xl_p4.png" >/dev/null
 for run in "tp2:2:--tp 2" "tp4:4:--tp 4" "cfg2:2:--parallel cfg" "auto2:2:--parallel auto" \
-           "xl_tp2:2:--tp 2 -m $TESSERA_FIXTURES/tiny_sdxl" "xl_tp4:4:--tp 4 -m $TESSERA_FIXTURES/tiny_sdxl"; do
+           "xl_tp2:2:--tp 2 -m $TESSERA_FIXTURES/tiny_sdxl" "xl_tp4:4:--tp 4 -m $TESSERA_FIXTURES/tiny_sdxl" \
+           "tp2_p4:2:--tp 2 --tp-pieces 4" "tp4_p4:4:--tp 4 --tp-pieces 4" \
+           "xl_tp2_p4:2:--tp 2 --tp-pieces 4 -m $TESSERA_FIXTURES/tiny_sdxl"; do
     IFS=: read -r name np opt <<<"$run"
     # shellcheck disable=SC2086
     "${mpi[@]}" -np "$np" "$TESSERA_BIN" -q "${args[@]}" $opt -o "$tmp/$name.png" --save-latent "$tmp/$name.npy" \
@@ -29,6 +35,11 @@ for run in "tp2:2:--tp 2" "tp4:4:--tp 4" "cfg2:2:--parallel cfg" "auto2:2:--para
     [ "$(grep -c "$tmp/$name.png" "$tmp/$name.out")" = 1 ] || { cat "$tmp/$name.out"; exit 1; }
 done
 grep -q "auto picks" "$tmp/auto2.err" || { cat "$tmp/auto2.err"; exit 1; }
+for pair in "tp2_p4:p4" "tp4_p4:p4" "xl_tp2_p4:xl_p4"; do
+    IFS=: read -r name ref <<<"$pair"
+    cmp -s "$tmp/$name.png" "$tmp/$ref.png" || { echo "FAIL: $name.png is not byte-identical to one rank's ($ref.png)"; exit 1; }
+    echo "$name: byte-identical to one rank's --tp-pieces 4"
+done
 
 python3 - "$tmp" <<'PY'
 import os, struct, sys

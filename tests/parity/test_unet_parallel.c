@@ -15,7 +15,12 @@
  *   - the batch split (CFG-parallel at N = 2: uncond on rank 0, cond on rank 1) equals the
  *     batched forward within 1e-5, and a batch that does not divide runs whole;
  *   - a led group (rank 0 calls, the others serve in unet_follow) gives rank 0 one rank's
- *     output, survives a refused call, and stops when rank 0 destroys its U-Net.
+ *     output, survives a refused call, and stops when rank 0 destroys its U-Net;
+ *   - a split into P pieces (unet_split.pieces, P = N and 2N where the model divides) gives
+ *     the same bits over N ranks as one rank computing all P pieces on its threads.
+ * On one rank it also checks the pieces alone: P = 2, 4 on one rank against diffusers and the
+ * one-rank U-Net, and the refusals (pieces not a multiple of the ranks, pieces with the batch
+ * split, a device context).
  */
 #include "models/diffusion/unet.h"
 #include "models/diffusion/unet_parallel.h"
@@ -73,16 +78,16 @@ static uint64_t fnv1a(const void *p, size_t n) {
 
 static void test_refusals(void) {
     /* sd2's level 0 has 2 heads: no 4-way split; sdxl's level 2 has 3: no 2-way split */
-    unet *u = unet_load_split(fixture_path("unet/sd2"), (unet_split){UNET_PARALLEL_TP, 0, 4});
+    unet *u = unet_load_split(fixture_path("unet/sd2"), (unet_split){UNET_PARALLEL_TP, 0, 4, 0});
     CHECK(!u && strstr(ts_last_error(), "level 0 has 2 attention heads"), "sd2 over 4 ranks: %s", ts_last_error());
-    u = unet_load_split(fixture_path("unet/sdxl"), (unet_split){UNET_PARALLEL_TP, 1, 2});
+    u = unet_load_split(fixture_path("unet/sdxl"), (unet_split){UNET_PARALLEL_TP, 1, 2, 0});
     CHECK(!u && strstr(ts_last_error(), "level 2 has 3 attention heads"), "sdxl over 2 ranks: %s", ts_last_error());
-    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 3});
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 3, 0});
     CHECK(!u && strstr(ts_last_error(), "norm_num_groups 8"), "sd1 over 3 ranks: %s", ts_last_error());
-    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 2, 2});
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 2, 2, 0});
     CHECK(!u && strstr(ts_last_error(), "rank 2 of 2"), "rank 2 of 2: %s", ts_last_error());
     /* a split U-Net run in a context without its group */
-    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 2});
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 2, 0});
     CHECK(u != NULL, "%s", ts_last_error());
     inputs in;
     if (u && load_inputs("sd1", &in)) {
@@ -126,7 +131,78 @@ static void test_refusals(void) {
     }
 }
 
+/* One rank computing every piece of a P-piece split (threads): diffusers' output within the
+ * parity tolerance, one piece's within 1e-5, the same bits on a second call, and all of the
+ * split layers held. */
+static void test_pieces_one_rank(void) {
+    inputs in;
+    CHECK(load_inputs("sd1", &in), "sd1 inputs: %s", ts_last_error());
+    unet *whole = unet_load(fixture_path("unet/sd1"));
+    CHECK(whole != NULL, "%s", ts_last_error());
+    if (!whole) { free_inputs(&in); return; }
+    float *ref = calloc(in.n_out, sizeof(float)), *got = calloc(in.n_out, sizeof(float)), *again = calloc(in.n_out, sizeof(float));
+    CHECK_OK(run(whole, test_ctx(), &in, 2, ref));
+    for (int P = 2; P <= 4; P += 2) {
+        unet *u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 1, P});
+        CHECK(u != NULL, "sd1 in %d pieces: %s", P, ts_last_error());
+        if (!u) continue;
+        CHECK_OK(run(u, test_ctx(), &in, 2, got));
+        CHECK_OK(run(u, test_ctx(), &in, 2, again));
+        float max_want, err = test_max_abs_diff(got, ref, in.n_out, &max_want);
+        float err_ref = test_max_abs_diff(got, in.want, in.n_out, &max_want);
+        printf("sd1      %d pieces on 1 rank: max |err| %.3g vs unsplit, %.3g vs diffusers; split layers %zu of %zu bytes\n",
+               P, err, err_ref, unet_split_weight_bytes(u), unet_split_weight_bytes(whole));
+        CHECK(err <= 1e-5f, "sd1 %d pieces: max |err| %g vs unsplit", P, err);
+        CHECK(err_ref <= 3e-5f, "sd1 %d pieces: max |err| %g vs diffusers", P, err_ref);
+        CHECK(memcmp(got, again, in.n_out * sizeof(float)) == 0, "sd1 %d pieces: two calls differ", P);
+        CHECK(unet_split_weight_bytes(u) == unet_split_weight_bytes(whole), "sd1 %d pieces: %zu split bytes, %zu whole", P,
+              unet_split_weight_bytes(u), unet_split_weight_bytes(whole));
+        unet_destroy(&u);
+    }
+    /* refused by name: pieces that are not a multiple of the ranks, pieces with the batch split,
+     * pieces the heads do not divide into, a context whose memory is not the host's */
+    unet *u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 2, 3});
+    CHECK(!u && strstr(ts_last_error(), "3 pieces over 2 ranks"), "3 pieces over 2: %s", ts_last_error());
+    u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_BATCH, 0, 2, 2});
+    CHECK(!u && strstr(ts_last_error(), "tensor parallelism"), "pieces with the batch split: %s", ts_last_error());
+    u = unet_load_split(fixture_path("unet/sd2"), (unet_split){UNET_PARALLEL_TP, 0, 1, 4});
+    CHECK(!u && strstr(ts_last_error(), "level 0 has 2 attention heads"), "sd2 in 4 pieces: %s", ts_last_error());
+    ts_ctx *dev = ts_ctx_new("check", 1);
+    u = dev ? unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 1, 2}) : NULL;
+    CHECK(u && run(u, dev, &in, 2, got) == -1 && strstr(ts_last_error(), "not a host backend"), "pieces on check: %s",
+          ts_last_error());
+    unet_destroy(&u);
+    ts_ctx_destroy(&dev);
+    free(ref), free(got), free(again);
+    free_inputs(&in);
+    unet_destroy(&whole);
+}
+
 /* ---- every rank, under mpirun ---- */
+
+/* P pieces over the np ranks give the same bits as one rank computing all P. */
+static void test_pieces(comm *world, ts_ctx *alone, ts_ctx *group, const char *family, const char *dir, const inputs *in,
+                        int P) {
+    int rank = comm_rank(world), np = comm_size(world);
+    unet *u = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, rank, np, P});
+    unet *one = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, 0, 1, P});
+    CHECK(u && one, "%s in %d pieces: %s", family, P, ts_last_error());
+    if (u && one) {
+        float *got = calloc(in->n_out, sizeof(float)), *want = calloc(in->n_out, sizeof(float));
+        CHECK_OK(run(u, group, in, 2, got));
+        CHECK_OK(run(one, alone, in, 2, want));
+        size_t differ = 0;
+        for (size_t i = 0; i < in->n_out; i++) differ += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+        if (rank == 0)
+            printf("%-8s %d pieces over %d ranks: %zu of %zu values differ from 1 rank's %d pieces\n", family, P, np, differ,
+                   in->n_out, P);
+        CHECK(differ == 0, "%s %d pieces over %d ranks, rank %d: %zu values differ from one rank's", family, P, np, rank, differ);
+        free(got), free(want);
+    }
+    unet_destroy(&u);
+    unet_destroy(&one);
+}
+
 
 static void test_family(comm *world, ts_ctx *alone, ts_ctx *group, const char *family) {
     int rank = comm_rank(world), np = comm_size(world);
@@ -143,7 +219,7 @@ static void test_family(comm *world, ts_ctx *alone, ts_ctx *group, const char *f
     float max_want, err;
 
     if (splits) {
-        unet *u = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, rank, np});
+        unet *u = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, rank, np, 0});
         CHECK(u != NULL, "%s over %d: %s", family, np, ts_last_error());
         if (u) {
             CHECK_OK(run(u, group, &in, 2, got));
@@ -173,13 +249,15 @@ static void test_family(comm *world, ts_ctx *alone, ts_ctx *group, const char *f
             CHECK(unet_weight_bytes(u) < unet_weight_bytes(whole), "%s tp %d: no bytes saved", family, np);
         }
         unet_destroy(&u);
+        test_pieces(world, alone, group, family, dir, &in, np);
+        if (unet_tp_check(unet_get_config(whole), 2 * np) == 0) test_pieces(world, alone, group, family, dir, &in, 2 * np);
     } else if (rank == 0) {
         printf("%-8s tp %d: refused (%s)\n", family, np, ts_last_error());
     }
 
     /* The batch split: CFG-parallel at np = 2 (rank 0 the first row, rank 1 the second);
      * batch 2 at np = 3 or 4 does not divide and runs whole on every rank. */
-    unet *b = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_BATCH, rank, np});
+    unet *b = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_BATCH, rank, np, 0});
     CHECK(b != NULL, "%s batch split: %s", family, ts_last_error());
     if (b) {
         memset(got, 0, in.n_out * sizeof(float));
@@ -201,7 +279,7 @@ static void test_led(comm *world, ts_ctx *alone, ts_ctx *group, const char *fami
     int rank = comm_rank(world), np = comm_size(world);
     char dir[128];
     snprintf(dir, sizeof dir, "unet/%s", family);
-    unet *u = unet_load_split(fixture_path(dir), (unet_split){mode, rank, np});
+    unet *u = unet_load_split(fixture_path(dir), (unet_split){mode, rank, np, 0});
     CHECK(u != NULL, "%s: %s", family, ts_last_error());
     if (!u) return;
     if (rank != 0) {
@@ -240,6 +318,7 @@ int main(void) {
     TEST_BEGIN();
     if (!comm_under_launcher()) {
         test_refusals();
+        test_pieces_one_rank();
         if (comm_have_mpi())
             for (int np = 2; np <= 4; np++) CHECK(test_run_under_mpirun(np, 300), "mpirun -np %d: a rank failed", np);
         else
