@@ -197,6 +197,9 @@ def main():
     ap.add_argument("--baseline-expander", default=None,
                     help="(runtime tessera) also row (c0): the expander in this file, e.g. the demo's before it "
                          "named a grammar, with the same check and retries")
+    ap.add_argument("--compare-demo", default=None,
+                    help="(runtime tessera) also row (cp): row (c) with the renderer of this bundle (e.g. the one "
+                         "before a retraining: `git show` it into a folder), paired with (c)")
     ap.add_argument("--demo-prompts", action="store_true",
                     help="only expand demo/prompts.txt into demo/prompts_expanded.txt (tessera, as the demo "
                          "does) and demo/prompts_expanded_hf.txt (transformers, greedy, no grammar) for the CI tests")
@@ -247,6 +250,11 @@ def main():
             rows.append(("c0", f"descriptive model, expanded by {os.path.basename(args.baseline_expander)} "
                                f"(keep-words, {args.retries} retries; {n_fb0} fell back)", None, None))
             print(f"(c0) strict {results['c0']['strict']:.3f} ({time.time()-t0:.0f}s)", flush=True)
+        if args.compare_demo:
+            _, results["cp"] = run_job(tessera, os.path.join(args.out, "cp"), os.path.join(args.compare_demo,
+                                       "model-descriptive"), shorts, expander, args.retries)
+            rows.append(("cp", f"row (c) with the descriptive model of {args.compare_demo}", None, None))
+            print(f"(cp) strict {results['cp']['strict']:.3f} ({time.time()-t0:.0f}s)", flush=True)
     open(os.path.join(args.out, "expanded_prompts.txt"), "w").write("\n".join(expanded) + "\n")
     # (c*): the accepted expansions drawn exactly, scored against their short prompts.
     accepted = [i for i in range(len(shorts)) if not (fallbacks and fallbacks[i])]
@@ -272,7 +280,8 @@ def main():
                      f"{r['extra_objects']} | **{100 * r['strict']:.1f}** | {100 * r['lenient']:.1f} |")
     lines += ["", "Paired over the same prompts and seeds (exact McNemar test on per-prompt verdicts):", "",
               "| | strict: wins / losses | p | lenient: wins / losses | p |", "|---|---|---|---|---|"]
-    for x, y in [("c", "a"), ("b", "a"), ("c", "b")] + ([("c", "c0")] if "c0" in results else []):
+    for x, y in [("c", "a"), ("b", "a"), ("c", "b")] + ([("c", "c0")] if "c0" in results else []) \
+            + ([("c", "cp")] if "cp" in results else []):
         cells = []
         for k in (0, 1):
             w, l, p = mcnemar([v[k] for v in results[x]["verdicts"]], [v[k] for v in results[y]["verdicts"]])

@@ -37,6 +37,14 @@ UNET_CONFIG = dict(        # ~1.0 M parameters; cross-attention at 6x6 only (2x2
     down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
 )
+# --levels 3 (issue 19): one level more, 3x3 latents, i.e. one latent per grid cell. A 3x3
+# convolution with zero padding tells each of the nine cells from the others, so the
+# cross-attention there can bind "in the top left" to a place; at 6x6 the first U-Net had
+# no such cue (its positions were at chance, 11-15 %, while colours and sizes were learnt).
+# The new level is 32 channels wide, so that the U-Net stays as small (1.03 M parameters).
+UNET_CONFIG_3 = dict(UNET_CONFIG, block_out_channels=[32, 64, 32],
+                     down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                     up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"])
 SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                  prediction_type="epsilon", steps_offset=1, clip_sample=False, set_alpha_to_one=False)
 
@@ -54,6 +62,49 @@ def latents_of(vae, images, cache):
     return z
 
 
+def grow_state(src, dst, levels_src, levels_dst):
+    """The weights of a U-Net with levels_src levels as a start for one with levels_dst: the
+    outer levels keep theirs (down block l and the up block that mirrors it), the new inner
+    ones take the innermost old ones' where the shapes match; the rest keep dst's own init.
+    Returns the state dict and the count of tensors copied."""
+    extra = levels_dst - levels_src
+    out, copied = dict(dst), 0
+    for name, t in dst.items():
+        parts = name.split(".")
+        cand = [name]
+        if parts[0] == "down_blocks" and int(parts[1]) >= levels_src:
+            cand = [".".join(["down_blocks", str(levels_src - 1)] + parts[2:])]
+        elif parts[0] == "up_blocks":
+            i = int(parts[1]) - extra      # mirror of the same outer level
+            cand = [".".join(["up_blocks", str(max(i, 0))] + parts[2:])]
+        for c in cand:
+            if c in src and src[c].shape == t.shape:
+                out[name], copied = src[c].clone(), copied + 1
+                break
+    return out, copied
+
+
+def save(args, renderers, vae, tokenizer, tok_dir, out_dir, step, t0):
+    # DDIM's config, as SD checkpoints ship a plain one: DPMSolverMultistepScheduler's would
+    # hold "-Infinity" (lambda_min_clipped), which is not JSON. Samplers are picked at run time.
+    scheduler = DDIMScheduler(**SCHEDULER)
+    for kind, r in renderers.items():
+        out = os.path.join(out_dir, f"model-{kind}")
+        # copies: .to(float16) converts in place, and training may go on after a checkpoint
+        pipe = StableDiffusionPipeline(vae=copy.deepcopy(vae), text_encoder=copy.deepcopy(r["ema"]["te"]),
+                                       tokenizer=tokenizer, unet=copy.deepcopy(r["ema"]["unet"]),
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+        for name in ("vocab.json", "merges.txt"):    # transformers 5 saves only tokenizer.json
+            shutil.copy(os.path.join(tok_dir, name), os.path.join(out, "tokenizer", name))
+        with open(os.path.join(out, "train_log.json"), "w") as f:
+            json.dump({"captions": kind if kind == "short" else "95% descriptive + 5% short", "steps": step,
+                       "planned_steps": args.steps, "init": args.init, "seed": args.seed, "batch": args.batch, "lr": args.lr, "ema": args.ema,
+                       "n_train": args.n, "levels": args.levels, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
+                       "loss_ema": r["log"]}, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vae", required=True)
@@ -66,6 +117,9 @@ def main():
     ap.add_argument("--n", type=int, default=N_TRAIN, help="training samples of the world")
     ap.add_argument("--init", help="folder with model-short/ and model-descriptive/ to continue from")
     ap.add_argument("--seed", type=int, default=0, help="data-order seed (give a stage 2 a new one)")
+    ap.add_argument("--levels", type=int, default=2, choices=(2, 3),
+                    help="U-Net levels: 2 (12x12, 6x6; the first bundle) or 3 (down to 3x3, one latent per cell)")
+    ap.add_argument("--save-every", type=int, default=0, help="also save both renderers to OUT/step-N every N steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -97,11 +151,19 @@ def main():
         te = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"],
                                           eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
                                           **TEXT_CONFIG))
-        unet = UNet2DConditionModel(**UNET_CONFIG)
+        unet = UNet2DConditionModel(**(UNET_CONFIG_3 if args.levels == 3 else UNET_CONFIG))
         if args.init:              # continue from a saved pair (a second stage, fresh optimiser)
             src = os.path.join(args.init, f"model-{kind}")
             te.load_state_dict(CLIPTextModel.from_pretrained(src, subfolder="text_encoder").float().state_dict())
-            unet.load_state_dict(UNet2DConditionModel.from_pretrained(src, subfolder="unet").float().state_dict())
+            old = UNet2DConditionModel.from_pretrained(src, subfolder="unet").float()
+            levels_src = len(old.config.block_out_channels)
+            if levels_src == args.levels:
+                unet.load_state_dict(old.state_dict())
+            else:                  # grown: a level more, the old weights where they fit
+                state, copied = grow_state(old.state_dict(), unet.state_dict(), levels_src, args.levels)
+                unet.load_state_dict(state)
+                print(f"{kind}: grown from {levels_src} to {args.levels} levels, {copied} of {len(state)} tensors "
+                      f"from {src}", flush=True)
         params = list(unet.parameters()) + list(te.parameters())
         opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
         lr_sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
@@ -142,27 +204,14 @@ def main():
                   f" {time.time()-t0:.0f}s", flush=True)
             for r in renderers.values():
                 r["log"].append((step, r["loss"]))
+        if args.save_every and step % args.save_every == 0 and step < args.steps:
+            save(args, renderers, vae, tokenizer, tok_dir, os.path.join(args.out, f"step-{step}"), step, t0)
         if os.path.exists(stop_file):      # touch OUT/STOP to end early (both at this step) and save
             print(f"stopped early at step {step}", flush=True)
             os.remove(stop_file)
             break
 
-    # DDIM's config, as SD checkpoints ship a plain one: DPMSolverMultistepScheduler's would
-    # hold "-Infinity" (lambda_min_clipped), which is not JSON. Samplers are picked at run time.
-    scheduler = DDIMScheduler(**SCHEDULER)
-    for kind, r in renderers.items():
-        out = os.path.join(args.out, f"model-{kind}")
-        pipe = StableDiffusionPipeline(vae=vae, text_encoder=r["ema"]["te"], tokenizer=tokenizer, unet=r["ema"]["unet"],
-                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
-        pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
-        for name in ("vocab.json", "merges.txt"):    # transformers 5 saves only tokenizer.json
-            shutil.copy(os.path.join(tok_dir, name), os.path.join(out, "tokenizer", name))
-        with open(os.path.join(out, "train_log.json"), "w") as f:
-            json.dump({"captions": kind if kind == "short" else "95% descriptive + 5% short", "steps": step,
-                       "planned_steps": args.steps, "init": args.init, "seed": args.seed, "batch": args.batch, "lr": args.lr, "ema": args.ema,
-                       "n_train": args.n, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
-                       "loss_ema": r["log"]}, f, indent=1)
+    save(args, renderers, vae, tokenizer, tok_dir, args.out, step, t0)
     print("done", {k: r["loss"] for k, r in renderers.items()}, time.time() - t0, flush=True)
 
 
