@@ -84,6 +84,10 @@ void ts_ctx_destroy(ts_ctx **self) {
 const char *ts_ctx_backend_name(const ts_ctx *self) { return self->backend->name; }
 bool ts_ctx_host_memory(const ts_ctx *self) { return self->backend->host_memory; }
 int ts_ctx_threads(const ts_ctx *self) { return self->backend->threads(self); }
+void *ts_ctx_device_stream(const ts_ctx *self, int *device) {
+    if (device) *device = -1;
+    return self->backend->device_stream ? self->backend->device_stream(self, device) : NULL;
+}
 int ts_ctx_set_compute_type(ts_ctx *self, dtype t) {
     if (self->backend->set_compute_type) return self->backend->set_compute_type(self, t);
     if (t == DT_F32) return 0;

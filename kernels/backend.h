@@ -56,6 +56,9 @@ int ts_ctx_set_compute_type(ts_ctx *self, dtype t);
 /* "f32", "f16", "bf16" -> the dtype; -1 with ts_fail on anything else. */
 int ts_compute_type_parse(const char *name, dtype *out);
 
+/* The stream (a cudaStream_t) the context queues its ops on, and its device's index, for a
+ * library that must queue on the same stream (NCCL: comm_new_nccl); NULL on host backends. */
+void *ts_ctx_device_stream(const ts_ctx *self, int *device);
 /* Waits until every op queued on the context is done; -1 if one failed (with its message). */
 int ts_ctx_synchronize(ts_ctx *self);
 

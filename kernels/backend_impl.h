@@ -79,6 +79,8 @@ typedef struct ts_backend {
     int (*download)(ts_ctx *ctx, void *dst, const void *src, size_t bytes);
     /* The type GEMMs and convolutions compute in (F16/BF16 on tensor cores); NULL: F32 only. */
     int (*set_compute_type)(ts_ctx *ctx, dtype t);
+    /* The device's stream that ops are queued on, and the device's index; NULL: none (host). */
+    void *(*device_stream)(const ts_ctx *ctx, int *device);
     ts_ops ops;
 } ts_backend;
 

@@ -53,6 +53,7 @@ void comm_destroy(comm **self_p) {
 int comm_rank(const comm *self) { return self->rank; }
 int comm_size(const comm *self) { return self->size; }
 const char *comm_kind(const comm *self) { return self->impl->name; }
+bool comm_device_buffers(const comm *self) { return self->impl->device_buffers; }
 void comm_set_checked(comm *self, bool checked) { self->checked = checked; }
 
 /* Wraps the current error as "comm KIND(SIZE): WHAT: error". */

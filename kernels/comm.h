@@ -53,6 +53,9 @@ int comm_rank(const comm *self);
 int comm_size(const comm *self);
 /* "single", "mpi", ... the implementation's name. */
 const char *comm_kind(const comm *self);
+/* True when the collectives take device pointers (NCCL), false for host memory (single, MPI):
+ * a caller whose data lives on a device copies it to the host for a host comm. */
+bool comm_device_buffers(const comm *self);
 
 /* recv[i] = sum over ranks of send[i], for count values of type (DT_F32 today). send may
  * equal recv (in place). Every rank gets the same bits. */

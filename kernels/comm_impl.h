@@ -17,6 +17,7 @@
 
 typedef struct comm_impl {
     const char *name;
+    bool device_buffers;   /* the collectives' buffers are device pointers (NCCL), not host memory */
     /* recv = sum of every rank's send; send == recv means in place. Types other than those
      * the implementation supports are refused by comm.c through supports_sum. */
     int (*all_reduce_sum)(void *state, const void *send, void *recv, size_t count, dtype type);

@@ -195,6 +195,7 @@ static void *nccl_split(void *state, int color, int key, int *rank, int *size) {
 
 static const comm_impl nccl_impl = {
     .name = "nccl",
+    .device_buffers = true,
     .all_reduce_sum = nccl_all_reduce_sum,
     .supports_sum = nccl_supports_sum,
     .all_gather = nccl_all_gather,

@@ -45,6 +45,7 @@ typedef struct {
     size_t weight_slots, weight_count;
     size_t weight_bytes;
     dtype compute;                   /* F32, or F16/BF16: GEMM and convolution inputs (ts_ctx_set_compute_type) */
+    int device;
 } cuda_ctx;
 
 static cuda_ctx *cuda_of(const ts_ctx *ctx) { return (cuda_ctx *)ctx->impl; }
@@ -64,6 +65,7 @@ static int cuda_context_init(ts_ctx *ctx, int device, int threads) {
     if (device >= count) return ts_fail("cuda: device %d asked, %d visible", device, count);
     cuda_ctx *c = ts_calloc(1, sizeof *c);
     c->compute = DT_F32;
+    c->device = device;
     c->cu = cuda_context_new(device, 0);
     if (!c->cu) {
         free(c);
@@ -87,6 +89,10 @@ static void cuda_context_free(ts_ctx *ctx) {
 }
 
 static int cuda_threads(const ts_ctx *ctx) { (void)ctx; return 1; }
+static void *cuda_device_stream(const ts_ctx *ctx, int *device) {
+    if (device) *device = cuda_of(ctx)->device;
+    return cuda_context_stream(cu(ctx));
+}
 static int cuda_sync(ts_ctx *ctx) { return cuda_synchronize(cu(ctx)); }
 static void *cuda_alloc(ts_ctx *ctx, size_t bytes) { return cuda_malloc(cu(ctx), bytes); }
 static void cuda_release(ts_ctx *ctx, void *p) { cuda_free(cu(ctx), p); }
@@ -596,6 +602,7 @@ const ts_backend ts_backend_cuda = {
     .upload = cuda_up,
     .download = cuda_down,
     .set_compute_type = cuda_set_compute_type,
+    .device_stream = cuda_device_stream,
     .ops = {
         .gemm = cuda_op_gemm,
         .gemm_batched = cuda_op_gemm_batched,

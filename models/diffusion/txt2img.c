@@ -6,6 +6,7 @@
 
 #include "kernels/ops.h"
 #include "kernels/comm.h"
+#include "kernels/comm_nccl.h"
 
 #include "models/formats/model_files.h"
 #include "models/diffusion/sample_loop.h"
@@ -32,6 +33,7 @@ struct txt2img {
     taesd *taesd;
     char scheduler_json[4096];       /* MODEL/scheduler/scheduler_config.json ... */
     char *scheduler_json_text;       /* ... and its text; NULL: the model has none */
+    struct comm *nccl;               /* a led group on a GPU: the U-Net's all-reduces (device_group_comm) */
 };
 
 /* What the U-Net callback needs for one request. */
@@ -56,6 +58,20 @@ static int group_agree(struct comm *g, bool ok) {
     return v == (float)comm_size(g) ? 0 : -1;
 }
 
+/* The comm a group's U-Net all-reduces on: NCCL over the group, on the context's device and
+ * stream, where the context is a GPU, the split tensor-parallel and the build has NCCL (the
+ * sums then stay on the device); otherwise *out is NULL and the host group serves (a device
+ * context copies each sum through the host). Collective over group; -1 on every rank when
+ * NCCL fails. */
+static int device_group_comm(ts_ctx *ctx, struct comm *group, int parallel, struct comm **out) {
+    *out = NULL;
+    int device;
+    void *stream = ts_ctx_device_stream(ctx, &device);
+    if (device < 0 || parallel != UNET_PARALLEL_TP || !comm_have_nccl()) return 0;
+    *out = comm_new_nccl(group, device, stream);
+    return *out ? 0 : ts_fail_wrap("txt2img: NCCL for the U-Net's group on device %d", device);
+}
+
 int txt2img_follow(const txt2img_options *o) {
     struct comm *g = o->group;
     if (!g || comm_rank(g) == 0) return ts_fail("txt2img_follow: for the ranks other than 0 of a group");
@@ -65,13 +81,14 @@ int txt2img_follow(const txt2img_options *o) {
     unet *u = ctx ? unet_load_split(o->model, (unet_split){(unet_parallel)o->parallel, comm_rank(g), comm_size(g), o->tp_pieces}) : NULL;
     if (!u) ts_fail_wrap("txt2img: rank %d: loading the U-Net of %s", comm_rank(g), o->model);
     int rc = group_agree(g, u != NULL);
-    if (rc == 0) {
-        ts_ctx_set_comm(ctx, g);
-        rc = unet_follow(u, ctx);
-    } else if (u) {
-        ts_fail("txt2img: rank 0 of the group failed to load %s", o->model);
+    struct comm *nccl = NULL;
+    if (rc && u) ts_fail("txt2img: rank 0 of the group failed to load %s", o->model);
+    if (rc == 0 && (rc = device_group_comm(ctx, g, o->parallel, &nccl)) == 0) {
+        ts_ctx_set_comm(ctx, nccl ? nccl : g);
+        rc = unet_follow(u, ctx, g);
     }
     unet_destroy(&u);
+    comm_destroy(&nccl);   /* before its context */
     ts_ctx_destroy(&ctx);
     return rc;
 }
@@ -145,6 +162,12 @@ txt2img *txt2img_load(const txt2img_options *o) {
         txt2img_destroy(&p);
         return NULL;
     }
+    if (led && device_group_comm(p->ctx, o->group, o->parallel, &p->nccl)) {
+        unet_lead(p->unet, NULL);   /* NCCL failed on every rank: the followers return */
+        txt2img_destroy(&p);
+        return NULL;
+    }
+    if (p->nccl) ts_ctx_set_comm(p->ctx, p->nccl);
     log_info("txt2img: %s loaded (%s) in %.1f s", o->model, text_family_name(text_encoder_family(p->text)), ts_now() - t0);
     return p;
 fail:
@@ -166,6 +189,7 @@ void txt2img_destroy(txt2img **self) {
     taesd_destroy(&p->taesd);
     free(p->scheduler_json_text);
     free(p->model);
+    comm_destroy(&p->nccl);   /* before its context */
     ts_ctx_destroy(&p->ctx);
     ts_ctx_destroy(&p->text_ctx);
     ts_ctx_destroy(&p->decode_ctx);

@@ -82,6 +82,8 @@ struct unet {
     int comm_rc;                      /* -1 once a collective of this forward failed */
     float *gather;                    /* batch split: this rank's output rows */
     size_t gather_floats;
+    float *stage;                     /* on a device with a host comm: an all-reduce's host copy */
+    size_t stage_floats;
     comm *lead;                       /* rank 0 of a led group: every forward is announced on it */
     /* A split into more pieces than ranks (unet_split.pieces): this U-Net is the rank's first
      * piece, siblings the others (bound from our binder), each run on its own thread and
@@ -572,6 +574,7 @@ void unet_destroy(unet **self) {
     weight_binder_destroy(&u->weights);
     arena_destroy(&u->arena);
     free(u->gather);
+    free(u->stage);
     free(u);
     *self = NULL;
 }
@@ -656,10 +659,25 @@ static void dense_cols(unet *u, float *y, int ldc, const float *x, int64_t rows,
 /* x[n] = the sum of every tensor-parallel rank's x[n] (a row-parallel layer's output). A
  * failure is kept in u->comm_rc and ends the forward after the block. */
 static void all_reduce(unet *u, float *x, int64_t n) {
-    if (u->tp == 1 || u->comm_rc) return;
+    /* no split layers, no sum; but a one-rank group's still runs (a copy), as a T > 1 one would */
+    if (u->comm_rc || u->split.mode == UNET_PARALLEL_BATCH || (u->tp == 1 && !u->comm)) return;
     double t0 = u->profiling ? ts_now() : 0;
-    if (u->pieces ? piece_sum_add(u->pieces, u->piece, u->comm, x, (size_t)n)
-                  : comm_all_reduce_sum(u->comm, x, x, (size_t)n, DT_F32))
+    /* activations on a device, a comm on host memory (MPI): through a host copy */
+    bool stage = !ts_ctx_host_memory(u->ctx) && (u->pieces || !comm_device_buffers(u->comm));
+    float *h = x;
+    size_t bytes = (size_t)n * sizeof(float);
+    if (stage) {
+        if (u->stage_floats < (size_t)n) {
+            free(u->stage);
+            u->stage = ts_malloc(bytes);
+            u->stage_floats = (size_t)n;
+        }
+        h = u->stage;
+    }
+    if ((stage && ts_ctx_download(u->ctx, h, x, bytes)) ||
+        (u->pieces ? piece_sum_add(u->pieces, u->piece, u->comm, h, (size_t)n)
+                   : comm_all_reduce_sum(u->comm, h, h, (size_t)n, DT_F32)) ||
+        (stage && ts_ctx_upload(u->ctx, x, h, bytes)))
         u->comm_rc = -1;
     if (u->profiling) {
         u->prof.seconds[UNET_OP_COMM] += ts_now() - t0;
@@ -1045,9 +1063,11 @@ static int forward_split(unet *u, ts_ctx *ctx, const float *x, int B, int H, int
     u->comm = NULL;
     u->comm_rc = 0;
     unet_split sp = u->split;
-    if (sp.ranks > 1 && !ts_ctx_host_memory(ctx))
-        return ts_fail("unet_forward: a U-Net split over %d ranks runs on host-memory backends only (the group's "
-                       "collectives are MPI on host buffers), not on %s", sp.ranks, ts_ctx_backend_name(ctx));
+    comm *group = ts_ctx_comm(ctx);
+    if (sp.mode == UNET_PARALLEL_BATCH && sp.ranks > 1 && group && comm_device_buffers(group))
+        return ts_fail("unet_forward: the batch split gathers host memory; the context's comm is %s (device "
+                       "buffers): give it the host group", comm_kind(group));
+    if (sp.ranks == 1 && group && comm_size(group) == 1 && !u->pieces) u->comm = group;   /* its collectives run too */
     if (sp.ranks > 1) {
         comm *g = ts_ctx_comm(ctx);
         int size = g ? comm_size(g) : 1, rank = g ? comm_rank(g) : 0;
@@ -1123,11 +1143,13 @@ int unet_lead_stop(unet *self) {
     return comm_broadcast(g, &h, sizeof h, 0);
 }
 
-int unet_follow(unet *self, ts_ctx *ctx) {
+int unet_follow(unet *self, ts_ctx *ctx, comm *group) {
     unet *u = self;
-    comm *g = ts_ctx_comm(ctx);
-    if (!g || comm_size(g) != u->split.ranks || comm_rank(g) != u->split.rank || u->split.rank == 0)
-        return ts_fail("unet_follow: needs the context's comm to be the U-Net's group, on a rank other than 0");
+    comm *g = group, *cg = ts_ctx_comm(ctx);
+    if (!g || comm_device_buffers(g) || comm_size(g) != u->split.ranks || comm_rank(g) != u->split.rank ||
+        u->split.rank == 0 || !cg || comm_size(cg) != comm_size(g) || comm_rank(cg) != comm_rank(g))
+        return ts_fail("unet_follow: needs the U-Net's group (a host comm) and the context's comm over the same ranks, "
+                       "on a rank other than 0");
     const unet_config *c = &u->cfg;
     int tdim = unet_text_embeds_dim(u), rc = 0, calls = 0;
     float *buf = NULL;

@@ -108,14 +108,18 @@ unet_split unet_get_split(const unet *self);
  *   unet_lead(u, group)      on rank 0 (group: the split's ranks; NULL: stop leading, silently)
  *                            unet_destroy, or
  *   unet_lead_stop(u),       tells the followers to return
- *   unet_follow(u, ctx)      on the other ranks, ctx's comm the group: 0 when the leader stops,
- *                            -1 when the group fails (a rank died: MPI ends the job)
+ *   unet_follow(u, ctx, group)  on the other ranks: group the leader's (host memory: the
+ *                            calls are announced on it), ctx's comm the same ranks for the
+ *                            U-Net's collectives (the group itself, or NCCL over it on a GPU):
+ *                            0 when the leader stops, -1 when the group fails
  * A follower's unet_forward calls mirror the leader's, so the collectives pair up.
+ * On a device the context's comm may be NCCL (comm_device_buffers: the all-reduces stay on the
+ * device) or a host comm (each all-reduce goes through a host copy).
  */
 struct comm;
 int unet_lead(unet *self, struct comm *group);
 int unet_lead_stop(unet *self);
-int unet_follow(unet *self, ts_ctx *ctx);
+int unet_follow(unet *self, ts_ctx *ctx, struct comm *group);
 
 /* The config of the U-Net unet_load(model) would load, without keeping its weights. */
 int unet_config_load(const char *model, unet_config *out);

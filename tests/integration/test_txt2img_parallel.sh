@@ -8,6 +8,8 @@
 # differ). Rank 0 alone writes.
 # With --tp-pieces 4 (the U-Net cut into 4 pieces whatever the ranks, summed in one order) the
 # PNGs of --tp 2 and --tp 4 are byte-identical to one rank's with --tp-pieces 4 (SD and SDXL).
+# --device check (the CPU under a device's rules: every all-reduce through a host copy, as a
+# GPU with MPI does it) at --tp 2 writes the CPU's --tp 2 bytes.
 # The PNGs are decoded here with Python's standard library (zlib + PNG filters).
 set -euo pipefail
 : "${TESSERA_BIN:?}" "${TESSERA_FIXTURES:?}" "${TESSERA_DATA:?}"
@@ -25,7 +27,7 @@ mpi=(mpirun --allow-run-as-root --oversubscribe --timeout 300)
 "$TESSERA_BIN" -q "${args[@]}" -m "$TESSERA_FIXTURES/tiny_sdxl" --tp-pieces 4 -o "$tmp/xl_p4.png" >/dev/null
 for run in "tp2:2:--tp 2" "tp4:4:--tp 4" "cfg2:2:--parallel cfg" "auto2:2:--parallel auto" \
            "xl_tp2:2:--tp 2 -m $TESSERA_FIXTURES/tiny_sdxl" "xl_tp4:4:--tp 4 -m $TESSERA_FIXTURES/tiny_sdxl" \
-           "tp2_p4:2:--tp 2 --tp-pieces 4" "tp4_p4:4:--tp 4 --tp-pieces 4" \
+           "tp2_p4:2:--tp 2 --tp-pieces 4" "tp4_p4:4:--tp 4 --tp-pieces 4" "tp2_check:2:--tp 2 --device check" \
            "xl_tp2_p4:2:--tp 2 --tp-pieces 4 -m $TESSERA_FIXTURES/tiny_sdxl"; do
     IFS=: read -r name np opt <<<"$run"
     # shellcheck disable=SC2086
@@ -35,10 +37,10 @@ for run in "tp2:2:--tp 2" "tp4:4:--tp 4" "cfg2:2:--parallel cfg" "auto2:2:--para
     [ "$(grep -c "$tmp/$name.png" "$tmp/$name.out")" = 1 ] || { cat "$tmp/$name.out"; exit 1; }
 done
 grep -q "auto picks" "$tmp/auto2.err" || { cat "$tmp/auto2.err"; exit 1; }
-for pair in "tp2_p4:p4" "tp4_p4:p4" "xl_tp2_p4:xl_p4"; do
+for pair in "tp2_p4:p4" "tp4_p4:p4" "xl_tp2_p4:xl_p4" "tp2_check:tp2"; do
     IFS=: read -r name ref <<<"$pair"
-    cmp -s "$tmp/$name.png" "$tmp/$ref.png" || { echo "FAIL: $name.png is not byte-identical to one rank's ($ref.png)"; exit 1; }
-    echo "$name: byte-identical to one rank's --tp-pieces 4"
+    cmp -s "$tmp/$name.png" "$tmp/$ref.png" || { echo "FAIL: $name.png is not byte-identical to $ref.png"; exit 1; }
+    echo "$name: byte-identical to $ref.png"
 done
 
 python3 - "$tmp" <<'PY'

@@ -2,11 +2,15 @@
  * test_unet.c — the U-Net against diffusers' UNet2DConditionModel (fixtures from
  * tools/gen_unet_fixtures.py): SD1-, SD2- and SDXL-like tiny models, diffusers folder and
  * CompVis single-file layouts, F32, F16 and BF16 weights; plus config inference from a
- * single file and the refusals of bad input.
+ * single file and the refusals of bad input. And a one-rank group (issue 15): with a comm on
+ * the context the U-Net's all-reduces run (a copy at one rank) — the host comm (through host
+ * copies on a device) and, on a GPU with NCCL, NCCL on the context's stream — and the output
+ * is the same bits as without a group: the device path of a T > 1 split, at T = 1.
  */
 #include "models/diffusion/unet.h"
 #include "models/formats/model_files.h"
 #include "models/diffusion/unet_internal.h"
+#include "kernels/comm_nccl.h"
 #include "kernels/ops.h"
 #include "tests/test.h"
 
@@ -195,6 +199,41 @@ static void check_threaded_paths(const char *family) {
 }
 #endif
 
+static void check_one_rank_group(void) {
+    inputs in;
+    CHECK(load_inputs("sd1", &in), "sd1 inputs: %s", ts_last_error());
+    unet *u = unet_load(fixture_path("unet/sd1"));
+    CHECK(u != NULL, "%s", ts_last_error());
+    if (!u) { free_inputs(&in); return; }
+    size_t n = (size_t)tensor_numel(&in.xs);
+    float *alone = calloc(n, sizeof(float)), *got = calloc(n, sizeof(float));
+    ts_ctx *ctx = test_ctx();
+    int B = (int)in.xs.shape[0], H = (int)in.xs.shape[2], W = (int)in.xs.shape[3], T = (int)in.cs.shape[1];
+    CHECK_OK(unet_forward(u, ctx, in.x, B, H, W, in.t, in.ctx, T, NULL, NULL, alone));
+    comm *host = comm_new_single(), *nccl = NULL;
+    int device;
+    void *stream = ts_ctx_device_stream(ctx, &device);
+    if (device >= 0 && comm_have_nccl() && !(nccl = comm_new_nccl(host, device, stream)))
+        CHECK(false, "NCCL on device %d: %s", device, ts_last_error());
+    comm *groups[2] = {host, nccl};
+    for (int i = 0; i < 2 && groups[i]; i++) {
+        ts_ctx_set_comm(ctx, groups[i]);
+        memset(got, 0, n * sizeof(float));
+        CHECK_OK(unet_forward(u, ctx, in.x, B, H, W, in.t, in.ctx, T, NULL, NULL, got));
+        bool same = memcmp(got, alone, n * sizeof(float)) == 0;
+        printf("sd1 in a one-rank %s group on %s: %s\n", comm_kind(groups[i]), test_device(),
+               same ? "the same bits as alone" : "DIFFERS");
+        CHECK(same, "sd1 in a one-rank %s group: output differs from the U-Net alone", comm_kind(groups[i]));
+    }
+    if (device >= 0 && !comm_have_nccl()) printf("sd1 one-rank NCCL group: not built with NCCL\n");
+    ts_ctx_set_comm(ctx, NULL);
+    comm_destroy(&nccl);
+    comm_destroy(&host);
+    free(alone), free(got);
+    free_inputs(&in);
+    unet_destroy(&u);
+}
+
 int main(void) {
     TEST_BEGIN();
 #ifdef TESSERA_HAVE_CPU_BACKEND
@@ -206,6 +245,7 @@ int main(void) {
     check_family("sd1");
     check_family("sd2");
     check_family("sdxl");
+    check_one_rank_group();
     printf("worst max |err| over all fixtures: %.3g (limit 3e-5)\n", worst);
 
     /* Bad input: named refusals, never a crash. */

@@ -141,13 +141,14 @@ static void test_pieces_one_rank(void) {
     CHECK(whole != NULL, "%s", ts_last_error());
     if (!whole) { free_inputs(&in); return; }
     float *ref = calloc(in.n_out, sizeof(float)), *got = calloc(in.n_out, sizeof(float)), *again = calloc(in.n_out, sizeof(float));
-    CHECK_OK(run(whole, test_ctx(), &in, 2, ref));
+    ts_ctx *cpu = ts_ctx_new("cpu", 0);   /* pieces run on host backends */
+    CHECK_OK(run(whole, cpu, &in, 2, ref));
     for (int P = 2; P <= 4; P += 2) {
         unet *u = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 1, P});
         CHECK(u != NULL, "sd1 in %d pieces: %s", P, ts_last_error());
         if (!u) continue;
-        CHECK_OK(run(u, test_ctx(), &in, 2, got));
-        CHECK_OK(run(u, test_ctx(), &in, 2, again));
+        CHECK_OK(run(u, cpu, &in, 2, got));
+        CHECK_OK(run(u, cpu, &in, 2, again));
         float max_want, err = test_max_abs_diff(got, ref, in.n_out, &max_want);
         float err_ref = test_max_abs_diff(got, in.want, in.n_out, &max_want);
         printf("sd1      %d pieces on 1 rank: max |err| %.3g vs unsplit, %.3g vs diffusers; split layers %zu of %zu bytes\n",
@@ -173,6 +174,7 @@ static void test_pieces_one_rank(void) {
           ts_last_error());
     unet_destroy(&u);
     ts_ctx_destroy(&dev);
+    ts_ctx_destroy(&cpu);
     free(ref), free(got), free(again);
     free_inputs(&in);
     unet_destroy(&whole);
@@ -184,6 +186,10 @@ static void test_pieces_one_rank(void) {
 static void test_pieces(comm *world, ts_ctx *alone, ts_ctx *group, const char *family, const char *dir, const inputs *in,
                         int P) {
     int rank = comm_rank(world), np = comm_size(world);
+    if (!ts_ctx_host_memory(group)) {
+        if (rank == 0) printf("%-8s %d pieces: not on %s (host backends only)\n", family, P, test_device());
+        return;
+    }
     unet *u = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, rank, np, P});
     unet *one = unet_load_split(fixture_path(dir), (unet_split){UNET_PARALLEL_TP, 0, 1, P});
     CHECK(u && one, "%s in %d pieces: %s", family, P, ts_last_error());
@@ -283,7 +289,7 @@ static void test_led(comm *world, ts_ctx *alone, ts_ctx *group, const char *fami
     CHECK(u != NULL, "%s: %s", family, ts_last_error());
     if (!u) return;
     if (rank != 0) {
-        CHECK(unet_follow(u, group) == 0, "%s rank %d: follow: %s", family, rank, ts_last_error());
+        CHECK(unet_follow(u, group, world) == 0, "%s rank %d: follow: %s", family, rank, ts_last_error());
         unet_destroy(&u);
         return;
     }
@@ -328,7 +334,9 @@ int main(void) {
     comm *world = comm_new_world();
     CHECK(world, "%s", ts_last_error());
     if (!world) return TEST_END();
-    ts_ctx *alone = ts_ctx_new("cpu", 1), *group = ts_ctx_new("cpu", 1);
+    /* the group computes on TESSERA_TEST_DEVICE (check: a device's memory, so every all-reduce
+     * goes through a host copy to MPI); the one-rank reference on the CPU */
+    ts_ctx *alone = ts_ctx_new("cpu", 1), *group = ts_ctx_new(test_device(), 1);
     ts_ctx_set_comm(group, world);
     for (size_t i = 0; i < sizeof families / sizeof *families; i++) test_family(world, alone, group, families[i]);
     test_led(world, alone, group, "sdxl_tp", UNET_PARALLEL_TP);
