@@ -42,15 +42,21 @@ done
 wait_exit "$coord" 300 || fail "coordinator (plain workers) failed: $(tail -3 "$W/one.err")"
 check_exactly_once "$W/one" "$N"
 
+group_run() {   # group_run NAME [worker options]: the job through two groups of `--tp 2` in one mpirun
+  local name=$1
+  shift
+  coordinator "$W/$name" "ipc://$W/$name.ipc"
+  OMP_NUM_THREADS=1 "${MPI[@]}" -np 4 "$T" -q worker render --tp 2 "$@" --connect "ipc://$W/$name.ipc" --backend model \
+    --model "$MODEL" --name grp 2>"$W/$name.mpi.err" &
+  mpi=$!
+  PIDS+=("$mpi")
+  wait_exit "$coord" 300 || fail "coordinator ($name) failed: $(tail -3 "$W/$name.err")"
+  wait_exit "$mpi" 60 || fail "mpirun ($name): $(tail -5 "$W/$name.mpi.err")"
+  check_exactly_once "$W/$name" "$N"
+}
+
 # 1. Two groups of two ranks.
-coordinator "$W/grp" "ipc://$W/grp.ipc"
-OMP_NUM_THREADS=1 "${MPI[@]}" -np 4 "$T" -q worker render --tp 2 --connect "ipc://$W/grp.ipc" --backend model \
-  --model "$MODEL" --name grp 2>"$W/grp.mpi.err" &
-mpi=$!
-PIDS+=("$mpi")
-wait_exit "$coord" 300 || fail "coordinator (groups) failed: $(tail -3 "$W/grp.err")"
-wait_exit "$mpi" 60 || fail "mpirun: $(tail -5 "$W/grp.mpi.err")"
-check_exactly_once "$W/grp" "$N"
+group_run grp
 python3 - "$W" "$N" <<'PY'
 import json, os, sys
 sys.path.insert(0, os.environ["TESSERA_SOURCE"] + "/tests/integration")
@@ -82,14 +88,7 @@ coordinator "$W/one_p2" "ipc://$W/one_p2.ipc"
 PIDS+=("$!")
 wait_exit "$coord" 300 || fail "coordinator (one rank, 2 pieces) failed: $(tail -3 "$W/one_p2.err")"
 check_exactly_once "$W/one_p2" "$N"
-coordinator "$W/grp_p2" "ipc://$W/grp_p2.ipc"
-OMP_NUM_THREADS=1 "${MPI[@]}" -np 4 "$T" -q worker render --tp 2 --tp-pieces 2 --connect "ipc://$W/grp_p2.ipc" \
-  --backend model --model "$MODEL" --name grp 2>"$W/grp_p2.mpi.err" &
-mpi=$!
-PIDS+=("$mpi")
-wait_exit "$coord" 300 || fail "coordinator (groups, 2 pieces) failed: $(tail -3 "$W/grp_p2.err")"
-wait_exit "$mpi" 60 || fail "mpirun (2 pieces): $(tail -5 "$W/grp_p2.mpi.err")"
-check_exactly_once "$W/grp_p2" "$N"
+group_run grp_p2 --tp-pieces 2
 python3 - "$W" "$N" <<'PY'
 import json, os, sys
 w, n = sys.argv[1], int(sys.argv[2])
