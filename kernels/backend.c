@@ -62,6 +62,8 @@ ts_ctx *ts_ctx_new(const char *device, int threads) {
     }
     ts_ctx *ctx = ts_calloc(1, sizeof *ctx);
     ctx->backend = be;
+    ctx->device = index;
+    ctx->compute = DT_F32;
     if (be->context_init(ctx, index, threads)) {
         free(ctx);
         ts_fail_wrap("device '%s'", device);
@@ -89,9 +91,19 @@ void *ts_ctx_device_stream(const ts_ctx *self, int *device) {
     return self->backend->device_stream ? self->backend->device_stream(self, device) : NULL;
 }
 int ts_ctx_set_compute_type(ts_ctx *self, dtype t) {
-    if (self->backend->set_compute_type) return self->backend->set_compute_type(self, t);
-    if (t == DT_F32) return 0;
-    return ts_fail("backend '%s' computes in F32 only (asked %s)", self->backend->name, dtype_name(t));
+    int rc = self->backend->set_compute_type ? self->backend->set_compute_type(self, t)
+             : t == DT_F32 ? 0
+                           : ts_fail("backend '%s' computes in F32 only (asked %s)", self->backend->name, dtype_name(t));
+    if (rc == 0) self->compute = t;
+    return rc;
+}
+
+ts_ctx *ts_ctx_new_like(const ts_ctx *other) {
+    char device[48];
+    snprintf(device, sizeof device, "%s:%d", other->backend->name, other->device);
+    ts_ctx *ctx = ts_ctx_new(device, ts_ctx_threads(other));
+    if (ctx && ts_ctx_set_compute_type(ctx, other->compute)) ts_ctx_destroy(&ctx);
+    return ctx;
 }
 
 int ts_compute_type_parse(const char *name, dtype *out) {
@@ -103,6 +115,7 @@ int ts_compute_type_parse(const char *name, dtype *out) {
 
 void ts_ctx_set_comm(ts_ctx *self, comm *c) { self->comm = c ? c : self->own_comm; }
 comm *ts_ctx_comm(const ts_ctx *self) { return self->comm; }
+bool ts_ctx_comm_set(const ts_ctx *self) { return self->comm != self->own_comm; }
 int ts_ctx_synchronize(ts_ctx *self) {
     int rc = self->backend->synchronize(self);
     if (self->failed) {

@@ -49,10 +49,15 @@ int ts_ctx_threads(const ts_ctx *self);
  * NULL restores the default, a single rank. */
 void ts_ctx_set_comm(ts_ctx *self, struct comm *c);
 struct comm *ts_ctx_comm(const ts_ctx *self);
+/* True when a comm was set (ts_ctx_set_comm), false for the default single rank. */
+bool ts_ctx_comm_set(const ts_ctx *self);
 /* The type the context's GEMMs and convolutions compute in: DT_F32 (every backend, the
  * default), DT_F16 or DT_BF16 where the backend has it (CUDA: tensor cores, F32 accumulation,
  * activations still F32 between ops). -1 naming the backend otherwise. */
 int ts_ctx_set_compute_type(ts_ctx *self, dtype t);
+/* A new context on other's device, with its threads and compute type (not its comm or caches):
+ * a second thread's context for the same work. NULL with ts_fail. */
+ts_ctx *ts_ctx_new_like(const ts_ctx *other);
 /* "f32", "f16", "bf16" -> the dtype; -1 with ts_fail on anything else. */
 int ts_compute_type_parse(const char *name, dtype *out);
 

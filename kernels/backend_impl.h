@@ -89,6 +89,8 @@ struct ts_ctx {
     void *impl;                          /* the backend's state */
     struct comm *comm;                   /* borrowed, or own_comm */
     struct comm *own_comm;
+    int device;                          /* the N of "name:N" */
+    dtype compute;                       /* ts_ctx_set_compute_type's, once it succeeded */
     bool failed;                         /* a void op failed: ts_ctx_synchronize reports it */
 };
 

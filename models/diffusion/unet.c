@@ -90,6 +90,7 @@ struct unet {
      * context; pieces orders every row-parallel sum. Siblings point at the first's pieces. */
     struct unet **siblings;
     ts_ctx **sibling_ctx;
+    const ts_ctx *siblings_like;      /* the context sibling_ctx were made like (ts_ctx_new_like) */
     int sibling_count, piece;         /* piece: this one's index among the rank's pieces */
     piece_sum *pieces;
     bool owns_pieces;
@@ -1011,15 +1012,21 @@ static void *run_piece(void *arg) {
 static int forward_pieces(unet *u, ts_ctx *ctx, const float *x, int B, int H, int W, const float *timesteps,
                           const float *context, int T, const float *text_embeds, const float *time_ids, float *out) {
     int n = u->sibling_count;
-    if (!ts_ctx_host_memory(ctx))
-        return ts_fail("unet_forward: a split into %d pieces over %d ranks sums on the host; %s is not a host backend",
-                       u->split.pieces, u->split.ranks, ts_ctx_backend_name(ctx));
     size_t n_out = (size_t)B * u->cfg.out_channels * H * W;
     piece_call call[64];
     if (n + 1 > 64) return ts_fail("unet_forward: %d pieces on one rank (64 at most)", n + 1);
+    if (u->siblings_like != ctx)   /* a call on another context: the siblings' follow it */
+        for (int j = 1; j <= n; j++) {
+            unet *s = u->siblings[j - 1];
+            arena_destroy(&s->arena);   /* made in the context going away */
+            s->arena_capacity = 0;
+            s->arena_ctx = NULL;
+            ts_ctx_destroy(&u->sibling_ctx[j]);
+        }
+    u->siblings_like = ctx;
     for (int j = 0; j <= n; j++) {
         unet *p = j ? u->siblings[j - 1] : u;
-        if (j && !u->sibling_ctx[j] && !(u->sibling_ctx[j] = ts_ctx_new(ts_ctx_backend_name(ctx), ts_ctx_threads(ctx))))
+        if (j && !u->sibling_ctx[j] && !(u->sibling_ctx[j] = ts_ctx_new_like(ctx)))
             return ts_fail_wrap("unet_forward: a context for piece %d", p->tp_rank);
         if (j && p->gather_floats < n_out) {
             free(p->gather);
@@ -1067,7 +1074,8 @@ static int forward_split(unet *u, ts_ctx *ctx, const float *x, int B, int H, int
     if (sp.mode == UNET_PARALLEL_BATCH && sp.ranks > 1 && group && comm_device_buffers(group))
         return ts_fail("unet_forward: the batch split gathers host memory; the context's comm is %s (device "
                        "buffers): give it the host group", comm_kind(group));
-    if (sp.ranks == 1 && group && comm_size(group) == 1 && !u->pieces) u->comm = group;   /* its collectives run too */
+    /* a one-rank group set on the context: its collectives run too (not the default single rank) */
+    if (sp.ranks == 1 && ts_ctx_comm_set(ctx) && comm_size(group) == 1 && !u->pieces) u->comm = group;
     if (sp.ranks > 1) {
         comm *g = ts_ctx_comm(ctx);
         int size = g ? comm_size(g) : 1, rank = g ? comm_rank(g) : 0;

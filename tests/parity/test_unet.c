@@ -209,7 +209,10 @@ static void check_one_rank_group(void) {
     float *alone = calloc(n, sizeof(float)), *got = calloc(n, sizeof(float));
     ts_ctx *ctx = test_ctx();
     int B = (int)in.xs.shape[0], H = (int)in.xs.shape[2], W = (int)in.xs.shape[3], T = (int)in.cs.shape[1];
+    unet_profile_enable(u, true);
     CHECK_OK(unet_forward(u, ctx, in.x, B, H, W, in.t, in.ctx, T, NULL, NULL, alone));
+    /* without a group (the context's default single rank) no collective runs: nothing to copy */
+    CHECK(unet_get_profile(u)->comm_calls == 0, "%d collectives without a group", (int)unet_get_profile(u)->comm_calls);
     comm *host = comm_new_single(), *nccl = NULL;
     int device;
     void *stream = ts_ctx_device_stream(ctx, &device);
@@ -219,7 +222,9 @@ static void check_one_rank_group(void) {
     for (int i = 0; i < 2 && groups[i]; i++) {
         ts_ctx_set_comm(ctx, groups[i]);
         memset(got, 0, n * sizeof(float));
+        unet_profile_enable(u, true);
         CHECK_OK(unet_forward(u, ctx, in.x, B, H, W, in.t, in.ctx, T, NULL, NULL, got));
+        CHECK(unet_get_profile(u)->comm_calls > 0, "no collective ran in a one-rank %s group", comm_kind(groups[i]));
         bool same = memcmp(got, alone, n * sizeof(float)) == 0;
         printf("sd1 in a one-rank %s group on %s: %s\n", comm_kind(groups[i]), test_device(),
                same ? "the same bits as alone" : "DIFFERS");
@@ -227,6 +232,23 @@ static void check_one_rank_group(void) {
     }
     if (device >= 0 && !comm_have_nccl()) printf("sd1 one-rank NCCL group: not built with NCCL\n");
     ts_ctx_set_comm(ctx, NULL);
+    /* 2 pieces on one rank (unet_split.pieces: a thread and a context like ctx each, the sums
+     * through the host in piece order): diffusers' output, the same bits twice */
+    tensor ws;
+    float *want = fixture_npy("unet/sd1/out.npy", &ws), *again = calloc(n, sizeof(float));
+    unet *p = unet_load_split(fixture_path("unet/sd1"), (unet_split){UNET_PARALLEL_TP, 0, 1, 2});
+    CHECK(p && want, "%s", ts_last_error());
+    if (p && want) {
+        CHECK_OK(unet_forward(p, ctx, in.x, B, H, W, in.t, in.ctx, T, NULL, NULL, got));
+        CHECK_OK(unet_forward(p, ctx, in.x, B, H, W, in.t, in.ctx, T, NULL, NULL, again));
+        float err = test_max_abs_diff(got, want, n, NULL);
+        if (!(err <= 3e-5f)) err = INFINITY;
+        printf("sd1 in 2 pieces on %s: max |err| %.3g vs diffusers\n", test_device(), err);
+        CHECK(err <= 3e-5f, "sd1 in 2 pieces: max |err| %g vs diffusers", err);
+        CHECK(memcmp(got, again, n * sizeof(float)) == 0, "sd1 in 2 pieces: two calls differ");
+    }
+    unet_destroy(&p);
+    free(want), free(again);
     comm_destroy(&nccl);
     comm_destroy(&host);
     free(alone), free(got);
