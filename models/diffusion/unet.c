@@ -420,6 +420,10 @@ static unet *finish(unet *u, weight_binder *w, int layout, const char *prefix) {
     if (!u->split.pieces) return u;
     int local = u->split.pieces / u->split.ranks;
     u->pieces = piece_sum_new(local, u->split.pieces);
+    if (!u->pieces) {
+        unet_destroy(&u);
+        return NULL;
+    }
     u->owns_pieces = true;
     u->siblings = ts_calloc((size_t)local, sizeof *u->siblings);
     u->sibling_ctx = ts_calloc((size_t)local, sizeof *u->sibling_ctx);
