@@ -101,7 +101,7 @@ def save(args, renderers, vae, tokenizer, tok_dir, out_dir, step, t0):
         with open(os.path.join(out, "train_log.json"), "w") as f:
             json.dump({"captions": kind if kind == "short" else "95% descriptive + 5% short", "steps": step,
                        "planned_steps": args.steps, "init": args.init, "seed": args.seed, "batch": args.batch, "lr": args.lr, "ema": args.ema,
-                       "n_train": args.n, "levels": args.levels, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
+                       "n_train": args.n, "levels": args.levels, "snr_floor": args.snr_floor, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
                        "loss_ema": r["log"]}, f, indent=1)
 
 
@@ -119,6 +119,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="data-order seed (give a stage 2 a new one)")
     ap.add_argument("--levels", type=int, default=2, choices=(2, 3),
                     help="U-Net levels: 2 (12x12, 6x6; the first bundle) or 3 (down to 3x3, one latent per cell)")
+    ap.add_argument("--snr-floor", type=float, default=0.0,
+                    help="weight each sample's eps-loss by max(1, F/SNR(t)): the x0 error of the noisiest steps, "
+                         "where the layout is decided, counts as if its SNR were F (0: the plain eps-loss)")
     ap.add_argument("--save-every", type=int, default=0, help="also save both renderers to OUT/step-N every N steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -173,6 +176,12 @@ def main():
           f"{sum(p.numel() for p in te.parameters())} latents {tuple(z_all.shape)} std {z_all.std():.3f}", flush=True)
 
     noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER.items() if k != "set_alpha_to_one"})
+    # The eps-loss is the x0 error weighted by SNR(t): at the noisiest steps, where objects are
+    # placed (later steps can no longer move a blob that is visible), it is 0.005-0.1, so the
+    # text-to-place binding gets almost no signal (issue 19: positions stayed at chance while
+    # colours were learnt). --snr-floor F raises that weight to F there.
+    ab = noise_sched.alphas_cumprod
+    snr = ab / (1 - ab)
     g = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     stop_file = os.path.join(args.out, "STOP")
@@ -190,7 +199,10 @@ def main():
                 use_short = kind == "short" or blend_short[j]
                 texts.append("" if dropped[j] else (shorts[i] if use_short else descs[i]))
             cond = r["te"](ids_of(texts))[0]
-            loss = torch.nn.functional.mse_loss(r["unet"](zt, t, encoder_hidden_states=cond).sample, noise)
+            err = (r["unet"](zt, t, encoder_hidden_states=cond).sample - noise).pow(2).mean(dim=(1, 2, 3))
+            if args.snr_floor > 0:
+                err = err * torch.clamp(args.snr_floor / snr[t], min=1.0)
+            loss = err.mean()
             r["opt"].zero_grad(); loss.backward()
             torch.nn.utils.clip_grad_norm_(r["params"], 1.0)
             r["opt"].step(); r["sched"].step()
