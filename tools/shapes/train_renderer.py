@@ -10,6 +10,10 @@ initial weights, and share the VAE: the same budget by construction. The saved w
 exponential moving average (--ema) of the trained ones.
 
     nice -n 19 python tools/shapes/train_renderer.py --vae /tmp/tessera-shapes/vae --out demo --steps 1500
+
+--levels 3 gives the U-Net a 3x3 level (one latent per grid cell) and, with --init from a
+2-level pair, grows it (the old weights where the shapes match); --snr-floor weights the
+noisiest steps' loss up; --save-every writes checkpoints. demo/README.md has the runs.
 """
 import argparse
 import copy
