@@ -1131,8 +1131,9 @@ int coordinator_make_dirs(const char *path) {
 }
 
 /* A writer's temporary file (NAME.tmp.PID from workers, NAME.tmp from the packer and the
- * stats) whose writer died is never renamed into place; at start, with the folder locked,
- * they are removed from the output folder, the staging folders and the shard folders. */
+ * stats) whose writer died is never renamed into place; at start and once the job is
+ * complete, with the folder locked, they are removed from the output folder, the staging
+ * folders and the shard folders. */
 static int is_temp_name(const char *name) {
     size_t n = strlen(name);
     return strstr(name, ".tmp.") != NULL || (n > 4 && !strcmp(name + n - 4, ".tmp"));
@@ -1323,6 +1324,11 @@ int coordinator_run(const coordinator_options *opt, coordinator_progress *final)
             char staging[1300];
             snprintf(staging, sizeof staging, "%s/.staging", c.job->output);
             rmdir(staging); /* empty once every shard is packed */
+            /* a writer that died mid-job (kill -9 of a group's rank 0 mid-write) left its
+             * temporary file; every record is in place now, so the folder holds only them */
+            uint64_t stale = remove_temps(c.job->output, 0);
+            if (stale)
+                log_info("%s: removed %llu temporary files left by writers that died", c.job->output, (unsigned long long)stale);
             break;
         }
         if (opt->stop_after_tasks && c.p.tasks_done >= opt->stop_after_tasks) { rc = 1; break; }

@@ -33,14 +33,19 @@ coordinator() {   # coordinator OUT ENDPOINT [options]: starts one in the backgr
   PIDS+=("$coord")
 }
 
-# The reference: two plain workers.
+# The reference: two plain workers. A dead writer's temporary file appears after the
+# coordinator's start-up sweep (its socket is bound after it), as a kill -9 mid-write leaves
+# one mid-job: the completed job's folder must not keep it.
 coordinator "$W/one" "ipc://$W/one.ipc"
+for i in $(seq 1 300); do [ -S "$W/one.ipc" ] && break; sleep 0.1; done
+echo "torn" >"$W/one/dead-writer.png.tmp.99999"
 for k in 1 2; do
   "$T" -q worker render --connect "ipc://$W/one.ipc" --backend model --model "$MODEL" --name "one-$k" 2>"$W/one.w$k.err" &
   PIDS+=("$!")
 done
 wait_exit "$coord" 300 || fail "coordinator (plain workers) failed: $(tail -3 "$W/one.err")"
 check_exactly_once "$W/one" "$N"
+[ ! -e "$W/one/dead-writer.png.tmp.99999" ] || fail "a dead writer's temporary file outlived the completed job"
 
 group_run() {   # group_run NAME [worker options]: the job through two groups of `--tp 2` in one mpirun
   local name=$1
