@@ -14,6 +14,9 @@ exponential moving average (--ema) of the trained ones.
 --levels 3 gives the U-Net a 3x3 level (one latent per grid cell) and, with --init from a
 2-level pair, grows it (the old weights where the shapes match); --snr-floor weights the
 noisiest steps' loss up; --save-every writes checkpoints. demo/README.md has the runs.
+--high-t, --cell-noise and --zero-snr are issue 19's attempts at positions (position_probe.py
+measures them): the layout of a noisy latent must stop telling where the objects are before
+the text can.
 """
 import argparse
 import copy
@@ -88,10 +91,16 @@ def grow_state(src, dst, levels_src, levels_dst):
     return out, copied
 
 
+def schedule_of(args):
+    if not args.zero_snr:
+        return dict(SCHEDULER)
+    return dict(SCHEDULER, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
+
+
 def save(args, renderers, vae, tokenizer, tok_dir, out_dir, step, t0):
     # DDIM's config, as SD checkpoints ship a plain one: DPMSolverMultistepScheduler's would
     # hold "-Infinity" (lambda_min_clipped), which is not JSON. Samplers are picked at run time.
-    scheduler = DDIMScheduler(**SCHEDULER)
+    scheduler = DDIMScheduler(**schedule_of(args))
     for kind, r in renderers.items():
         out = os.path.join(out_dir, f"model-{kind}")
         # copies: .to(float16) converts in place, and training may go on after a checkpoint
@@ -105,7 +114,8 @@ def save(args, renderers, vae, tokenizer, tok_dir, out_dir, step, t0):
         with open(os.path.join(out, "train_log.json"), "w") as f:
             json.dump({"captions": kind if kind == "short" else "95% descriptive + 5% short", "steps": step,
                        "planned_steps": args.steps, "init": args.init, "seed": args.seed, "batch": args.batch, "lr": args.lr, "ema": args.ema,
-                       "n_train": args.n, "levels": args.levels, "snr_floor": args.snr_floor, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
+                       "n_train": args.n, "levels": args.levels, "snr_floor": args.snr_floor,
+                       "high_t": args.high_t, "high_t_from": args.high_t_from, "cell_noise": args.cell_noise, "zero_snr": args.zero_snr, "final_loss_ema": r["loss"], "seconds": time.time() - t0,
                        "loss_ema": r["log"]}, f, indent=1)
 
 
@@ -126,6 +136,19 @@ def main():
     ap.add_argument("--snr-floor", type=float, default=0.0,
                     help="weight each sample's eps-loss by max(1, F/SNR(t)): the x0 error of the noisiest steps, "
                          "where the layout is decided, counts as if its SNR were F (0: the plain eps-loss)")
+    ap.add_argument("--high-t", type=float, default=0.0,
+                    help="share of each batch whose timestep is drawn from [--high-t-from, 999] instead of [0, 999]: "
+                         "more of the steps where the layout is decided (0: uniform)")
+    ap.add_argument("--high-t-from", type=int, default=600)
+    ap.add_argument("--cell-noise", type=float, default=0.0,
+                    help="add this much noise that is constant over each grid cell (4x4 latents) to the training "
+                         "noise: the cell-level content of a noisy latent then no longer tells where the objects "
+                         "are, so the layout must come from the text (offset noise at the scale of a cell)")
+    ap.add_argument("--zero-snr", action="store_true",
+                    help="v-prediction on a schedule rescaled to zero terminal SNR (Lin et al. 2024), trailing "
+                         "timesteps: at t = 999 the latent is pure noise, as at the first sampling step")
+    ap.add_argument("--kinds", default="short,descriptive",
+                    help="renderers to train (experiments only: the ablation needs both, in lockstep)")
     ap.add_argument("--save-every", type=int, default=0, help="also save both renderers to OUT/step-N every N steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -153,7 +176,7 @@ def main():
     # The two renderers train in lockstep on the same images, noise, timesteps and caption
     # dropout; only the captions differ. Same budget by construction.
     renderers = {}
-    for kind in ("short", "descriptive"):
+    for kind in args.kinds.split(","):
         torch.manual_seed(0)       # same initial weights too
         te = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"],
                                           eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
@@ -179,7 +202,7 @@ def main():
     print(f"unet params {sum(p.numel() for p in unet.parameters())} text params "
           f"{sum(p.numel() for p in te.parameters())} latents {tuple(z_all.shape)} std {z_all.std():.3f}", flush=True)
 
-    noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER.items() if k != "set_alpha_to_one"})
+    noise_sched = DDPMScheduler(**{k: v for k, v in schedule_of(args).items() if k != "set_alpha_to_one"})
     # The eps-loss is the x0 error weighted by SNR(t): at the noisiest steps, where objects are
     # placed (later steps can no longer move a blob that is visible), it is 0.005-0.1, so the
     # text-to-place binding gets almost no signal (issue 19: positions stayed at chance while
@@ -195,16 +218,23 @@ def main():
         dropped = rng.random(args.batch) < 0.1           # caption dropout, for classifier-free guidance
         z0 = z_all[idx]
         noise = torch.randn(z0.shape, generator=g)
+        if args.cell_noise > 0:
+            cells = torch.randn(z0.shape[0], z0.shape[1], 3, 3, generator=g)
+            noise = noise + args.cell_noise * cells.repeat_interleave(z0.shape[2] // 3, 2).repeat_interleave(z0.shape[3] // 3, 3)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (args.batch,), generator=g)
+        if args.high_t > 0:
+            t_high = torch.randint(args.high_t_from, noise_sched.config.num_train_timesteps, (args.batch,), generator=g)
+            t = torch.where(torch.rand(args.batch, generator=g) < args.high_t, t_high, t)
         zt = noise_sched.add_noise(z0, noise, t)
+        target = noise_sched.get_velocity(z0, noise, t) if args.zero_snr else noise
         for kind, r in renderers.items():
             texts = []
             for j, i in enumerate(idx.tolist()):
                 use_short = kind == "short" or blend_short[j]
                 texts.append("" if dropped[j] else (shorts[i] if use_short else descs[i]))
             cond = r["te"](ids_of(texts))[0]
-            err = (r["unet"](zt, t, encoder_hidden_states=cond).sample - noise).pow(2).mean(dim=(1, 2, 3))
-            if args.snr_floor > 0:
+            err = (r["unet"](zt, t, encoder_hidden_states=cond).sample - target).pow(2).mean(dim=(1, 2, 3))
+            if args.snr_floor > 0 and not args.zero_snr:
                 err = err * torch.clamp(args.snr_floor / snr[t], min=1.0)
             loss = err.mean()
             r["opt"].zero_grad(); loss.backward()
