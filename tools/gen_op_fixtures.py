@@ -279,5 +279,28 @@ all_half = np.arange(65536, dtype=np.uint32).astype(np.uint16)
 save("dtype_f16_all_f32", all_half.view(np.float16).astype(np.float32))
 save("dtype_bf16_sample_f32", t(all_half[::7].copy().view(np.int16)).view(torch.bfloat16).float().numpy())
 
+# ---- attention, both CPU paths (added with the small-head kernel; own generator so that
+# nothing above changes): head_dim 12 takes the sgemm path (not a multiple of 8), 80 the
+# small-head kernel with 16-wide column blocks and no 8-wide tail, over three key tiles (520
+# keys) with a short last block of queries (13 = 2 x 6 + 1) and a mask that hides a whole
+# key tile from one row.
+rng2 = np.random.default_rng(4321)
+attn_more = [("attn_d12", 1, 2, 12, 37, 300, "plain"), ("attn_d80", 1, 1, 80, 13, 520, "mask")]
+more_params = []
+for name, B, H, D, nq, nkv, kind in attn_more:
+    HD = H * D
+    q = (rng2.standard_normal((B, nq, HD)) * 1.5).astype(np.float32)
+    k = (rng2.standard_normal((B, nkv, HD)) * 1.5).astype(np.float32)
+    v = rng2.standard_normal((B, nkv, HD)).astype(np.float32)
+    save(name + "_q", q); save(name + "_k", k); save(name + "_v", v)
+    mask = None
+    if kind == "mask":
+        mask = (rng2.standard_normal((nq, nkv)) * 2.0).astype(np.float32)
+        mask[2, :512] = -np.inf                  # row 2 sees only the last key tile
+        save(name + "_m", mask)
+    save(name + "_o", sdpa(q, k, v, H, mask))
+    more_params.append([B, H, D, nq, nkv, {"plain": 0, "mask": 1}[kind]])
+save("attn_more_params", np.array(more_params, dtype=np.int32))
+
 total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
 print(f"wrote {len(os.listdir(OUT))} files, {total / 1024:.0f} KiB, into {os.path.normpath(OUT)}")

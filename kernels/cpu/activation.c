@@ -20,7 +20,7 @@ void cpu_softmax_rows(ts_ctx *ctx, float *x, int64_t rows, int n) {
         float sum = 0;
         #pragma omp simd reduction(+:sum)
         for (int i = 0; i < n; i++) {
-            row[i] = ts_expf(row[i] - max);
+            row[i] = ts_expf_nonpositive(row[i] - max);
             sum += row[i];
         }
         float inv = (float)(1.0 / sum);

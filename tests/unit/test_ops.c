@@ -354,12 +354,15 @@ static void test_layout(void) {
 
 static const char *attn_names[] = {"attn_cross", "attn_mask", "attn_causal", "attn_causal_kv", "attn_fused",
                                    "attn_gqa"};
+/* head_dim 12 (the sgemm path) and 80 (the small-head kernel over three key tiles, masked) */
+static const char *attn_more_names[] = {"attn_d12", "attn_d80"};
 
-static void test_attention(void) {
+/* The cases of one parameter table (rows: batch, heads, head_dim, n_q, n_kv, kind) against torch. */
+static void test_attention(const char *params_name, const char *const *names, int n_names) {
     tensor ps;
-    float *params = load("attn_params", &ps);
+    float *params = load(params_name, &ps);
     int cases = (int)ps.shape[0], cols = (int)ps.shape[1];
-    CHECK(cases == (int)(sizeof attn_names / sizeof *attn_names), "attention case count %d", cases);
+    CHECK(cases == n_names, "%s: attention case count %d", params_name, cases);
     for (int c = 0; c < cases; c++) {
         const float *r = params + c * cols;
         int B = (int)r[0], H = (int)r[1], D = (int)r[2], kind = (int)r[5];
@@ -374,15 +377,15 @@ static void test_attention(void) {
             q = qkv, k = qkv + H * D, v = qkv + 2 * H * D;
             p.q_stride = p.k_stride = p.v_stride = 3 * H * D;
         } else {
-            snprintf(name, sizeof name, "%s_q", attn_names[c]); q = load(name, NULL);
-            snprintf(name, sizeof name, "%s_k", attn_names[c]); k = load(name, NULL);
-            snprintf(name, sizeof name, "%s_v", attn_names[c]); v = load(name, NULL);
+            snprintf(name, sizeof name, "%s_q", names[c]); q = load(name, NULL);
+            snprintf(name, sizeof name, "%s_k", names[c]); k = load(name, NULL);
+            snprintf(name, sizeof name, "%s_v", names[c]); v = load(name, NULL);
         }
-        if (kind == 1) { snprintf(name, sizeof name, "%s_m", attn_names[c]); p.mask = mask = load(name, NULL); }
+        if (kind == 1) { snprintf(name, sizeof name, "%s_m", names[c]); p.mask = mask = load(name, NULL); }
         float *o = ts_malloc((size_t)B * nq * H * D * sizeof(float));
         attention(test_ctx(), o, q, k, v, p);
-        snprintf(name, sizeof name, "%s_o", attn_names[c]);
-        expect(o, name, attn_names[c]);
+        snprintf(name, sizeof name, "%s_o", names[c]);
+        expect(o, name, names[c]);
         free(o); free(mask);
         if (qkv) free(qkv);
         else { free(q); free(k); free(v); }
@@ -420,7 +423,8 @@ int main(void) {
     test_activations();
     test_elementwise();
     test_layout();
-    test_attention();
+    test_attention("attn_params", attn_names, (int)(sizeof attn_names / sizeof *attn_names));
+    test_attention("attn_more_params", attn_more_names, (int)(sizeof attn_more_names / sizeof *attn_more_names));
     test_attention_large("attn_big_cross", 2, 40, 4096, 77, 4.0f);
     test_attention_large("attn_big_self", 2, 64, 1024, 1024, 8.0f);
     return TEST_END();
