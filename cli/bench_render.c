@@ -3,7 +3,7 @@
  * path (backend_render_many: batches, the text / U-Net / decode pipeline, PNG encoding).
  *
  *   tessera bench render -m SD15_FOLDER [--batch 8] [--res 256] [--steps 2] [--records 16]
- *                        [--threads N]
+ *                        [--only one|own|shared] [--threads N]
  *
  * SD15_FOLDER is a full-size SD 1.5 checkpoint; tools/make_bench_sd15.py writes one with
  * random weights (F16), so nothing is downloaded. The same records (different prompts,
@@ -112,14 +112,17 @@ static int bench_memory(const char *model, int res, int steps) {
 static int usage(int status) {
     fprintf(status ? stderr : stdout,
             "usage: tessera bench render -m SD15_FOLDER [--batch N] [--res PIXELS] [--steps N] [--records N]\n"
+            "                            [--only one|own|shared]\n"
             "       tessera bench render -m SD15_FOLDER --memory [--res 512] [--steps 1]\n"
-            "  SD15_FOLDER: e.g. made by tools/make_bench_sd15.py (random full-size SD 1.5 weights)\n");
+            "  SD15_FOLDER: e.g. made by tools/make_bench_sd15.py (random full-size SD 1.5 weights)\n"
+            "  --only: just one of the three runs (batch 1, batch N with own U-Net rows, shared U-Net\n"
+            "          calls), e.g. the busy share of a long job; no ratios or comparisons then\n");
     return status;
 }
 
 int bench_render(int argc, char **argv) {
     const char *model = NULL;
-    int batch = 8, res = 256, steps = 2, records = 16, memory = 0;
+    int batch = 8, res = 256, steps = 2, records = 16, memory = 0, only = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(0);
@@ -131,7 +134,10 @@ int bench_render(int argc, char **argv) {
         else if (!strcmp(a, "--res")) res = atoi(v);
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else if (!strcmp(a, "--records")) records = atoi(v);
-        else return usage(2);
+        else if (!strcmp(a, "--only")) {
+            only = !strcmp(v, "one") ? 0 : !strcmp(v, "own") ? 1 : !strcmp(v, "shared") ? 2 : -1;
+            if (only < 0) return usage(2);
+        } else return usage(2);
     }
     if (!model) return usage(2);
     if (memory) return bench_memory(model, res, steps);
@@ -163,6 +169,7 @@ int bench_render(int argc, char **argv) {
     double base = 0, base_cpu = 0;
     int rc = 0;
     for (int k = 0; k < 3 && rc == 0; k++) {
+        if (only >= 0 && k != only) continue;
         got[k] = (collected){ts_calloc((size_t)records, sizeof(uint8_t *)), ts_calloc((size_t)records, sizeof(size_t)), 0};
         render_stats st;
         double c0 = cpu_seconds();
@@ -173,13 +180,18 @@ int bench_render(int argc, char **argv) {
         }
         double ips = records / st.wall, ipc = records / (cpu_seconds() - c0);
         if (k == 0) base = ips, base_cpu = ipc;
-        printf("%-26s batch %2d: %.4f images/s (%.2fx batch 1), %.4f images/CPU-s (%.2fx), %.1f s; busy: U-Net %.1f %%, "
+        char wall_ratio[32] = "", cpu_ratio[32] = "";     /* none without the batch-1 run (--only) */
+        if (base > 0) {
+            snprintf(wall_ratio, sizeof wall_ratio, " (%.2fx batch 1)", ips / base);
+            snprintf(cpu_ratio, sizeof cpu_ratio, " (%.2fx)", ipc / base_cpu);
+        }
+        printf("%-26s batch %2d: %.4f images/s%s, %.4f images/CPU-s%s, %.1f s; busy: U-Net %.1f %%, "
                "text %.1f %%, decode+PNG %.1f %%\n",
-               runs[k].name, runs[k].how.batch, ips, ips / base, ipc, ipc / base_cpu, st.wall,
+               runs[k].name, runs[k].how.batch, ips, wall_ratio, ipc, cpu_ratio, st.wall,
                100 * st.unet_busy / st.wall, 100 * st.text_busy / st.wall, 100 * st.decode_busy / st.wall);
         fflush(stdout);   /* long runs: each line when it is known */
     }
-    if (rc == 0) {
+    if (rc == 0 && only < 0) {
         int same = 0;
         for (int i = 0; i < records; i++)
             same += got[1].size[i] == got[0].size[i] && !memcmp(got[1].png[i], got[0].png[i], got[0].size[i]);
