@@ -1,5 +1,5 @@
 """position_probe.py — does a shapes renderer place an object where its caption says? A cheap
-check (issue 19's diagnosis; ~20 s a model on one thread) of three things:
+check (issue 19's diagnosis; ~20 s a model on one thread) of:
 
   text     how much the text encoder's states differ between captions that differ only in the
            cell ("top left" vs "bottom right" ...), per token and overall
