@@ -3,7 +3,7 @@
 # each with its own state under $SLURM_DEV_DIR (default /tmp/tessera-slurm).
 #
 #   cluster/slurm-dev.sh start    # start munge + slurmctld + slurmd; wait until the node is idle
-#   cluster/slurm-dev.sh env      # print the exports that point sbatch/squeue at it
+#   cluster/slurm-dev.sh env      # print the exports that point sbatch/squeue (and Open MPI) at it
 #   cluster/slurm-dev.sh stop
 #
 # SLURM_DEV_NODES=3 starts three nodes n1 n2 n3 instead of one (one slurmd each, `slurmd -N`,
@@ -18,6 +18,12 @@ set -euo pipefail
 DIR=${SLURM_DEV_DIR:-/tmp/tessera-slurm}
 CONF=$DIR/slurm.conf
 HOST=$(hostname -s)
+# Open MPI names its shared-memory segments (/dev/shm/vader_segment.HOST.JOBHASH.RANK) after
+# the job and step, and a fresh dev cluster numbers its jobs from 1 again: a rank killed with
+# SIGKILL leaves its segment behind, and the same-numbered step of the next cluster attached
+# to it and hung in its first collective (MPI_Comm_dup). So each cluster's segments live in a
+# folder of its own (`env` exports it), removed by `stop`.
+SHM=/dev/shm/$(basename "$DIR")
 
 write_config() {
   mkdir -p "$DIR"/{state,spool,log,munge,run}
@@ -89,12 +95,14 @@ start_munge() {
 
 env_lines() {
   echo "export SLURM_CONF=$CONF"
+  echo "export OMPI_MCA_btl_vader_backing_directory=$SHM"
 }
 
 case "${1:-}" in
   start)
     command -v slurmctld >/dev/null || { echo "slurm-dev: slurmctld not installed (run tools/install-deps.sh)" >&2; exit 1; }
     write_config
+    mkdir -p "$SHM"
     start_munge
     # slurm talks to munge through libmunge, which reads the socket path from the env var.
     export MUNGE_SOCKET=$DIR/munge/munge.socket SLURM_CONF=$CONF
@@ -120,6 +128,7 @@ case "${1:-}" in
     done
     [ -f "$DIR/munge/munged.pid" ] && kill "$(cat "$DIR/munge/munged.pid")" 2>/dev/null || true
     sleep 1
+    rm -rf "$SHM"
     ;;
   *) echo "usage: $0 start|env|stop" >&2; exit 2 ;;
 esac

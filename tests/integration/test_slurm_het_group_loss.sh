@@ -45,6 +45,13 @@ rank_pid() {
 joined() { grep -q "(render-n3-0-g0) joined" "$D/job.log" 2>/dev/null && grep -q "(render-n3-2-g0) joined" "$D/job.log" 2>/dev/null; }
 for _ in $(seq 1 900); do joined && [ -s "$OUT/manifest.jsonl" ] && break; sleep 0.1; done
 joined && [ -s "$OUT/manifest.jsonl" ] && ok || bad "both groups not at work in 90 s: $(tail -5 "$D/job.log")"
+# the ranks' shared-memory segments are in this cluster's own folder (removed when it stops),
+# not in /dev/shm under names that the same-numbered step of the next dev cluster takes: the
+# segment the rank killed below left there once made test_slurm_het_tp, run next, hang in
+# MPI_Comm_dup
+shm=${OMPI_MCA_btl_vader_backing_directory:-}
+[[ $shm == /dev/shm/tessera-slurm-het-loss.* ]] && ls "$shm"/vader_segment.* >/dev/null 2>&1 && ok ||
+  bad "no shared-memory segment in the cluster's own folder ('$shm'): $(ls /dev/shm | grep -v KMP)"
 victim=$(rank_pid 0 1) leader0=$(rank_pid 0 0) leader1=$(rank_pid 1 0)
 [ -n "$victim" ] && [ -n "$leader0" ] && [ -n "$leader1" ] && ok || bad "ranks not found (group 0 task 1: '$victim', group 0 task 0: '$leader0', group 1 task 0: '$leader1'): $(tail -5 "$D/job.log")"
 before=$(wc -l <"$OUT/manifest.jsonl")
