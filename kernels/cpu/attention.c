@@ -199,9 +199,13 @@ static void attention_tile_small(ts_ctx *ctx, float *out, int64_t out_stride, co
         int nk = (int)(kv_end - j0 < KEY_TILE ? kv_end - j0 : KEY_TILE), nk16 = (nk + 15) & ~15;
         for (int j = 0; j < nk16; j++) {         /* key j to column j % 16 of panel j / 16; 0 past nk */
             float *panel = Kp + (int64_t)(j & ~15) * d + (j & 15);
+            if (j >= nk) {
+                for (int c = 0; c < d; c++) panel[c * 16] = 0.0f;
+                continue;
+            }
             const float *kj = k + (j0 + j) * k_stride;
-            for (int c = 0; c < d; c++) panel[c * 16] = j < nk ? kj[c] : 0.0f;
-            if (j < nk) memcpy(V + (int64_t)j * d, v + (j0 + j) * v_stride, (size_t)d * sizeof(float));
+            for (int c = 0; c < d; c++) panel[c * 16] = kj[c];
+            memcpy(V + (int64_t)j * d, v + (j0 + j) * v_stride, (size_t)d * sizeof(float));
         }
         for (int i0 = 0; i0 < nq; i0 += ROWS) {
             int rows = nq - i0 < ROWS ? nq - i0 : ROWS;
