@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo's two renderers (demo/model-short, demo/model-descriptive: issue 19's 3-level U-Net
 # down to 3x3, their own CLIP vocabulary and VAE) through `tessera txt2img` against diffusers'
-# StableDiffusionPipeline on the same prompts and seeds (DDIM, 20 steps, guidance 4, 48x48;
+# StableDiffusionPipeline on the same prompts and seeds (DDIM and DPM-Solver++ 2M, 20 steps, guidance 4, 48x48;
 # fixtures from tools/gen_demo_renderer_fixtures.py): final latents within 1e-4 (values up to
 # ~6) and the decoded images within 1/255, at least 99.9 % of values equal. A retrained or
 # re-architected demo renderer must pass this before it ships.
@@ -9,15 +9,16 @@ set -u
 T=${TESSERA_BIN:?}
 S=${TESSERA_SOURCE:?}
 F=${TESSERA_FIXTURES:-$S/tests/fixtures}/demo_renderer
+D=${DEMO_DIR:-$S/demo}        # another pair of renderers, checked before it is installed
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail=0
-while read -r name seed prompt; do
-  "$T" -q txt2img -m "$S/demo/$name" -p "$prompt" --seed "$seed" --sampler ddim --steps 20 --cfg-scale 4 -W 48 -H 48 \
+while read -r name seed sampler prompt; do
+  "$T" -q txt2img -m "$D/$name" -p "$prompt" --seed "$seed" --sampler "$sampler" --steps 20 --cfg-scale 4 -W 48 -H 48 \
     -t 1 --truncate -o "$work/$name-$seed.png" --save-latent "$work/$name-$seed.npy" >/dev/null 2>"$work/err" ||
     { echo "FAIL: $name seed $seed: $(tail -2 "$work/err")"; fail=1; continue; }
   python3 - "$F/${name}_s${seed}_latent.npy" "$work/$name-$seed.npy" "$F/${name}_s${seed}_image.npy" \
-    "$work/$name-$seed.png" "$name seed $seed" <<'PY' || fail=1
+    "$work/$name-$seed.png" "$name seed $seed $sampler" <<'PY' || fail=1
 import os, struct, sys
 sys.path.insert(0, os.environ["TESSERA_SOURCE"] + "/tests/integration")
 from png_rgb import pixels

@@ -160,7 +160,7 @@ def main():
     # only in the captions they were trained on.
     tok_dir = os.path.join(data.CACHE, "clip_tokenizer")
     if args.init:                  # a continuation keeps its vocabulary (token ids index its embeddings)
-        tok_dir = os.path.join(args.init, "model-descriptive", "tokenizer")
+        tok_dir = os.path.join(args.init, f"model-{args.kinds.split(',')[0]}", "tokenizer")
     else:
         bpe.train_clip(shorts + descs, tok_dir)
     tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
