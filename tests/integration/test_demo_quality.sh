@@ -17,7 +17,7 @@ SRC=${TESSERA_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${TESSERA_BIN:-$SRC/build/release/tessera}
 # The one measured figure: prompts fully right (strict: exact counts), and the share of
 # attribute checks passed, as `tessera eval shapes` prints them.
-EXPECTED_SCORE="11/16 prompts, 87.2% of checks"   # measured 2026-11-28, Release, on the renderers of issue 19 (3-level U-Net; before: 6/16, 79.2%)
+EXPECTED_SCORE="12/16 prompts, 89.6% of checks"   # measured 2026-11-28, Release, on the zero-terminal-SNR renderer of issue 19 (before: 11/16, 87.2%; 6/16, 79.2% on the 2-level U-Net)
 DEMO=$SRC/demo
 MODEL=${DEMO_MODEL:-$DEMO/model-descriptive}
 
