@@ -2,8 +2,8 @@
 demo/model-descriptive: the 3-level U-Net of issue 19, its own CLIP vocabulary and VAE) on
 three prompts each: 20 steps, guidance 4, 48x48, seed through a CPU torch.Generator, the
 prompt truncated at 77 tokens as diffusers does; DDIM, and DPM-Solver++ 2M (the sampler
-`make demo` and the ablation use; on a zero-terminal-SNR schedule its last step is the one
-that differs most between implementations). Written to tests/fixtures/demo_renderer/:
+`make demo` and the ablation use; it treats the zero-terminal-SNR schedule's ends, ᾱ = 0 at
+t = 999 and the last step to σ = 0, with code of its own, apart from DDIM's). Written to tests/fixtures/demo_renderer/:
 NAME_sSEED_latent.npy (float32 [1, 4, 12, 12], the final latents before the VAE's scaling) and
 NAME_sSEED_image.npy (uint8 [48, 48, 3], the decoded image), prompts.txt (NAME SEED SAMPLER
 PROMPT, SAMPLER as `tessera txt2img --sampler` names it).
