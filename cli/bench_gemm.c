@@ -1,6 +1,7 @@
 /*
  * bench_gemm.c — `tessera bench gemm`: achieved sgemm GFLOP/s, and 3x3 convolution GFLOP/s
- * at the Stable Diffusion U-Net shapes for every conv2d backend, each also as a ratio to
+ * at the Stable Diffusion U-Net and VAE shapes for every conv2d backend and as AUTO chooses
+ * (Winograd counted as the direct convolution it replaces), each also as a ratio to
  * the square sgemm figure of the same run (the machine's practical fp32 peak), and the
  * attention kernel at SD 1.x's 64x64-latent shapes.
  */
@@ -72,8 +73,9 @@ int bench_gemm(int argc, char **argv) {
         if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: tessera bench [--threads N] gemm [--reps N]\n"
-                            "sgemm GFLOP/s (2048^3, 4096x320x1280) and 3x3 conv GFLOP/s at SD shapes\n"
-                            "(batch 2: 320@64x64, 640@32x32, 1280@16x16) per conv2d backend; attention.\n");
+                            "sgemm GFLOP/s (2048^3, 4096x320x1280) and 3x3 conv GFLOP/s at SD shapes (the U-Net's\n"
+                            "levels at 512x512, batch 2; the VAE decoder's, batch 1) per conv2d backend and as AUTO\n"
+                            "chooses (Winograd counted as a direct convolution); attention.\n");
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
     }
@@ -87,24 +89,28 @@ int bench_gemm(int argc, char **argv) {
     printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", "sgemm M=4096 N=320 K=1280", tall.wall, tall.cpu,
            tall.wall / sq.wall, tall.cpu / sq.cpu);
 
-    static const struct { int C, H; } shapes[] = {{320, 64}, {640, 32}, {1280, 16}};
+    /* the U-Net's levels at 512x512 (CFG batch 2) and the VAE decoder's at 512x512 (batch 1) */
+    static const struct { int N, C, H; } shapes[] = {{2, 320, 64}, {2, 640, 32}, {2, 1280, 16}, {2, 1280, 8},
+                                                     {1, 512, 64}, {1, 512, 128}, {1, 256, 256}, {1, 128, 512}};
     static const struct { conv2d_backend backend; bool cache; const char *label; } variants[] = {
         {CONV_BACKEND_ONEDNN, false, "onednn"},
         {CONV_BACKEND_ONEDNN, true, "onednn cached"},    /* conv2d_weight_cache: no weight reorder */
         {CONV_BACKEND_IM2COL, false, "im2col+sgemm"},
+        {CONV_BACKEND_WINOGRAD, false, "winograd"},
+        {CONV_BACKEND_AUTO, false, "auto"},              /* what the models run: conv.c's choice */
     };
     conv2d_backend chosen = conv2d_get_backend(ctx);
-    printf("conv2d 3x3 pad 1, batch 2 (default: %s for these shapes)\n", conv2d_backend_name(chosen));
+    printf("conv2d 3x3 pad 1, N images of C channels at HxW (default: %s, or as AUTO chooses)\n", conv2d_backend_name(chosen));
     int status = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int C = shapes[s].C, H = shapes[s].H;
-        conv_case c = {.ctx = ctx, .N = 2, .C = C, .H = H, .W = H, .OC = C};
-        c.x = random_floats((size_t)2 * C * H * H);
-        c.y = ts_aligned_alloc((size_t)2 * C * H * H * sizeof(float));
+        int N = shapes[s].N, C = shapes[s].C, H = shapes[s].H;
+        conv_case c = {.ctx = ctx, .N = N, .C = C, .H = H, .W = H, .OC = C};
+        c.x = random_floats((size_t)N * C * H * H);
+        c.y = ts_aligned_alloc((size_t)N * C * H * H * sizeof(float));
         float *w = random_floats((size_t)C * C * 9), *b = random_floats((size_t)C);
         c.w = tensor_f32(w, C, C, 3, 3);
         c.b = tensor_f32(b, C, 0, 0, 0);
-        double flops = 2.0 * 2 * C * H * H * (double)C * 9;
+        double flops = 2.0 * N * C * H * H * (double)C * 9;
         for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
             if (!conv2d_backend_available(variants[k].backend)) continue;
             conv2d_set_backend(ctx, variants[k].backend);
@@ -113,7 +119,7 @@ int bench_gemm(int argc, char **argv) {
             conv2d_weight_cache_clear(ctx);
             conv2d_weight_cache(ctx, 0);
             char label[64];
-            snprintf(label, sizeof label, "%d@%dx%d %s", C, H, H, variants[k].label);
+            snprintf(label, sizeof label, "%dx%d@%dx%d %s", N, C, H, H, variants[k].label);
             printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", label, r.wall, r.cpu, r.wall / sq.wall, r.cpu / sq.cpu);
         }
         if (c.status) { fprintf(stderr, "tessera bench: conv2d failed: %s\n", ts_last_error()); status = 1; }

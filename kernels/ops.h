@@ -92,10 +92,12 @@ int conv2d(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W,
 void conv2d_out_size(int H, int W, const tensor *weight, conv2d_params p, int *OH, int *OW);
 
 /* How a CPU context computes convolutions. AUTO, the default, is chosen by measurement
- * (kernels/cpu/conv.c): oneDNN at many positions per weight, except 1x1 and few-input-channel
- * convolutions (sgemm); im2col over the batch and blocked weight products (weight_gemm) at few
- * positions per weight. The setting belongs to the context; other backends ignore it. */
-typedef enum { CONV_BACKEND_AUTO = 0, CONV_BACKEND_IM2COL, CONV_BACKEND_ONEDNN } conv2d_backend;
+ * (kernels/cpu/conv.c): Winograd F(2x2, 3x3) for 3x3 stride-1 pad-1 convolutions with 256+
+ * channels in and out at 128+ positions; else oneDNN at many positions per weight, except 1x1
+ * and few-input-channel convolutions (sgemm); im2col over the batch and blocked weight products
+ * (weight_gemm) at few positions per weight. WINOGRAD takes Winograd wherever the shape allows
+ * it and AUTO's choice elsewhere. The setting belongs to the context; other backends ignore it. */
+typedef enum { CONV_BACKEND_AUTO = 0, CONV_BACKEND_IM2COL, CONV_BACKEND_ONEDNN, CONV_BACKEND_WINOGRAD } conv2d_backend;
 void conv2d_set_backend(ts_ctx *ctx, conv2d_backend b);
 conv2d_backend conv2d_get_backend(const ts_ctx *ctx);   /* never AUTO: the main one in use */
 bool conv2d_backend_available(conv2d_backend b);

@@ -121,6 +121,12 @@ save("conv_params", np.array(params, dtype=np.int32))
 xin = hash_floats(32 * 180 * 180, 21).reshape(1, 32, 180, 180)
 w = hash_floats(8 * 32 * 9, 22).reshape(8, 32, 3, 3) * np.float32(0.2)
 save("conv_big_y_every97", F.conv2d(t(xin).double(), t(w).double(), padding=1).float().numpy().reshape(-1)[::97])
+# Channels as the U-Net's and the VAE's (256 in and out, 12x11: odd width, 132 positions), the
+# shape where the CPU's automatic choice takes Winograd F(2x2, 3x3); every 7th value stored.
+xin = hash_floats(256 * 12 * 11, 41).reshape(1, 256, 12, 11)
+w = hash_floats(256 * 256 * 9, 42).reshape(256, 256, 3, 3) * np.float32(0.05)
+bias = hash_floats(256, 43)
+save("conv_c256_y_every7", F.conv2d(t(xin).double(), t(w).double(), t(bias).double(), padding=1).float().numpy().reshape(-1)[::7])
 
 # ---- normalisation -----------------------------------------------------------
 x = randn(2, 8, 5, 3)

@@ -1,12 +1,14 @@
 /*
  * conv.c — 2-D convolution (groups, stride, padding) for the U-Net, VAE and TAESD.
  *
- * Three paths, chosen per context and shape (conv2d_set_backend; AUTO below):
+ * Four paths, chosen per context and shape (conv2d_set_backend; AUTO below):
  *   im2col + OpenBLAS sgemm: unfold the receptive fields into a [C/g*KH*KW, OH*OW]
  *     matrix and multiply by the weight matrix; 1x1 stride-1 convolutions skip the
  *     unfolding and are a plain GEMM.
  *   oneDNN (conv_dnnl.c): direct JIT convolution on blocked layouts.
  *   blocked: im2col over the batch and weight_gemm (weight_gemm.c), at few positions per weight.
+ *   Winograd F(2x2, 3x3) (conv_winograd.c): 3x3 stride 1 pad 1 with 16 products over the
+ *     channels instead of 36 multiplications per output pair, at 256+ channels in and out.
  * Measured with `tessera bench gemm` (Sapphire Rapids, 2 threads, fp32, batch 2, 3x3 pad 1,
  * GFLOP per CPU-second because the machine was shared; wall figures agree in direction):
  *   shape         oneDNN   oneDNN + weight cache   im2col+sgemm   (sgemm 2048^3: 171)
@@ -175,20 +177,38 @@ int conv2d_blocked(ts_ctx *ctx, float *out, const float *x, int B, int C, int H,
 /* ---- the choice ---------------------------------------------------------- */
 
 /* Which path one convolution takes: the context's setting, or under AUTO the measured choice.
- * AUTO: many positions per weight (outer levels) go to oneDNN's direct convolution, which
- * beat im2col + sgemm by 20-35% per CPU-second at 320/640 channels, 16x16 to 64x64 (the
- * U-Net), except pointwise and few-input-channel ones (above); few positions per weight
- * (deep levels, where weights are large) take the blocked path. */
-typedef enum { PATH_IM2COL, PATH_ONEDNN, PATH_BLOCKED } conv_path;
+ * AUTO: 3x3 stride-1 pad-1 convolutions with 256+ channels in and out and 128+ positions (every
+ * such U-Net and VAE layer but the U-Net's 4x4 level at 256x256) go to Winograd: `bench gemm`
+ * (AMD EPYC, AVX2, 2 threads) gave it 200-260 GFLOP/s counted as direct convolution against
+ * 150-180 for oneDNN at 320@64x64, 640@32x32, 1280@16x16, 512@64x64, 512@128x128 and
+ * 256@256x256, 130 against 114-120 at 1280@8x8, but 130 against 148-172 at 128@512x512 (the
+ * transforms outweigh the products with few channels); and with 8 tiles an image (the U-Net's
+ * 4x4 level at 256x256) the blocked path wins: a 256x256 step took 3.87 s with that level on
+ * Winograd, 3.36 s without (at 8x8 the two were within noise).
+ * Other convolutions at many positions per weight (outer levels) go to oneDNN's direct
+ * convolution, which beat im2col + sgemm by 20-35% per CPU-second at 320/640 channels, 16x16 to
+ * 64x64 (the U-Net), except pointwise and few-input-channel ones (above); few positions per
+ * weight (deep levels, where weights are large) take the blocked path. */
+typedef enum { PATH_IM2COL, PATH_ONEDNN, PATH_BLOCKED, PATH_WINOGRAD } conv_path;
+enum { WINOGRAD_MIN_CHANNELS = 256, WINOGRAD_MIN_POSITIONS = 128 };
+
+/* Shapes Winograd F(2x2, 3x3) computes: 3x3, stride 1, padding 1, one group. */
+static bool winograd_fits(int KH, int KW, conv2d_params p) {
+    return KH == 3 && KW == 3 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 1 && p.pad_w == 1 && p.groups == 1;
+}
 
 static conv_path path_for(ts_ctx *ctx, int N, int C, int H, int W, int OC, int KH, int KW, conv2d_params p) {
     cpu_ctx *c = cpu_of(ctx);
-    if (c->conv_backend != CONV_BACKEND_AUTO)
+    if (c->conv_backend == CONV_BACKEND_WINOGRAD && winograd_fits(KH, KW, p)) return PATH_WINOGRAD;
+    if (c->conv_backend != CONV_BACKEND_AUTO && c->conv_backend != CONV_BACKEND_WINOGRAD)
         return c->conv_backend == CONV_BACKEND_ONEDNN && conv2d_backend_available(CONV_BACKEND_ONEDNN) ? PATH_ONEDNN
                                                                                                      : PATH_IM2COL;
     bool square = p.groups == 1 && p.stride_h == p.stride_w && p.pad_h == p.pad_w;
     int OH = (H + 2 * p.pad_h - KH) / p.stride_h + 1, OW = (W + 2 * p.pad_w - KW) / p.stride_w + 1;
     int64_t n_all = (int64_t)N * OH * OW;
+    if (winograd_fits(KH, KW, p) && C >= WINOGRAD_MIN_CHANNELS && OC >= WINOGRAD_MIN_CHANNELS &&
+        n_all >= WINOGRAD_MIN_POSITIONS)
+        return PATH_WINOGRAD;
     if (square && (c->force_split || n_all < OC / 2)) return PATH_BLOCKED;
     if (!conv2d_backend_available(CONV_BACKEND_ONEDNN)) return PATH_IM2COL;
     bool pointwise = KH == 1 && KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
@@ -199,6 +219,7 @@ const char *conv2d_backend_name(conv2d_backend b) {
     switch (b) {
     case CONV_BACKEND_IM2COL: return "im2col+sgemm";
     case CONV_BACKEND_ONEDNN: return "onednn";
+    case CONV_BACKEND_WINOGRAD: return "winograd";
     default: return "auto";
     }
 }
@@ -225,6 +246,8 @@ int cpu_conv2d(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int
         break;
     case PATH_ONEDNN:
         return conv2d_dnnl(ctx, out, x, N, C, H, W, weight, weight_f32(ctx, bias, 1), OC, KH, KW, p);
+    case PATH_WINOGRAD:
+        return conv2d_winograd(ctx, out, x, N, C, H, W, weight_f32(ctx, weight, 0), weight_f32(ctx, bias, 1), OC);
     case PATH_IM2COL:
         break;
     }

@@ -22,8 +22,8 @@ typedef struct {
     int threads, status;
 } work;
 
-/* A convolution on the blocked path (F16 weights, few positions), one on oneDNN's, a weight
- * product, with the context's scratch in use throughout. */
+/* A convolution on the blocked path (F16 weights, few positions), one on oneDNN's, one by
+ * Winograd, a weight product, with the context's scratch in use throughout. */
 static void *run(void *arg) {
     work *k = arg;
     ts_ctx *ctx = ts_ctx_new("cpu", k->threads);
@@ -32,6 +32,9 @@ static void *run(void *arg) {
     for (int rep = 0; rep < 3 && k->status == 0; rep++) {
         k->status |= conv2d(ctx, k->conv_out, k->x, N, C, H, H, k->w16, k->b, p);
         k->status |= conv2d(ctx, k->conv_out + (size_t)N * OC * H * H, k->x, 1, C, 4, 4, k->w16, k->b, p);
+        conv2d_set_backend(ctx, CONV_BACKEND_WINOGRAD);   /* its transforms and 16 products per chunk */
+        k->status |= conv2d(ctx, k->conv_out + (size_t)(N * H * H + 16) * OC, k->x, N, C, H, H, k->w16, k->b, p);
+        conv2d_set_backend(ctx, CONV_BACKEND_AUTO);
         tensor w = tensor_f32((float *)k->w32, OC, C * 9, 0, 0);
         weight_gemm_params g = {.weight_left = false, .other = ROWS, .K = C * 9, .X = k->x, .ldx = C * 9,
                                 .C = k->gemm_out, .ldc = OC, .count = 1};
@@ -75,7 +78,7 @@ int main(void) {
     CHECK(ctx == NULL, "destroy clears the pointer");
 
     /* two contexts on two threads at once == one context alone */
-    size_t xn = (size_t)N * C * H * H, wn = (size_t)OC * C * 9, outn = (size_t)(N * H * H + 16) * OC;
+    size_t xn = (size_t)N * C * H * H, wn = (size_t)OC * C * 9, outn = (size_t)(2 * N * H * H + 16) * OC;
     float *x = malloc(xn * sizeof(float)), *w32 = malloc(wn * sizeof(float));
     uint16_t *w16d = malloc(wn * 2);
     float *bias = malloc(OC * sizeof(float));

@@ -166,6 +166,18 @@ static void test_conv(conv2d_backend backend, bool cache_weights) {
         expect(picked, "conv_big_y_every97", "conv 32@180x180 (im2col in bands)");
         free(bx); free(bw); free(by); free(picked);
     }
+    /* 256 channels in and out at 12x11: the automatic choice takes Winograd here */
+    {
+        size_t n_out = (size_t)256 * 12 * 11, count = 0;
+        float *cx = hash_floats(256 * 12 * 11, 41, 1.0f), *cw = hash_floats(256 * 256 * 9, 42, 0.05f);
+        float *cb = hash_floats(256, 43, 1.0f);
+        float *cy = ts_malloc(n_out * sizeof(float)), *picked = ts_malloc((n_out / 7 + 1) * sizeof(float));
+        tensor wt_c = tensor_f32(cw, 256, 256, 3, 3), bt_c = tensor_f32(cb, 256, 0, 0, 0);
+        CHECK_OK(conv2d(test_ctx(), cy, cx, 1, 256, 12, 11, &wt_c, &bt_c, (conv2d_params){.pad_h = 1, .pad_w = 1}));
+        for (size_t i = 0; i < n_out; i += 7) picked[count++] = cy[i];
+        expect(picked, "conv_c256_y_every7", "conv 256@12x11");
+        free(cx); free(cw); free(cb); free(cy); free(picked);
+    }
 
     /* bad shapes are refused with a message */
     float w[2 * 3 * 3 * 3] = {0}, x[3 * 16] = {0}, y[64];
@@ -418,6 +430,7 @@ int main(void) {
     test_conv(CONV_BACKEND_IM2COL, false);
     test_conv(CONV_BACKEND_ONEDNN, false);
     test_conv(CONV_BACKEND_ONEDNN, true);
+    test_conv(CONV_BACKEND_WINOGRAD, false);
     test_conv(CONV_BACKEND_AUTO, false);
     test_norms();
     test_activations();

@@ -1,0 +1,144 @@
+/*
+ * conv_winograd.c — 3x3 stride-1 pad-1 convolutions by Winograd's minimal filtering F(2x2, 3x3)
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+ *
+ * Each 2x2 block of outputs comes from a 4x4 block of inputs with 16 multiplications per
+ * (input, output channel) pair instead of 36: the inputs and weights are taken into the
+ * Winograd domain (V = Bt d B, U = G g Gt), the 16 positions of that domain are 16 independent
+ * matrix products over the channels, M[e] = U[e] V[e], and each output block is At M A. So the
+ * work is 16 sgemms of [OC x C] by [C x tiles] (OpenBLAS, tiled as cpu_gemm tiles everything)
+ * and two cheap transforms. Hand-written because neither OpenBLAS nor the installed oneDNN
+ * offers it on AVX2 (oneDNN's Winograd convolution is AVX-512 only).
+ *
+ * F(2x2, 3x3) rather than F(4x4, 3x3): its transforms have entries 0, +-1 and 1/2, so the
+ * rounding error stays within a few times a direct convolution's (the larger tile's entries
+ * up to 8 would cost parity with diffusers). Tiles are taken in chunks of a fixed size, so
+ * every number is the same whatever the batch or thread count.
+ */
+#include "kernels/cpu/cpu.h"
+
+#include <string.h>
+
+/* Tiles per chunk at most; floats of one chunk's transformed inputs at most; floats of the
+ * transformed weights of one block of output channels at most (32 MB). */
+enum { WINOGRAD_MAX_TILES = 1024, WINOGRAD_CHUNK_FLOATS = 4 << 20, WINOGRAD_BLOCK_WEIGHTS = 8 << 20 };
+enum { SLOT_V = 2, SLOT_M = 3, SLOT_U = 4 };
+
+/* U[e][o][c] = (G g Gt)[e] for each 3x3 filter g = w[o][c]. */
+static void transform_weights(ts_ctx *ctx, float *U, const float *w, int OC, int C) {
+    int64_t plane = (int64_t)OC * C;
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static)
+    for (int64_t oc = 0; oc < plane; oc++) {
+        const float *g = w + oc * 9;
+        float t[4][3];   /* G g: 4 rows of 3 */
+        for (int j = 0; j < 3; j++) {
+            t[0][j] = g[j];
+            t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+            t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+            t[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; i++) {   /* (G g) Gt */
+            float *u = U + (int64_t)(4 * i) * plane + oc;
+            u[0] = t[i][0];
+            u[plane] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+            u[2 * plane] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+            u[3 * plane] = t[i][2];
+        }
+    }
+}
+
+/* V[e][c][t - t0] = (Bt d B)[e] for the tiles t0 <= t < t1, d the 4x4 inputs of tile t
+ * (image t / tiles_per_image) with the padding as zeros. */
+static void transform_inputs(ts_ctx *ctx, float *V, const float *x, int C, int H, int W, int tiles_w,
+                             int64_t tiles_per_image, int64_t t0, int64_t t1) {
+    int64_t n_t = t1 - t0, plane = (int64_t)C * n_t;
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static)
+    for (int c = 0; c < C; c++) {
+        for (int64_t t = t0; t < t1; t++) {
+            int64_t img = t / tiles_per_image, in_img = t % tiles_per_image;
+            int y0 = (int)(in_img / tiles_w) * 2 - 1, x0 = (int)(in_img % tiles_w) * 2 - 1;
+            const float *xc = x + (img * C + c) * (int64_t)H * W;
+            float d[4][4];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    int yy = y0 + i, xx = x0 + j;
+                    d[i][j] = yy >= 0 && yy < H && xx >= 0 && xx < W ? xc[(int64_t)yy * W + xx] : 0.0f;
+                }
+            float r[4][4];   /* Bt d */
+            for (int j = 0; j < 4; j++) {
+                r[0][j] = d[0][j] - d[2][j];
+                r[1][j] = d[1][j] + d[2][j];
+                r[2][j] = d[2][j] - d[1][j];
+                r[3][j] = d[1][j] - d[3][j];
+            }
+            float *v = V + (int64_t)c * n_t + (t - t0);
+            for (int i = 0; i < 4; i++) {   /* (Bt d) B */
+                v[(4 * i + 0) * plane] = r[i][0] - r[i][2];
+                v[(4 * i + 1) * plane] = r[i][1] + r[i][2];
+                v[(4 * i + 2) * plane] = r[i][2] - r[i][1];
+                v[(4 * i + 3) * plane] = r[i][1] - r[i][3];
+            }
+        }
+    }
+}
+
+/* out[img][o0 + o][2 ty + i][2 tx + j] = (At M A)[i][j] + bias[o0 + o] for the tiles t0 <= t < t1 and
+ * the output channels o0 <= o0 + o < o0 + ob of OC. */
+static void transform_outputs(ts_ctx *ctx, float *out, const float *M, const float *bias, int o0, int ob, int OC, int H,
+                              int W, int tiles_w, int64_t tiles_per_image, int64_t t0, int64_t t1) {
+    int64_t n_t = t1 - t0, plane = (int64_t)ob * n_t;
+    #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static)
+    for (int o = 0; o < ob; o++) {
+        float b = bias ? bias[o0 + o] : 0.0f;
+        for (int64_t t = t0; t < t1; t++) {
+            int64_t img = t / tiles_per_image, in_img = t % tiles_per_image;
+            int y0 = (int)(in_img / tiles_w) * 2, x0 = (int)(in_img % tiles_w) * 2;
+            const float *m = M + (int64_t)o * n_t + (t - t0);
+            float r[2][4];   /* At m */
+            for (int j = 0; j < 4; j++) {
+                float m0 = m[j * plane], m1 = m[(4 + j) * plane], m2 = m[(8 + j) * plane], m3 = m[(12 + j) * plane];
+                r[0][j] = m0 + m1 + m2;
+                r[1][j] = m1 - m2 - m3;
+            }
+            float *yo = out + (img * OC + o0 + o) * (int64_t)H * W;
+            for (int i = 0; i < 2 && y0 + i < H; i++) {   /* (At m) A */
+                float y[2] = {r[i][0] + r[i][1] + r[i][2], r[i][1] - r[i][2] - r[i][3]};
+                for (int j = 0; j < 2 && x0 + j < W; j++) yo[(int64_t)(y0 + i) * W + x0 + j] = y[j] + b;
+            }
+        }
+    }
+}
+
+int conv2d_winograd(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W, const float *w,
+                    const float *bias, int OC) {
+    int tiles_h = (H + 1) / 2, tiles_w = (W + 1) / 2;
+    int64_t tiles_per_image = (int64_t)tiles_h * tiles_w, tiles = N * tiles_per_image;
+    int64_t widest = C > OC ? C : OC, chunk = WINOGRAD_CHUNK_FLOATS / (16 * widest);
+    if (chunk > WINOGRAD_MAX_TILES) chunk = WINOGRAD_MAX_TILES;
+    if (chunk < 16) chunk = 16;
+    /* output channels in blocks whose transformed weights stay within WINOGRAD_BLOCK_WEIGHTS */
+    int ob = (int)(WINOGRAD_BLOCK_WEIGHTS / ((int64_t)16 * C));
+    if (ob < 16) ob = 16;
+    if (ob > OC) ob = OC;
+    bool one_block = ob == OC;
+    float *U = cpu_scratch(ctx, SLOT_U, (size_t)16 * ob * C);
+    float *V = cpu_scratch(ctx, SLOT_V, (size_t)(16 * C * chunk));
+    float *M = cpu_scratch(ctx, SLOT_M, (size_t)(16 * ob * chunk));
+    if (one_block) transform_weights(ctx, U, w, OC, C);
+    for (int64_t t0 = 0; t0 < tiles; t0 += chunk) {
+        int64_t t1 = t0 + chunk < tiles ? t0 + chunk : tiles;
+        int n_t = (int)(t1 - t0);
+        transform_inputs(ctx, V, x, C, H, W, tiles_w, tiles_per_image, t0, t1);
+        for (int o0 = 0; o0 < OC; o0 += ob) {
+            int n_o = OC - o0 < ob ? OC - o0 : ob;
+            if (!one_block) transform_weights(ctx, U, w + (int64_t)o0 * C * 9, n_o, C);
+            /* a product per thread at a time: split over the threads, n_o x n_t makes too few tiles */
+            #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(dynamic, 1)
+            for (int e = 0; e < 16; e++)
+                cpu_gemm(ctx, false, false, n_o, n_t, C, 1.0f, U + (int64_t)e * n_o * C, C, V + (int64_t)e * C * n_t,
+                         n_t, 0.0f, M + (int64_t)e * n_o * n_t, n_t);
+            transform_outputs(ctx, out, M, bias, o0, n_o, OC, H, W, tiles_w, tiles_per_image, t0, t1);
+        }
+    }
+    return 0;
+}
