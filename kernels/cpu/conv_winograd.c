@@ -12,8 +12,10 @@
  *
  * F(2x2, 3x3) rather than F(4x4, 3x3): its transforms have entries 0, +-1 and 1/2, so the
  * rounding error stays within a few times a direct convolution's (the larger tile's entries
- * up to 8 would cost parity with diffusers). Tiles are taken in chunks of a fixed size, so
- * every number is the same whatever the batch or thread count.
+ * up to 8 would cost parity with diffusers). Tiles are taken in chunks of a fixed size and
+ * output channels in blocks of a fixed size, so every number is the same whatever the thread
+ * count. As on the other paths, another batch size means products of other widths, which may
+ * round differently: render workers keep each record's calls the same (worker/backend.h).
  */
 #include "kernels/cpu/cpu.h"
 
