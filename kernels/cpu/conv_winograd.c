@@ -19,8 +19,6 @@
  */
 #include "kernels/cpu/cpu.h"
 
-#include <string.h>
-
 /* Tiles per chunk at most; floats of one chunk's transformed inputs at most; floats of the
  * transformed weights of one block of output channels at most (32 MB). */
 enum { WINOGRAD_MAX_TILES = 1024, WINOGRAD_CHUNK_FLOATS = 4 << 20, WINOGRAD_BLOCK_WEIGHTS = 8 << 20 };
