@@ -108,7 +108,8 @@ const char *conv2d_backend_name(conv2d_backend b);
 void conv2d_weight_cache(ts_ctx *ctx, size_t max_bytes);
 void conv2d_weight_cache_clear(ts_ctx *ctx);
 /* Tests only: make weight_gemm share out by weight rows (1) or by positions (2) in small
- * blocks whatever the shape, and conv2d take the blocked path; 0: normal. */
+ * blocks whatever the shape, conv2d take the blocked path (Winograd where that is forced, in
+ * small blocks: chunks of tiles outside (1) or blocks of channels outside (2)); 0: normal. */
 void cpu_debug_force_split(ts_ctx *ctx, int mode);
 
 /* ---- normalisation ----------------------------------------------------- */

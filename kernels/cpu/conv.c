@@ -247,7 +247,8 @@ int cpu_conv2d(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int
     case PATH_ONEDNN:
         return conv2d_dnnl(ctx, out, x, N, C, H, W, weight, weight_f32(ctx, bias, 1), OC, KH, KW, p);
     case PATH_WINOGRAD:
-        return conv2d_winograd(ctx, out, x, N, C, H, W, weight_f32(ctx, weight, 0), weight_f32(ctx, bias, 1), OC);
+        if (tensor_is_contiguous(weight)) return conv2d_winograd(ctx, out, x, N, C, H, W, weight, weight_f32(ctx, bias, 1), OC);
+        break;
     case PATH_IM2COL:
         break;
     }

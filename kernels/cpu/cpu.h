@@ -53,8 +53,9 @@ int conv2d_im2col(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, 
                   const float *w, const float *bias, int OC, int KH, int KW, conv2d_params p);
 int conv2d_dnnl(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W,
                 const tensor *weight, const float *bias, int OC, int KH, int KW, conv2d_params p);
-/* 3x3 stride-1 pad-1 ungrouped convolutions by Winograd F(2x2, 3x3) (conv_winograd.c). */
-int conv2d_winograd(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W, const float *w,
+/* 3x3 stride-1 pad-1 ungrouped convolutions by Winograd F(2x2, 3x3) (conv_winograd.c); the
+ * weight contiguous, of any dtype conv2d takes. */
+int conv2d_winograd(ts_ctx *ctx, float *out, const float *x, int N, int C, int H, int W, const tensor *w,
                     const float *bias, int OC);
 /* The U-Net's path for few positions per weight: im2col over the whole batch, then blocked
  * weight products (conv.c). */

@@ -431,6 +431,12 @@ int main(void) {
     test_conv(CONV_BACKEND_ONEDNN, false);
     test_conv(CONV_BACKEND_ONEDNN, true);
     test_conv(CONV_BACKEND_WINOGRAD, false);
+    for (int order = 1; order <= 2; order++) {   /* Winograd in many small chunks and blocks, both loop orders */
+        printf(" (Winograd's small blocks, order %d)\n", order);
+        cpu_debug_force_split(test_ctx(), order);
+        test_conv(CONV_BACKEND_WINOGRAD, false);
+    }
+    cpu_debug_force_split(test_ctx(), 0);
     test_conv(CONV_BACKEND_AUTO, false);
     test_norms();
     test_activations();
