@@ -48,6 +48,18 @@ static void run_attention(void *arg) {
     attention(c->ctx, c->o, c->q, c->k, c->v, c->p);
 }
 
+typedef struct {
+    ts_ctx *ctx;
+    tensor w;
+    weight_gemm_params p;
+    int status;
+} product_case;
+
+static void run_product(void *arg) {
+    product_case *c = arg;
+    c->status |= weight_gemm(c->ctx, &c->w, &c->p);
+}
+
 static float *random_floats(size_t n) {
     float *f = ts_aligned_alloc(n * sizeof(float));
     uint32_t s = 12345;
@@ -126,6 +138,29 @@ int bench_gemm(int argc, char **argv) {
         free(c.x); free(c.y); free(w); free(b);
     }
     conv2d_set_backend(ctx, CONV_BACKEND_AUTO);
+
+    /* The U-Net's products with a weight (linear layers, 1x1 convolutions) as the models run
+     * them (weight_gemm, F16 weights widened on the fly): tokens of SD 1.x's three transformer
+     * levels at 256x256, batch 8; in -> out as attention (C -> C), GEGLU (C -> 8C), FF out (4C -> C). */
+    static const struct { int tokens, in, out; } dense[] = {{8192, 320, 320}, {8192, 320, 2560}, {8192, 1280, 320},
+                                                            {2048, 640, 640}, {2048, 640, 5120}, {2048, 2560, 640},
+                                                            {512, 1280, 1280}, {512, 1280, 10240}, {512, 5120, 1280}};
+    printf("weight products, F16 weights: tokens x in -> out (the U-Net's linear layers, 256x256 batch 8)\n");
+    for (size_t d = 0; d < sizeof dense / sizeof dense[0]; d++) {
+        int M = dense[d].tokens, K = dense[d].in, O = dense[d].out;
+        float *wf = random_floats((size_t)O * K), *x = random_floats((size_t)M * K);
+        uint16_t *wh = ts_malloc((size_t)O * K * sizeof(uint16_t));
+        for (size_t i = 0; i < (size_t)O * K; i++) wh[i] = f32_to_f16(wf[i]);
+        float *y = ts_aligned_alloc((size_t)M * O * sizeof(float));
+        product_case c = {.ctx = ctx, .w = tensor_view(wh, DT_F16, 2, (int64_t[]){O, K}),
+                          .p = {.other = M, .K = K, .X = x, .ldx = K, .C = y, .ldc = O, .count = 1}};
+        rate r = rate_of(2.0 * M * K * (double)O, bench_best_time(run_product, &c, reps));
+        if (c.status) { fprintf(stderr, "tessera bench: weight_gemm failed: %s\n", ts_last_error()); status = 1; }
+        char label[64];
+        snprintf(label, sizeof label, "%d x %d -> %d", M, K, O);
+        printf("  %-30s %10.1f %12.1f %11.2f %10.2f\n", label, r.wall, r.cpu, r.wall / sq.wall, r.cpu / sq.cpu);
+        free(wf); free(x); free(wh); free(y);
+    }
 
     /* SD 1.x attention at the 64x64 level: self (4096 keys) and cross (77 keys), CFG batch 2. */
     static const struct { int heads, head_dim; int64_t n_q, n_kv; } attn[] = {{8, 40, 4096, 4096}, {8, 40, 4096, 77}};

@@ -26,6 +26,11 @@
 #endif
 
 enum { WIDEN_BLOCK_BYTES = 4 << 20, WIDEN_MIN_ROWS = 32, POSITION_TILE = 512 };
+/* Sharing by weight rows: at least ROW_BLOCKS blocks of equal size (none under ROW_BLOCK_MIN
+ * rows), so that the threads' shares come out even. With blocks only as large as a widened
+ * block allows, a 1280x1280 weight made blocks of 819 and 461 rows, and one block for a
+ * weight that fits whole (F32, or 2560x320 F16) left every other thread idle. */
+enum { ROW_BLOCKS = 8, ROW_BLOCK_MIN = 64 };
 enum { SLOT_OWN_BLOCK = 6, SLOT_SHARED_BLOCK = 7 };
 
 /* Weight rows [o0, o0 + ob) (as Wb) against columns [s0, s1) of the other side, every image. */
@@ -72,7 +77,14 @@ int cpu_weight_gemm(ts_ctx *ctx, const tensor *w, const weight_gemm_params *p) {
     bool split_positions = force_split ? force_split == 2 : p->other >= rows;
     size_t block_floats = WIDEN_BLOCK_BYTES / sizeof(float), min_rows = (size_t)WIDEN_MIN_ROWS * (size_t)row_len;
     if (min_rows > block_floats) block_floats = min_rows;
-    int64_t block = f32 ? rows : (int64_t)(block_floats / (size_t)row_len);
+    int64_t block = (int64_t)(block_floats / (size_t)row_len);
+    if (split_positions) {
+        if (f32) block = rows;
+    } else {
+        int64_t blocks = (rows + block - 1) / block, few = rows / ROW_BLOCK_MIN;
+        if (blocks < ROW_BLOCKS) blocks = few < ROW_BLOCKS ? (few > blocks ? few : blocks) : ROW_BLOCKS;
+        block = (rows + blocks - 1) / blocks;
+    }
     if (force_split) block = WIDEN_MIN_ROWS / 2;   /* tests: many blocks */
     float *shared = !f32 && split_positions ? cpu_scratch(ctx, SLOT_SHARED_BLOCK, block_floats) : NULL;
     double widen_s = 0;

@@ -23,7 +23,7 @@ typedef struct {
 } work;
 
 /* A convolution on the blocked path (F16 weights, few positions), one on oneDNN's, one by
- * Winograd, a weight product, with the context's scratch in use throughout. */
+ * Winograd, weight products shared out both ways, with the context's scratch in use throughout. */
 static void *run(void *arg) {
     work *k = arg;
     ts_ctx *ctx = ts_ctx_new("cpu", k->threads);
@@ -39,6 +39,12 @@ static void *run(void *arg) {
         weight_gemm_params g = {.weight_left = false, .other = ROWS, .K = C * 9, .X = k->x, .ldx = C * 9,
                                 .C = k->gemm_out, .ldc = OC, .count = 1};
         k->status |= weight_gemm(ctx, &w, &g);
+        /* x as a [ROWS, C*9] weight against OC token rows: fewer rows than the weight's, so the
+         * threads share it out in blocks of weight rows */
+        tensor wx = tensor_f32((float *)k->x, ROWS, C * 9, 0, 0);
+        weight_gemm_params gr = {.weight_left = false, .other = OC, .K = C * 9, .X = k->w32, .ldx = C * 9,
+                                 .C = k->gemm_out + ROWS * OC, .ldc = ROWS, .count = 1};
+        k->status |= weight_gemm(ctx, &wx, &gr);
     }
     k->status |= ts_ctx_synchronize(ctx);
     ts_ctx_destroy(&ctx);
@@ -87,13 +93,13 @@ int main(void) {
     for (size_t i = 0; i < wn; i++) { s = s * 1664525u + 1013904223u; w32[i] = (float)(s >> 8) * 0x1p-27f; w16d[i] = f32_to_f16(w32[i]); }
     for (int i = 0; i < OC; i++) bias[i] = 0.01f * (float)i;
     tensor w16 = tensor_view(w16d, DT_F16, 4, (const int64_t[]){OC, C, 3, 3}), bt = tensor_f32(bias, OC, 0, 0, 0);
-    work alone = {x, w32, &w16, &bt, calloc(outn, 4), calloc((size_t)ROWS * OC, 4), 2, 0};
+    work alone = {x, w32, &w16, &bt, calloc(outn, 4), calloc((size_t)2 * ROWS * OC, 4), 2, 0};
     run(&alone);
     CHECK(alone.status == 0, "alone: %s", ts_last_error());
     work both[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
-        both[i] = (work){x, w32, &w16, &bt, calloc(outn, 4), calloc((size_t)ROWS * OC, 4), i + 1, 0};
+        both[i] = (work){x, w32, &w16, &bt, calloc(outn, 4), calloc((size_t)2 * ROWS * OC, 4), i + 1, 0};
         pthread_create(&th[i], NULL, run, &both[i]);
     }
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
@@ -101,7 +107,7 @@ int main(void) {
         CHECK(both[i].status == 0, "thread %d", i);
         CHECK(memcmp(both[i].conv_out, alone.conv_out, outn * 4) == 0, "thread %d (%d threads): conv bytes differ", i,
               both[i].threads);
-        CHECK(memcmp(both[i].gemm_out, alone.gemm_out, (size_t)ROWS * OC * 4) == 0, "thread %d: weight_gemm bytes differ", i);
+        CHECK(memcmp(both[i].gemm_out, alone.gemm_out, (size_t)2 * ROWS * OC * 4) == 0, "thread %d: weight_gemm bytes differ", i);
         free(both[i].conv_out), free(both[i].gemm_out);
     }
     free(alone.conv_out), free(alone.gemm_out), free(x), free(w32), free(w16d), free(bias);
