@@ -116,28 +116,41 @@ static void transform_inputs(ts_ctx *ctx, float *V, const float *x, int C, int H
 }
 
 /* out[img][o0 + o][2 ty + i][2 tx + j] = (At M A)[i][j] + bias[o0 + o] for the tiles t0 <= t < t1 and
- * the output channels o0 <= o0 + o < o0 + ob of OC. */
+ * the output channels o0 <= o0 + o < o0 + ob of OC. As for the inputs, a run of one tile row at
+ * a time: its two output rows are made whole on 8 tiles at once, then copied out (the last
+ * column and row dropped where W or H is odd). */
 static void transform_outputs(ts_ctx *ctx, float *out, const float *M, const float *bias, int o0, int ob, int OC, int H,
                               int W, int tiles_w, int64_t tiles_per_image, int64_t t0, int64_t t1) {
     int64_t n_t = t1 - t0, plane = (int64_t)ob * n_t;
     #pragma omp parallel for num_threads(cpu_threads(ctx)) schedule(static)
     for (int o = 0; o < ob; o++) {
         float b = bias ? bias[o0 + o] : 0.0f;
-        for (int64_t t = t0; t < t1; t++) {
+        float *row0 = cpu_scratch(ctx, SLOT_ROW, (size_t)(4 * tiles_w)), *row1 = row0 + 2 * tiles_w;
+        for (int64_t t = t0; t < t1;) {
             int64_t img = t / tiles_per_image, in_img = t % tiles_per_image;
-            int y0 = (int)(in_img / tiles_w) * 2, x0 = (int)(in_img % tiles_w) * 2;
+            int ty = (int)(in_img / tiles_w), tx0 = (int)(in_img % tiles_w);
+            int n = tiles_w - tx0 < t1 - t ? tiles_w - tx0 : (int)(t1 - t);
             const float *m = M + (int64_t)o * n_t + (t - t0);
-            float r[2][4];   /* At m */
-            for (int j = 0; j < 4; j++) {
-                float m0 = m[j * plane], m1 = m[(4 + j) * plane], m2 = m[(8 + j) * plane], m3 = m[(12 + j) * plane];
-                r[0][j] = m0 + m1 + m2;
-                r[1][j] = m1 - m2 - m3;
+            #pragma omp simd
+            for (int k = 0; k < n; k++) {
+                float r[2][4];   /* At m */
+                for (int j = 0; j < 4; j++) {
+                    float m0 = m[j * plane + k], m1 = m[(4 + j) * plane + k], m2 = m[(8 + j) * plane + k],
+                          m3 = m[(12 + j) * plane + k];
+                    r[0][j] = m0 + m1 + m2;
+                    r[1][j] = m1 - m2 - m3;
+                }
+                /* (At m) A */
+                row0[2 * k] = r[0][0] + r[0][1] + r[0][2] + b;
+                row0[2 * k + 1] = r[0][1] - r[0][2] - r[0][3] + b;
+                row1[2 * k] = r[1][0] + r[1][1] + r[1][2] + b;
+                row1[2 * k + 1] = r[1][1] - r[1][2] - r[1][3] + b;
             }
-            float *yo = out + (img * OC + o0 + o) * (int64_t)H * W;
-            for (int i = 0; i < 2 && y0 + i < H; i++) {   /* (At m) A */
-                float y[2] = {r[i][0] + r[i][1] + r[i][2], r[i][1] - r[i][2] - r[i][3]};
-                for (int j = 0; j < 2 && x0 + j < W; j++) yo[(int64_t)(y0 + i) * W + x0 + j] = y[j] + b;
-            }
+            int x0 = 2 * tx0, cols = 2 * n < W - x0 ? 2 * n : W - x0;
+            float *yo = out + (img * OC + o0 + o) * (int64_t)H * W + (int64_t)(2 * ty) * W + x0;
+            memcpy(yo, row0, (size_t)cols * sizeof(float));
+            if (2 * ty + 1 < H) memcpy(yo + W, row1, (size_t)cols * sizeof(float));
+            t += n;
         }
     }
 }
