@@ -8,7 +8,7 @@
  *   oneDNN (conv_dnnl.c): direct JIT convolution on blocked layouts.
  *   blocked: im2col over the batch and weight_gemm (weight_gemm.c), at few positions per weight.
  *   Winograd F(2x2, 3x3) (conv_winograd.c): 3x3 stride 1 pad 1 with 16 products over the
- *     channels instead of 36 multiplications per output pair, at 256+ channels in and out.
+ *     channels instead of 36 multiplications per output pair, at 128+ channels in and out.
  * Measured with `tessera bench gemm` (Sapphire Rapids, 2 threads, fp32, batch 2, 3x3 pad 1,
  * GFLOP per CPU-second because the machine was shared; wall figures agree in direction):
  *   shape         oneDNN   oneDNN + weight cache   im2col+sgemm   (sgemm 2048^3: 171)
@@ -177,20 +177,21 @@ int conv2d_blocked(ts_ctx *ctx, float *out, const float *x, int B, int C, int H,
 /* ---- the choice ---------------------------------------------------------- */
 
 /* Which path one convolution takes: the context's setting, or under AUTO the measured choice.
- * AUTO: 3x3 stride-1 pad-1 convolutions with 256+ channels in and out and 128+ positions (every
+ * AUTO: 3x3 stride-1 pad-1 convolutions with 128+ channels in and out and 128+ positions (every
  * such U-Net and VAE layer but the U-Net's 4x4 level at 256x256) go to Winograd: `bench gemm`
  * (AMD EPYC, AVX2, 2 threads) gave it 200-260 GFLOP/s counted as direct convolution against
  * 150-180 for oneDNN at 320@64x64, 640@32x32, 1280@16x16, 512@64x64, 512@128x128 and
- * 256@256x256, 130 against 114-120 at 1280@8x8, but 130 against 148-172 at 128@512x512 (the
- * transforms outweigh the products with few channels); and with 8 tiles an image (the U-Net's
- * 4x4 level at 256x256) the blocked path wins: a 256x256 step took 3.87 s with that level on
- * Winograd, 3.36 s without (at 8x8 the two were within noise).
+ * 256@256x256, 130 against 114-120 at 1280@8x8, and once its transforms ran on 8 channels or
+ * tiles at once, 189 against 159-167 at 128@512x512 (the VAE's last level; with scalar
+ * transforms it had lost there, 130 against 148-172, and the floor was 256 channels); and
+ * with 8 tiles an image (the U-Net's 4x4 level at 256x256) the blocked path wins: a 256x256
+ * step took 3.87 s with that level on Winograd, 3.36 s without (at 8x8 within noise).
  * Other convolutions at many positions per weight (outer levels) go to oneDNN's direct
  * convolution, which beat im2col + sgemm by 20-35% per CPU-second at 320/640 channels, 16x16 to
  * 64x64 (the U-Net), except pointwise and few-input-channel ones (above); few positions per
  * weight (deep levels, where weights are large) take the blocked path. */
 typedef enum { PATH_IM2COL, PATH_ONEDNN, PATH_BLOCKED, PATH_WINOGRAD } conv_path;
-enum { WINOGRAD_MIN_CHANNELS = 256, WINOGRAD_MIN_POSITIONS = 128 };
+enum { WINOGRAD_MIN_CHANNELS = 128, WINOGRAD_MIN_POSITIONS = 128 };
 
 /* Shapes Winograd F(2x2, 3x3) computes: 3x3, stride 1, padding 1, one group. */
 static bool winograd_fits(int KH, int KW, conv2d_params p) {
