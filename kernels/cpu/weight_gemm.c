@@ -81,8 +81,9 @@ int cpu_weight_gemm(ts_ctx *ctx, const tensor *w, const weight_gemm_params *p) {
     if (split_positions) {
         if (f32) block = rows;
     } else {
-        int64_t blocks = (rows + block - 1) / block, few = rows / ROW_BLOCK_MIN;
-        if (blocks < ROW_BLOCKS) blocks = few < ROW_BLOCKS ? (few > blocks ? few : blocks) : ROW_BLOCKS;
+        int64_t blocks = (rows + block - 1) / block;   /* as many as the scratch needs */
+        int64_t even = rows / ROW_BLOCK_MIN < ROW_BLOCKS ? rows / ROW_BLOCK_MIN : ROW_BLOCKS;   /* as sharing wants */
+        if (blocks < even) blocks = even;
         block = (rows + blocks - 1) / blocks;
     }
     if (force_split) block = WIDEN_MIN_ROWS / 2;   /* tests: many blocks */
