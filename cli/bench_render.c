@@ -11,7 +11,8 @@
  * `--batch` records per call with each record's U-Net rows on their own (the default: bytes
  * equal to batch 1), and `--batch` records sharing each U-Net call (workers.unet_shared).
  * Printed per run: images/s, the ratio to batch 1, the share of the wall time the U-Net is
- * busy (and the text and decode stages), then how the shared run's pixels differ from batch 1,
+ * busy (also until it sampled the last batch: after that only the last decodes are left) and
+ * the text and decode stages, then how the shared run's pixels differ from batch 1,
  * and where the memory goes (file-backed RSS = mapped weights, anonymous RSS, peak).
  * --memory instead runs one whole txt2img_generate (as `tessera txt2img` does; res default
  * 256 there too, pass --res 512) and prints file-backed and anonymous RSS after loading, at
@@ -185,10 +186,13 @@ int bench_render(int argc, char **argv) {
             snprintf(wall_ratio, sizeof wall_ratio, " (%.2fx batch 1)", ips / base);
             snprintf(cpu_ratio, sizeof cpu_ratio, " (%.2fx)", ipc / base_cpu);
         }
-        printf("%-26s batch %2d: %.4f images/s%s, %.4f images/CPU-s%s, %.1f s; busy: U-Net %.1f %%, "
-               "text %.1f %%, decode+PNG %.1f %%\n",
+        /* the U-Net's share until it sampled the last batch tells whether it ever waited on the
+         * other stages; after that only the last batch's decodes are left */
+        printf("%-26s batch %2d: %.4f images/s%s, %.4f images/CPU-s%s, %.1f s; busy: U-Net %.1f %% "
+               "(%.1f %% until its last batch), text %.1f %%, decode+PNG %.1f %%\n",
                runs[k].name, runs[k].how.batch, ips, wall_ratio, ipc, cpu_ratio, st.wall,
-               100 * st.unet_busy / st.wall, 100 * st.text_busy / st.wall, 100 * st.decode_busy / st.wall);
+               100 * st.unet_busy / st.wall, st.unet_end > 0 ? 100 * st.unet_busy / st.unet_end : 0.0,
+               100 * st.text_busy / st.wall, 100 * st.decode_busy / st.wall);
         fflush(stdout);   /* long runs: each line when it is known */
     }
     if (rc == 0 && only < 0) {

@@ -283,6 +283,7 @@ struct render_session {
     int started;
     double t0;
     double busy[3];                      /* text, U-Net, decode: each written by its stage only */
+    double unet_end;                     /* the U-Net stage's */
     int batches, images;                 /* the submitter's */
 };
 
@@ -352,6 +353,7 @@ static void *unet_stage(void *arg) {
             b->error = ts_strdup(ts_last_error());
         txt2img_text_free(&b->text);
         s->busy[1] += ts_now() - t0;
+        s->unet_end = ts_now() - s->t0;
         handoff_put(&s->to_decode, b);
     }
     handoff_close(&s->to_decode);
@@ -413,6 +415,7 @@ int render_session_submit(render_session *s, const render_request *reqs, int n, 
             if (s->renderer->render(s->renderer, &reqs[i], &out) < 0) s->done(s->user, tag, i, NULL, ts_last_error());
             else s->done(s->user, tag, i, &out, NULL);
             s->busy[1] += ts_now() - t0;
+            s->unet_end = ts_now() - s->t0;
             s->batches++;
         }
         return 0;
@@ -476,7 +479,7 @@ void render_session_destroy(render_session **self, render_stats *stats) {
     }
     if (stats)
         *stats = (render_stats){.wall = ts_now() - s->t0, .text_busy = s->busy[0], .unet_busy = s->busy[1],
-                                .decode_busy = s->busy[2], .batches = s->batches, .images = s->images};
+                                .decode_busy = s->busy[2], .unet_end = s->unet_end, .batches = s->batches, .images = s->images};
     free(s);
     *self = NULL;
 }

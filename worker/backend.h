@@ -81,6 +81,7 @@ struct ts_renderer {
 typedef struct {
     double wall;
     double unet_busy, text_busy, decode_busy;   /* each stage's working time (U-Net: sampling) */
+    double unet_end;     /* when the U-Net finished its last batch: after it only the last decodes */
     int batches, images;
 } render_stats;
 
