@@ -4,7 +4,7 @@
 #
 #   cluster/slurm-dev.sh start    # start munge + slurmctld + slurmd; wait until the node is idle
 #   cluster/slurm-dev.sh env      # print the exports that point sbatch/squeue (and Open MPI) at it
-#   cluster/slurm-dev.sh stop
+#   cluster/slurm-dev.sh stop     # cancel its jobs (their steps outlive slurmd), then stop the daemons
 #
 # SLURM_DEV_NODES=3 starts three nodes n1 n2 n3 instead of one (one slurmd each, `slurmd -N`,
 # on ports SlurmdPort+1..3, all on this machine): what heterogeneous jobs need (a job's
@@ -123,6 +123,13 @@ case "${1:-}" in
     ;;
   env) env_lines ;;
   stop)
+    # End this cluster's jobs first: slurmstepd and the tasks outlive their slurmd, so a test that
+    # failed mid-job left its coordinator and ranks running (loading the tests after it).
+    export MUNGE_SOCKET=$DIR/munge/munge.socket SLURM_CONF=$CONF
+    if [ -f "$CONF" ] && [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
+      scancel --user="$(id -un)" 2>/dev/null || true
+      for _ in $(seq 1 40); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.5; done
+    fi
     for f in "$DIR"/run/slurmd-*.pid "$DIR/run/slurmctld.pid"; do
       [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
     done

@@ -33,10 +33,12 @@ J=$(TESSERA=$T TESSERA_OUT=$OUT TESSERA_KEYS=$D/keys TESSERA_TP=2 TESSERA_BACKEN
   --task_size=4 --lease_seconds=5 --sampler.width=48 --sampler.height=48 --sampler.steps=6 --sampler.cfg=4)
 [ -n "$J" ] && ok || bad "sbatch"
 
-# a rank's pid: the tessera worker whose environment says group G, task R
+# a rank's pid: this cluster's tessera worker (its command line names this test's folder:
+# other Slurm tests run side by side under ctest -j, with the same group and task numbers;
+# killing one of their ranks made test_slurm_het_tp fail) whose environment says group G, task R
 rank_pid() {
   local p
-  for p in $(pgrep -f "tessera worker render|/tessera worker render" || true); do
+  for p in $(pgrep -f "tessera worker render .*$D/" || true); do
     tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "GROUP=$1" &&
       tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_PROCID=$2" && { echo "$p"; return; }
   done
