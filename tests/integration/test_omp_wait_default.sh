@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tessera waits passively in OpenMP unless the user chose (cli/main.c): with libgomp's default
-# spinning, a render worker's three stage teams on 2 cores ran 0.13x batch 1 in `bench render`.
+# spinning, a batched render worker's three stage teams collapsed when anything else wanted the
+# cores (README, "Two commands").
 # libgomp's own report (OMP_DISPLAY_ENV) of the process that runs the command is what counts;
 # the last report printed is that process's.
 set -euo pipefail
