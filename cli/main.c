@@ -28,11 +28,14 @@
  * libgomp reads the variable in its constructor, before main, and libc sets up the environment
  * only after the program's .preinit_array has run, so the one way to set it for this process is
  * to set it and start the program again (execv keeps the pid, which mpirun and Slurm watch).
- * If that fails, Tessera goes on spinning.
+ * If that fails, or under valgrind, Tessera goes on with libgomp's default.
  */
 static void wait_passively_by_default(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);
+    /* valgrind (its preload names it) would run the restarted program outside itself */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) return;
     execv("/proc/self/exe", argv);
 }
 
