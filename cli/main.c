@@ -22,8 +22,8 @@
  * OpenMP's waiting threads spin by default (libgomp: 300000 turns before they sleep). A render
  * worker runs three stage threads, each with its own OpenMP team, on the same cores, and a team
  * that spins at a barrier for a preempted partner burns the CPU that partner needs: batched
- * `bench render` on tiny_sd with two busy loops beside it ran 0.18-0.25x batch 1 spinning and
- * 0.63-1.42x waiting passively (README). So Tessera waits passively unless the user chose
+ * `bench render` on tiny_sd with two busy loops beside it ran 0.18-0.33x batch 1 in 3 of 4
+ * runs spinning and 0.63-1.42x waiting passively (README). So Tessera waits passively unless the user chose
  * (OMP_WAIT_POLICY=active spins, for a dedicated node; one pipeline there is ~5 % faster).
  * libgomp reads the variable in its constructor, before main, and libc sets up the environment
  * only after the program's .preinit_array has run, so the one way to set it for this process is
